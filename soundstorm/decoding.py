@@ -1,0 +1,268 @@
+"""SoundStorm's level-wise, confidence-based parallel decoding (shared/DESIGN.md section 4).
+
+Every non-prompt token starts as MASK. Levels are decoded coarse to fine; level q runs
+steps[q] iterations. At iteration i of n: the model predicts level q, the still-masked
+tokens of level q are sampled, and the most confident are kept so that exactly
+floor(n_b * cos(pi/2 * i/n)) stay masked, where n_b counts the frames that example b
+decodes (its non-prompt, non-padding frames). While level q is decoded every level above it
+stays MASK, as in training. The last iteration of a level is greedy.
+
+This loop avoids the known bugs of public implementations: the budget is per example and
+per level (not T spent over T*Q tokens), finer levels are never left holding sampled tokens,
+and prompt frames never compete and never change.
+
+Notation: B batch, T frames, Q levels, K codes per level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from soundstorm import masking
+from soundstorm.model.inputs import check_codes, check_lengths, check_semantic, check_token_range
+
+if TYPE_CHECKING:
+    from soundstorm.model.soundstorm import SoundStorm
+
+
+@dataclass
+class DecodeStep:
+    """Handed to the callback after every forward pass (e.g. to draw the grid filling)."""
+
+    level: int  # level decoded, 0-based
+    iteration: int  # iteration within the level, 0-based
+    num_iterations: int  # iterations of this level
+    forward_pass: int  # forward passes so far, 1-based
+    codes: Tensor  # [B, T, Q] int64, the grid after this iteration (MASK = codebook_size)
+
+
+def filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
+    """Keep the top_k most likely codes and/or the smallest set with probability >= top_p;
+    others get -inf. logits [..., K] -> [..., K]."""
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]  # [..., 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # Drop a code once the codes before it already reach top_p; the first always stays.
+        drop_sorted = (cumulative - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def _sample(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One code per position from probs [B, T, K] -> [B, T]."""
+    B, T, K = probs.shape
+    return torch.multinomial(probs.reshape(B * T, K), 1, generator=generator).view(B, T)
+
+
+def _check_options(
+    steps: Sequence[int],
+    num_quantizers: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    gumbel_scale: float,
+    guidance_scale: float,
+) -> list[int]:
+    steps = list(steps)
+    if len(steps) != num_quantizers or any(not isinstance(n, int) or n < 1 for n in steps):
+        raise ValueError(
+            f"steps must list one positive iteration count per level ({num_quantizers} levels), "
+            f"e.g. {masking.default_steps(num_quantizers)}; got {steps}"
+        )
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if gumbel_scale < 0:
+        raise ValueError(f"gumbel_scale must be >= 0, got {gumbel_scale}")
+    if guidance_scale < 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+    return steps
+
+
+@torch.inference_mode()
+def generate(
+    model: SoundStorm,
+    *,
+    semantic_tokens: Tensor | None = None,
+    num_frames: int | None = None,
+    lengths: Tensor | None = None,
+    prompt_codes: Tensor | None = None,
+    prompt_lengths: Tensor | None = None,
+    steps: Sequence[int] | None = None,
+    temperature: float = 1.0,
+    anneal_temperature: bool = False,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    gumbel_scale: float = 0.0,
+    guidance_scale: float = 1.0,
+    greedy_last: bool = True,
+    generator: torch.Generator | None = None,
+    callback: Callable[[DecodeStep], None] | None = None,
+) -> Tensor:
+    """Generate acoustic tokens with SoundStorm's iterative parallel decoding.
+
+    Args:
+        semantic_tokens: int64 [B, S] conditioning (conditional models). They cover the whole
+            output, prompt included, S = ceil(T / semantic_rate_ratio).
+        num_frames: T. Default: max(lengths) if given, else S * semantic_rate_ratio.
+            Required for an unconditional model (or give lengths).
+        lengths: int64 [B] frames to produce per example, each <= T (default: all T).
+        prompt_codes: int64 [B, P, Q] voice prompt: the first frames of the output, kept as
+            they are at every level.
+        prompt_lengths: int64 [B] prompt frames per example (default: all P), each < lengths.
+        steps: iterations per level, default [16, 1, ..., 1] (the paper's).
+        temperature: sampling temperature; 0 = argmax everywhere (deterministic decoding).
+        anneal_temperature: lower the temperature linearly to 0 across a level's iterations.
+        top_k, top_p: restrict sampling to the most likely codes.
+        gumbel_scale: Gumbel noise added to the log-confidence used for ranking, annealed
+            linearly to 0 at a level's last iteration (MaskGIT's choice temperature).
+        guidance_scale: classifier-free guidance, logits = null + scale * (cond - null);
+            1 = off. Needs a model trained with condition dropout; costs a doubled batch.
+        greedy_last: take the argmax at the last iteration of every level (the paper does).
+        generator: random source for sampling and Gumbel noise.
+        callback: called with a DecodeStep after every forward pass.
+
+    Returns:
+        int64 [B, T, Q] codes in [0, K); frames past an example's length hold 0.
+    """
+    config = model.config
+    K, Q, mask_id = config.codebook_size, config.num_quantizers, config.mask_id
+    device = next(model.parameters()).device
+    steps = _check_options(
+        masking.default_steps(Q) if steps is None else steps,
+        Q, temperature, top_k, top_p, gumbel_scale, guidance_scale,
+    )
+
+    # ---- shapes and validation (once, outside the loop) ------------------------------------
+    if semantic_tokens is not None and (not isinstance(semantic_tokens, Tensor) or semantic_tokens.dim() != 2):
+        raise ValueError("semantic_tokens must be an int64 tensor [B, S]")
+    if prompt_codes is not None:
+        prompt_codes = check_codes(prompt_codes, config, "prompt_codes").to(device)
+    batch_size = next(
+        (t.shape[0] for t in (semantic_tokens, lengths, prompt_codes) if isinstance(t, Tensor)), None
+    )
+    if batch_size is None:
+        if num_frames is None:
+            raise ValueError("give semantic_tokens, or num_frames / lengths for an unconditional model")
+        batch_size = 1
+    if num_frames is None:
+        if isinstance(lengths, Tensor) and lengths.numel():
+            num_frames = int(lengths.max())
+        elif semantic_tokens is not None:
+            num_frames = semantic_tokens.shape[1] * config.semantic_rate_ratio
+        else:
+            raise ValueError("an unconditional model needs num_frames or lengths")
+    if not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    B, T = batch_size, num_frames
+    lengths = check_lengths(lengths, B, T).to(device)
+    semantic_tokens = check_semantic(semantic_tokens, config, B, T, lengths)
+    if guidance_scale != 1.0 and semantic_tokens is None:
+        raise ValueError("classifier-free guidance needs a conditional model and semantic_tokens")
+
+    frames = torch.arange(T, device=device)  # [T]
+    valid = frames < lengths[:, None]  # [B, T]
+    codes = torch.full((B, T, Q), mask_id, dtype=torch.long, device=device)  # [B, T, Q]
+    prompt_lengths_ = torch.zeros(B, dtype=torch.long, device=device)
+    if prompt_codes is not None:
+        P = prompt_codes.shape[1]
+        if prompt_codes.shape[0] != B:
+            raise ValueError(f"prompt_codes has batch size {prompt_codes.shape[0]}, expected {B}")
+        if P >= T:
+            raise ValueError(
+                f"the prompt ({P} frames) must be shorter than the output ({T} frames): the "
+                "output includes the prompt, so give num_frames / lengths / semantic tokens "
+                "for prompt plus continuation"
+            )
+        prompt_lengths_ = check_lengths(prompt_lengths, B, P).to(device)
+        if bool((prompt_lengths_ >= lengths).any()):
+            raise ValueError(
+                f"every prompt must be shorter than its output: prompt lengths "
+                f"{prompt_lengths_.tolist()} frames, output lengths {lengths.tolist()}"
+            )
+        in_prompt = torch.arange(P, device=device) < prompt_lengths_[:, None]  # [B, P]
+        check_token_range(prompt_codes, in_prompt, K, "prompt_codes")
+        codes[:, :P] = prompt_codes.masked_fill(~in_prompt[:, :, None], mask_id)
+    elif prompt_lengths is not None:
+        raise ValueError("prompt_lengths given without prompt_codes")
+
+    to_decode = valid & (frames >= prompt_lengths_[:, None])  # [B, T] frames that get generated
+    num_to_decode = to_decode.sum(dim=1)  # [B]
+
+    # ---- conditioning, embedded once ------------------------------------------------------
+    condition = None
+    if semantic_tokens is not None:
+        ratio = config.semantic_rate_ratio
+        semantic_valid = torch.arange(semantic_tokens.shape[1], device=device) < (
+            (lengths + ratio - 1) // ratio
+        )[:, None]
+        semantic_tokens = semantic_tokens.to(device).masked_fill(~semantic_valid, config.null_semantic_id)
+        condition = model.embed_condition(semantic_tokens, T)  # [B, T, D]
+        if guidance_scale != 1.0:
+            condition = torch.cat([condition, model.null_condition(B, T)], dim=0)  # [2B, T, D]
+    guided = guidance_scale != 1.0
+    backbone_valid = None if not bool((lengths < T).any()) else valid
+    if guided and backbone_valid is not None:
+        backbone_valid = torch.cat([backbone_valid, backbone_valid], dim=0)
+
+    def level_logits(level: int) -> Tensor:
+        inputs = torch.cat([codes, codes], dim=0) if guided else codes
+        hidden = model.hidden_states(inputs, condition, backbone_valid)
+        logits = model.level_logits(hidden, level)  # [B or 2B, T, K] float32
+        if guided:
+            cond, null = logits.chunk(2, dim=0)
+            logits = null + guidance_scale * (cond - null)
+        return logits
+
+    # ---- level by level, coarse to fine --------------------------------------------------
+    forward_pass = 0
+    for level, num_iterations in enumerate(steps):
+        level_codes = codes[:, :, level]  # [B, T] a view: writes land in `codes`
+        for iteration in range(num_iterations):
+            logits = level_logits(level)  # [B, T, K]
+            forward_pass += 1
+            still_masked = to_decode & (level_codes == mask_id)  # [B, T]
+            is_last = iteration == num_iterations - 1
+            tau = temperature * (1.0 - iteration / num_iterations) if anneal_temperature else temperature
+            if (is_last and greedy_last) or tau == 0.0:
+                probs = logits.softmax(dim=-1)
+                sampled = probs.argmax(dim=-1)  # [B, T]
+            else:
+                probs = filter_logits(logits / tau, top_k, top_p).softmax(dim=-1)
+                sampled = _sample(probs, generator)  # [B, T]
+            confidence = probs.gather(-1, sampled[..., None]).squeeze(-1).log()  # [B, T]
+            noise_scale = gumbel_scale * (1.0 - (iteration + 1) / num_iterations)
+            if noise_scale > 0:
+                uniform = torch.rand(confidence.shape, generator=generator, device=device)
+                gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+                confidence = confidence + noise_scale * gumbel
+            # Only still-masked tokens of this level compete for the budget.
+            confidence = confidence.masked_fill(~still_masked, float("-inf"))
+            stay_masked = masking.num_masked_after(iteration + 1, num_iterations, num_to_decode)  # [B]
+            num_reveal = still_masked.sum(dim=1) - stay_masked  # [B]
+            order = confidence.argsort(dim=1, descending=True, stable=True)  # [B, T]
+            rank = order.argsort(dim=1)  # [B, T], 0 = most confident
+            reveal = still_masked & (rank < num_reveal[:, None])  # [B, T]
+            level_codes.copy_(torch.where(reveal, sampled, level_codes))
+            if callback is not None:
+                callback(DecodeStep(level, iteration, num_iterations, forward_pass, codes.clone()))
+
+    return codes.masked_fill(~valid[:, :, None], 0)
+
+
+def total_forward_passes(steps: Sequence[int]) -> int:
+    """Backbone passes that decoding with `steps` makes; guidance doubles the batch, not the
+    number of passes."""
+    return sum(steps)

@@ -1,0 +1,156 @@
+"""A bidirectional Conformer (Gulati et al., 2020) with rotary position embeddings.
+
+Padding never leaks: attention masks padded keys, and the depthwise convolution sees zeros
+at padded frames (exactly what it sees past the end of an unpadded sequence), so a padded
+example computes the same values on its valid frames as the same example alone. Every
+module is position-wise apart from those two, so padded frames cannot reach valid ones.
+
+Notation: B batch, T frames, D model width, H heads, Dh = D / H head width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (Su et al., 2021), rotate-half convention."""
+
+    def __init__(self, head_dim: int, base: float) -> None:
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+        self.register_buffer("inv_freq", inv_freq.float(), persistent=False)  # [Dh / 2]
+
+    def forward(self, num_frames: int) -> tuple[Tensor, Tensor]:
+        """cos and sin tables, each [T, Dh], float32."""
+        positions = torch.arange(num_frames, device=self.inv_freq.device, dtype=torch.float32)
+        angles = torch.outer(positions, self.inv_freq)  # [T, Dh / 2]
+        angles = torch.cat([angles, angles], dim=-1)  # [T, Dh]
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate x [B, H, T, Dh] by the position tables cos, sin [T, Dh]."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # x may be bf16 under autocast
+    first, second = x.chunk(2, dim=-1)
+    rotated = torch.cat([-second, first], dim=-1)
+    return x * cos + rotated * sin
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.dropout(F.silu(self.up(self.norm(x))))  # [B, T, hidden]
+        return self.dropout(self.down(h))  # [B, T, D]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim)
+        self.out_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor], key_mask: Tensor | None) -> Tensor:
+        """x [B, T, D]; key_mask [B, 1, 1, T] bool, True = attend (None: attend everywhere)."""
+        qkv = self.qkv(self.norm(x))  # [B, T, 3D]
+        q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        cos, sin = rotary
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # [B, H, T, Dh]
+        return self.out_dropout(self.out(rearrange(attended, "b h t d -> b t (h d)")))
+
+
+class ConvModule(nn.Module):
+    """Pointwise conv + GLU, depthwise conv, norm, SiLU, pointwise conv.
+
+    LayerNorm replaces the original BatchNorm: batch statistics would mix examples (and their
+    padding) together, so a batched example would no longer equal the same example alone.
+    """
+
+    def __init__(self, dim: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.pointwise_in = nn.Linear(dim, 2 * dim)
+        self.depthwise = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.conv_norm = nn.LayerNorm(dim)
+        self.pointwise_out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
+        """x [B, T, D]; valid [B, T] bool, True = real frame (None: all real)."""
+        h = F.glu(self.pointwise_in(self.norm(x)), dim=-1)  # [B, T, D]
+        if valid is not None:
+            h = h.masked_fill(~valid[:, :, None], 0.0)  # padded frames look like the zero padding
+        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)  # [B, T, D]
+        h = F.silu(self.conv_norm(h))
+        return self.dropout(self.pointwise_out(h))
+
+
+class ConformerBlock(nn.Module):
+    """Macaron block: half FF, self-attention, convolution, half FF, final norm."""
+
+    def __init__(self, dim: int, heads: int, ff_dim: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.ff_in = FeedForward(dim, ff_dim, dropout)
+        self.attention = SelfAttention(dim, heads, dropout)
+        self.conv = ConvModule(dim, kernel_size, dropout)
+        self.ff_out = FeedForward(dim, ff_dim, dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        rotary: tuple[Tensor, Tensor],
+        key_mask: Tensor | None,
+        valid: Tensor | None,
+    ) -> Tensor:
+        x = x + 0.5 * self.ff_in(x)
+        x = x + self.attention(x, rotary, key_mask)
+        x = x + self.conv(x, valid)
+        x = x + 0.5 * self.ff_out(x)
+        return self.norm(x)
+
+
+class Conformer(nn.Module):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        heads: int,
+        ff_dim: int,
+        kernel_size: int,
+        dropout: float,
+        rope_base: float,
+    ) -> None:
+        super().__init__()
+        self.rotary = RotaryEmbedding(dim // heads, rope_base)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(dim, heads, ff_dim, kernel_size, dropout) for _ in range(depth)
+        )
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """x [B, T, D] -> [B, T, D]. valid [B, T] bool marks real frames; None means no padding.
+
+        Values at padded frames of the output are meaningless and must be ignored.
+        """
+        T = x.shape[1]
+        rotary = self.rotary(T)
+        key_mask = None if valid is None else valid[:, None, None, :]  # [B, 1, 1, T]
+        for block in self.blocks:
+            x = block(x, rotary, key_mask, valid)
+        return x
