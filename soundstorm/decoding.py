@@ -116,8 +116,8 @@ def generate(
     Args:
         semantic_tokens: int64 [B, S] conditioning (conditional models). They cover the whole
             output, prompt included, S = ceil(T / semantic_rate_ratio).
-        num_frames: T. Default: max(lengths) if given, else S * semantic_rate_ratio.
-            Required for an unconditional model (or give lengths).
+        num_frames: T. Default: S * semantic_rate_ratio with semantic tokens, else max(lengths);
+            an unconditional model needs one of num_frames and lengths.
         lengths: int64 [B] frames to produce per example, each <= T (default: all T).
         prompt_codes: int64 [B, P, Q] voice prompt: the first frames of the output, kept as
             they are at every level.
@@ -158,10 +158,10 @@ def generate(
             raise ValueError("give semantic_tokens, or num_frames / lengths for an unconditional model")
         batch_size = 1
     if num_frames is None:
-        if isinstance(lengths, Tensor) and lengths.numel():
-            num_frames = int(lengths.max())
-        elif semantic_tokens is not None:
+        if semantic_tokens is not None:
             num_frames = semantic_tokens.shape[1] * config.semantic_rate_ratio
+        elif isinstance(lengths, Tensor) and lengths.numel():
+            num_frames = int(lengths.max())
         else:
             raise ValueError("an unconditional model needs num_frames or lengths")
     if not isinstance(num_frames, int) or num_frames < 1:
@@ -186,7 +186,7 @@ def generate(
                 "output includes the prompt, so give num_frames / lengths / semantic tokens "
                 "for prompt plus continuation"
             )
-        prompt_lengths_ = check_lengths(prompt_lengths, B, P).to(device)
+        prompt_lengths_ = check_lengths(prompt_lengths, B, P, "prompt_lengths", minimum=0).to(device)
         if bool((prompt_lengths_ >= lengths).any()):
             raise ValueError(
                 f"every prompt must be shorter than its output: prompt lengths "

@@ -39,16 +39,18 @@ def check_codes(codes: object, config: SoundStormConfig, name: str = "codes") ->
     return codes
 
 
-def check_lengths(lengths: object, batch_size: int, num_frames: int) -> Tensor:
-    """Valid frames per example: int64 [B], each in [1, T]. None means every example is full."""
+def check_lengths(
+    lengths: object, batch_size: int, num_frames: int, name: str = "lengths", minimum: int = 1
+) -> Tensor:
+    """Valid frames per example: int64 [B], each in [minimum, T]. None means all are full."""
     if lengths is None:
         return torch.full((batch_size,), num_frames, dtype=torch.int64)
-    lengths = _require_int64(lengths, "lengths", "[B]")
+    lengths = _require_int64(lengths, name, "[B]")
     if tuple(lengths.shape) != (batch_size,):
-        raise ValueError(f"lengths must have shape [B]=[{batch_size}], got {tuple(lengths.shape)}")
-    if bool((lengths < 1).any()) or bool((lengths > num_frames).any()):
+        raise ValueError(f"{name} must have shape [B]=[{batch_size}], got {tuple(lengths.shape)}")
+    if bool((lengths < minimum).any()) or bool((lengths > num_frames).any()):
         raise ValueError(
-            f"every length must be in [1, T={num_frames}] frames, got {lengths.tolist()}"
+            f"every one of {name} must be in [{minimum}, {num_frames}] frames, got {lengths.tolist()}"
         )
     return lengths
 

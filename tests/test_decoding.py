@@ -1,0 +1,221 @@
+"""Tier 2: properties of decoding that would catch the known bugs of DESIGN.md section 4."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from soundstorm import DecodeStep, SoundStorm
+from soundstorm.decoding import filter_logits
+from tests.conftest import tiny_model
+
+MASK = 16  # tiny_config: codebook_size 16, so MASK is id 16
+Q = 3
+
+
+def random_inputs(data: st.DataObject, B: int, T: int):
+    lengths = torch.tensor(data.draw(st.lists(st.integers(2, T), min_size=B, max_size=B)))
+    prompt_lengths = torch.tensor([data.draw(st.integers(0, int(L) - 1)) for L in lengths])
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31)))
+    semantic = torch.randint(10, (B, -(-T // 2)), generator=g)
+    P = max(1, int(prompt_lengths.max()))
+    prompt = torch.randint(16, (B, P, Q), generator=g)
+    return lengths, prompt_lengths, semantic, prompt
+
+
+decoding_options = st.fixed_dictionaries(
+    {
+        "steps": st.lists(st.integers(1, 6), min_size=Q, max_size=Q),
+        "temperature": st.sampled_from([0.0, 0.7, 1.0, 2.0]),
+        "anneal_temperature": st.booleans(),
+        "top_k": st.sampled_from([None, 1, 4]),
+        "top_p": st.sampled_from([None, 0.5, 0.95]),
+        "gumbel_scale": st.sampled_from([0.0, 1.0, 4.5]),
+        "guidance_scale": st.sampled_from([1.0, 0.0, 3.0]),
+        "greedy_last": st.booleans(),
+    }
+)
+
+
+class Recorder:
+    """Records every forward pass: which level was decoded and which codes the model saw."""
+
+    def __init__(self, model: SoundStorm) -> None:
+        self.inputs: list[torch.Tensor] = []
+        self.levels: list[int] = []
+        self.backbone_calls = 0
+        self.steps: list[DecodeStep] = []
+        original_hidden, original_logits = model.hidden_states, model.level_logits
+
+        def hidden_states(codes, condition, valid):
+            self.inputs.append(codes.clone())
+            return original_hidden(codes, condition, valid)
+
+        def level_logits(hidden, level):
+            self.levels.append(level)
+            return original_logits(hidden, level)
+
+        model.hidden_states = hidden_states  # type: ignore[method-assign]
+        model.level_logits = level_logits  # type: ignore[method-assign]
+        model.conformer.register_forward_hook(lambda *_: setattr(self, "backbone_calls", self.backbone_calls + 1))
+
+    def callback(self, step: DecodeStep) -> None:
+        self.steps.append(step)
+
+
+@settings(max_examples=150)
+@given(data=st.data(), B=st.integers(1, 4), T=st.integers(2, 24), options=decoding_options)
+def test_decoding_properties(data: st.DataObject, B: int, T: int, options: dict) -> None:
+    model = tiny_model()
+    recorder = Recorder(model)
+    lengths, prompt_lengths, semantic, prompt = random_inputs(data, B, T)
+    out = model.generate(
+        semantic, num_frames=T, lengths=lengths, prompt_codes=prompt, prompt_lengths=prompt_lengths,
+        generator=torch.Generator().manual_seed(0), callback=recorder.callback, **options,
+    )
+    steps = options["steps"]
+    frames = torch.arange(T)
+    valid = frames < lengths[:, None]
+    to_decode = valid & (frames >= prompt_lengths[:, None])
+    n = to_decode.sum(1)
+
+    assert out.shape == (B, T, Q) and out.dtype == torch.int64
+    # Prompt tokens never change.
+    for b in range(B):
+        P = int(prompt_lengths[b])
+        assert torch.equal(out[b, :P], prompt[b, :P])
+    # Every non-padding token is filled with a real code; padding holds 0.
+    assert bool(((out >= 0) & (out < 16))[valid].all())
+    assert bool((out[~valid] == 0).all())
+    # The backbone runs exactly sum(steps) times, guidance or not; levels in order.
+    assert recorder.backbone_calls == sum(steps) == len(recorder.steps)
+    assert recorder.levels == [q for q, count in enumerate(steps) for _ in range(count)]
+
+    for seen, level in zip(recorder.inputs, recorder.levels):
+        seen = seen[:B]  # guidance doubles the batch with the same codes
+        # While level q is decoded the model sees MASK at every level above q (prompt aside),
+        # and every level below q is complete.
+        assert bool((seen[..., level + 1 :][to_decode] == MASK).all())
+        assert bool((seen[..., :level][to_decode] != MASK).all())
+        # The prompt is always visible.
+        for b in range(B):
+            assert torch.equal(seen[b, : int(prompt_lengths[b])], prompt[b, : int(prompt_lengths[b])])
+
+    # After iteration i of every level, exactly floor(n * cos(pi/2 * i / n_q)) frames of that
+    # level are still masked, per example (the budget counts this level's frames only).
+    for step in recorder.steps:
+        still = (step.codes[..., step.level] == MASK) & to_decode
+        ratio = math.cos(math.pi / 2 * (step.iteration + 1) / step.num_iterations)
+        for b in range(B):
+            expected = 0 if step.iteration + 1 == step.num_iterations else math.floor(int(n[b]) * ratio)
+            assert int(still[b].sum()) == expected
+        # Revealed tokens of earlier iterations never change.
+    for before, after in zip(recorder.steps, recorder.steps[1:]):
+        kept = before.codes != MASK
+        assert torch.equal(after.codes[kept], before.codes[kept])
+
+
+@settings(max_examples=60)
+@given(data=st.data(), T=st.integers(3, 20))
+def test_batched_generation_equals_each_example_alone(data: st.DataObject, T: int) -> None:
+    model = tiny_model()
+    B = 3
+    lengths, prompt_lengths, semantic, prompt = random_inputs(data, B, T)
+    steps = data.draw(st.lists(st.integers(1, 5), min_size=Q, max_size=Q))
+    batched = model.generate(
+        semantic, num_frames=T, lengths=lengths, prompt_codes=prompt, prompt_lengths=prompt_lengths, steps=steps, temperature=0
+    )
+    for b in range(B):
+        L, P = int(lengths[b]), int(prompt_lengths[b])
+        alone = model.generate(
+            semantic[b : b + 1, : -(-L // 2)], num_frames=L,
+            prompt_codes=prompt[b : b + 1, :P] if P else None, steps=steps, temperature=0,
+        )
+        assert torch.equal(alone[0], batched[b, :L])
+
+
+def test_padding_content_changes_nothing_in_generation() -> None:
+    model = tiny_model()
+    lengths = torch.tensor([20, 11])
+    g = torch.Generator().manual_seed(0)
+    semantic = torch.randint(10, (2, 10), generator=g)
+    prompt = torch.randint(16, (2, 6, Q), generator=g)
+    prompt_lengths = torch.tensor([6, 3])
+    clean = model.generate(semantic, lengths=lengths, prompt_codes=prompt, prompt_lengths=prompt_lengths, temperature=0)
+    semantic[1, 6:] = 999  # past the example's 11 frames
+    prompt[1, 3:] = -5  # past its 3 prompt frames
+    dirty = model.generate(semantic, lengths=lengths, prompt_codes=prompt, prompt_lengths=prompt_lengths, temperature=0)
+    assert torch.equal(clean, dirty)
+
+
+def test_temperature_zero_is_deterministic_and_seeded_sampling_reproducible() -> None:
+    model = tiny_model()
+    semantic = torch.randint(10, (2, 12), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model.generate(semantic, temperature=0), model.generate(semantic, temperature=0))
+    a = model.generate(semantic, generator=torch.Generator().manual_seed(5), temperature=5.0)
+    b = model.generate(semantic, generator=torch.Generator().manual_seed(5), temperature=5.0)
+    c = model.generate(semantic, generator=torch.Generator().manual_seed(6), temperature=5.0)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_guidance_scale_zero_ignores_the_condition() -> None:
+    """logits = null + 0 * (cond - null): only the null condition counts."""
+    model = tiny_model()
+    g = torch.Generator().manual_seed(0)
+    semantic = torch.randint(10, (2, 8), generator=g)
+    a = model.generate(semantic, guidance_scale=0.0, temperature=0)
+    b = model.generate((semantic + 3) % 10, guidance_scale=0.0, temperature=0)
+    c = model.generate(semantic, guidance_scale=1.0, temperature=0)
+    d = model.generate((semantic + 3) % 10, guidance_scale=1.0, temperature=0)
+    assert torch.equal(a, b) and not torch.equal(c, d)
+
+
+def test_unconditional_generation(unconditional_model: SoundStorm) -> None:
+    out = unconditional_model.generate(num_frames=9, temperature=0)
+    assert out.shape == (1, 9, Q)
+    out = unconditional_model.generate(lengths=torch.tensor([9, 4]), temperature=0)
+    assert out.shape == (2, 9, Q) and bool((out[1, 4:] == 0).all())
+
+
+def test_filter_logits() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    assert torch.isinf(filter_logits(logits, 2, None)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, None, 0.75)).tolist() == [[False, False, True, True]]
+    assert torch.isinf(filter_logits(logits, None, 0.4)).tolist() == [[False, True, True, True]]
+    assert torch.isinf(filter_logits(logits, None, 1.0)).tolist() == [[False] * 4]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(steps=[16, 1]), "one positive iteration count per level"),
+        (dict(steps=[4, 0, 1]), "one positive iteration count per level"),
+        (dict(temperature=-1.0), "temperature must be >= 0"),
+        (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+        (dict(top_k=0), "top_k must be >= 1"),
+        (dict(prompt_codes=torch.zeros(1, 10, Q, dtype=torch.long)), "must be shorter than the output"),
+        (dict(prompt_codes=torch.zeros(1, 4, 2, dtype=torch.long)), "2 quantizer levels but the model generates num_quantizers=3"),
+        (dict(prompt_codes=torch.full((1, 4, Q), 16)), r"prompt_codes must hold ids in \[0, 16\)"),
+        (dict(prompt_codes=torch.zeros(1, 4, Q)), "prompt_codes must be int64"),
+        (dict(lengths=torch.tensor([11]), semantic_tokens=None, num_frames=10), r"every one of lengths must be in \[1, 10\]"),
+        (dict(num_frames=0), "num_frames must be a positive integer"),
+        (dict(semantic_tokens=torch.zeros(1, 5)), "semantic_tokens must be int64"),
+        (dict(semantic_tokens=torch.zeros(1, 5, 2, dtype=torch.long)), r"semantic_tokens must be an int64 tensor \[B, S\]"),
+        (dict(semantic_tokens=torch.zeros(1, 4, dtype=torch.long), num_frames=10), r"shape \[B, ceil\(T / 2\)\] = \[1, 5\]"),
+    ],
+)
+def test_bad_generation_input_raises_clear_errors(kwargs: dict, message: str) -> None:
+    model = tiny_model()
+    arguments: dict = dict(semantic_tokens=torch.zeros(1, 5, dtype=torch.long))
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        model.generate(**arguments)
+
+
+def test_guidance_needs_a_condition(unconditional_model: SoundStorm) -> None:
+    with pytest.raises(ValueError, match="classifier-free guidance needs"):
+        unconditional_model.generate(num_frames=5, guidance_scale=2.0)
