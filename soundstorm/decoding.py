@@ -57,10 +57,18 @@ def filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Ten
     return logits
 
 
-def _sample(probs: Tensor, generator: torch.Generator | None) -> Tensor:
-    """One code per position from probs [B, T, K] -> [B, T]."""
-    B, T, K = probs.shape
-    return torch.multinomial(probs.reshape(B * T, K), 1, generator=generator).view(B, T)
+def sample_codes(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One code per position from probs [B, T, K] -> [B, T], by inverting the CDF.
+
+    One uniform per position instead of torch.multinomial's K exponentials: 7% of a bf16
+    decoding run at 750 frames. A code of probability 0 has an empty CDF interval and is
+    never drawn; a uniform that rounds onto the total falls back to the most likely code.
+    """
+    cdf = probs.cumsum(dim=-1)  # [B, T, K]
+    total = cdf[..., -1:]  # [B, T, 1]
+    uniform = torch.rand(total.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    codes = torch.searchsorted(cdf, uniform * total, right=True).squeeze(-1)  # [B, T]
+    return torch.where(codes < probs.shape[-1], codes, probs.argmax(dim=-1))
 
 
 def _check_options(
@@ -241,7 +249,7 @@ def generate(
                 sampled = probs.argmax(dim=-1)  # [B, T]
             else:
                 probs = filter_logits(logits / tau, top_k, top_p).softmax(dim=-1)
-                sampled = _sample(probs, generator)  # [B, T]
+                sampled = sample_codes(probs, generator)  # [B, T]
             confidence = probs.gather(-1, sampled[..., None]).squeeze(-1).log()  # [B, T]
             noise_scale = gumbel_scale * (1.0 - (iteration + 1) / num_iterations)
             if noise_scale > 0:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soundstorm import DecodeStep, SoundStorm
-from soundstorm.decoding import filter_logits
+from soundstorm.decoding import filter_logits, sample_codes
 from tests.conftest import tiny_model
 
 MASK = 16  # tiny_config: codebook_size 16, so MASK is id 16
@@ -219,3 +219,12 @@ def test_bad_generation_input_raises_clear_errors(kwargs: dict, message: str) ->
 def test_guidance_needs_a_condition(unconditional_model: SoundStorm) -> None:
     with pytest.raises(ValueError, match="classifier-free guidance needs"):
         unconditional_model.generate(num_frames=5, guidance_scale=2.0)
+
+
+def test_sample_codes_matches_the_distribution_and_never_draws_zero_probability_codes() -> None:
+    generator = torch.Generator().manual_seed(0)
+    probs = torch.tensor([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])  # zeros at both ends and inside
+    draws = sample_codes(probs.expand(1, 200_000, -1).contiguous(), generator)  # [1, N]
+    frequencies = torch.bincount(draws.flatten(), minlength=6).double() / draws.numel()
+    assert frequencies[[0, 2, 5]].sum() == 0
+    torch.testing.assert_close(frequencies, probs.double(), atol=5e-3, rtol=0)
