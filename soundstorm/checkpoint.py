@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -120,7 +120,7 @@ def load_model(
         raise FileNotFoundError(f"{weights_file} is missing: the checkpoint at {path} is incomplete")
     try:
         state = load_file(weights_file, device=str(map_location))
-    except (SafetensorsError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, ValueError) as error:
         raise ValueError(f"{weights_file} cannot be read ({error}): the file is corrupt or truncated") from error
     model = model_class(config)
     expected = model.state_dict()

@@ -111,14 +111,16 @@ class SoundStorm(nn.Module):
         return self.conformer(x, valid)
 
     def level_logits(self, hidden: Tensor, level: int) -> Tensor:
-        """Logits of one level for every example: hidden [B, T, D] -> float32 [B, T, K]."""
-        return F.linear(hidden, self.head_weight[level], self.head_bias[level]).float()
+        """Logits of one level for every example: hidden [B, T, D] -> [B, T, K], at least float32."""
+        logits = F.linear(hidden, self.head_weight[level], self.head_bias[level])
+        return logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16 -> float32
 
     def example_level_logits(self, hidden: Tensor, levels: Tensor) -> Tensor:
-        """Logits of level levels[b] for example b: hidden [B, T, D] -> float32 [B, T, K]."""
+        """Logits of level levels[b] for example b: hidden [B, T, D] -> [B, T, K], at least float32."""
         weight = self.head_weight[levels]  # [B, K, D]
         bias = self.head_bias[levels]  # [B, K]
-        return torch.baddbmm(bias[:, None, :], hidden, weight.transpose(1, 2)).float()
+        logits = torch.baddbmm(bias[:, None, :], hidden, weight.transpose(1, 2))
+        return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
     # ---- training ----------------------------------------------------------------------------
 
@@ -180,10 +182,10 @@ class SoundStorm(nn.Module):
 
         with torch.no_grad():
             correct = (logits.argmax(dim=-1) == targets) & mask.loss  # [B, T]
-            zeros = torch.zeros(Q, device=device)
+            zeros = torch.zeros(Q, device=device, dtype=token_loss.dtype)
             level_loss_sum = zeros.index_add(0, mask.levels, token_loss.detach().sum(dim=1))
-            level_correct = zeros.index_add(0, mask.levels, correct.sum(dim=1).float())
-            level_count = zeros.index_add(0, mask.levels, mask.loss.sum(dim=1).float())
+            level_correct = zeros.index_add(0, mask.levels, correct.sum(dim=1).to(zeros.dtype))
+            level_count = zeros.index_add(0, mask.levels, mask.loss.sum(dim=1).to(zeros.dtype))
         return SoundStormOutput(
             loss=loss,
             logits=logits,
