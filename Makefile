@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-fast demo bench bench-deps clean
+.PHONY: install system-deps test test-fast demo bench bench-deps clean
 
 # The venv sees system site-packages so that an existing torch stands; torch is pinned to the
 # CPU wheel 2.13.0 only when none is importable (a bare `torch` would pull a CUDA build).
@@ -15,13 +15,32 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# Debian packages behind `soundstorm corpus synth` (voices, sentence sources) and the opus
+# baseline. Installed only when missing; `apt-get update` runs only if an install fails (a
+# fresh image's package lists may be stale). Machines without apt-get get a warning: the tests
+# that need these programs skip there.
+SYSTEM_DEPS := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng \
+	sox fortunes fortunes-min bible-kjv wordnet-base opus-tools
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
+
+system-deps:
+	@if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then \
+		echo "system-deps: no apt-get here; install by hand: $(SYSTEM_DEPS)" >&2; exit 0; fi; \
+	missing=$$(for p in $(SYSTEM_DEPS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "system-deps: installing" $$missing; \
+		$(APT_INSTALL) $$missing || { $(SUDO) apt-get update && $(APT_INSTALL) $$missing; }; \
+	fi
+
+test: install system-deps
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install system-deps
 	$(PY) -m pytest -q -m "not slow"
 
-demo: install
+demo: install system-deps
 	$(VENV)/bin/soundstorm demo
 
 # soundstorm-pytorch, for the side-by-side decoding benchmark only; --no-deps keeps torch as is.

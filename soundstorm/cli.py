@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -111,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print the results as JSON")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_demo)
+
+    corpus = commands.add_parser("corpus", help="build, scan and tokenize speech corpora")
+    corpus_commands = corpus.add_subparsers(dest="corpus_command", required=True, metavar="STEP")
+    for name, module_name, help_text in (
+        ("synth", "soundstorm.data.synth", "synthesize a multi-speaker corpus with Debian's voices"),
+        ("scan", "soundstorm.data.scan", "validate a folder of audio (+ transcripts) into a manifest"),
+        ("tokenize", "soundstorm.data.tokenize", "encode a manifest into a token cache"),
+    ):
+        module = importlib.import_module(module_name)
+        step = corpus_commands.add_parser(name, help=help_text, description=module.__doc__,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(step)
+        step.set_defaults(run=module.run)
 
     presets = commands.add_parser("presets", help="list the named model configurations", description=_presets.__doc__)
     presets.add_argument("--verbose", action="store_true", help="print every field")

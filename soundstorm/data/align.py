@@ -92,6 +92,9 @@ def align_phones(
         # Forced alignment with wide beams will happily spread words over digital silence.
         raise AlignmentError(f"the audio is silent (RMS {level:.0f} dB): nothing to align")
     decoder = _get_decoder()
+    # The front end carries feature normalisation over from the previous utterance; reset it
+    # so that an utterance gets the same timings whatever was aligned before it.
+    decoder.reinit_feat()
     _ensure_pronunciations(decoder, words)
 
     wav16 = resample_audio(wav, sample_rate, ALIGN_SAMPLE_RATE)
