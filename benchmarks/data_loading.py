@@ -39,7 +39,7 @@ def random_cache(root: Path, hours: float, seed: int = 0) -> TokenCache:
     settings = {
         "format_version": cache_format.FORMAT_VERSION,
         "codec": {"name": "random", "sample_rate": 16000, "frame_rate": FRAME_RATE, "num_quantizers": Q, "codebook_size": K},
-        "semantic": {"name": "random", "sample_rate": 16000, "frame_rate": SEMANTIC_RATE, "vocab_size": V},
+        "semantic": {"name": "random", "sample_rate": 16000, "rate": SEMANTIC_RATE, "vocab_size": V},
         "manifest": None,
         "shard_size": 256,
     }

@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(step)
         step.set_defaults(run=module.run)
 
+    from soundstorm.train import run as train_run
+
+    train = commands.add_parser("train", help="train a model from a recipe (one process, or many under torchrun)",
+                                description=train_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_run.add_arguments(train)
+    train.set_defaults(run=train_run.run)
+
     presets = commands.add_parser("presets", help="list the named model configurations", description=_presets.__doc__)
     presets.add_argument("--verbose", action="store_true", help="print every field")
     presets.set_defaults(run=_presets)

@@ -30,23 +30,30 @@ class FakeCodec(Codec):
         return int(self.sample_rate / self.frame_rate)
 
     def encode(self, wav: Tensor) -> Tensor:
-        energy = _frame_features(wav, self.hop)  # [B, T]
-        levels = torch.arange(self.num_quantizers)  # [Q]
-        codes = (energy[..., None] * 1e4 * (levels + 1) + levels * 7).long() % self.codebook_size
-        return codes  # [B, T, Q]
+        """Residual quantization of each frame's mean amplitude: level 1 is coarse and follows
+        the envelope (learnable), finer levels hold ever finer remainders."""
+        residual = _frame_features(wav, self.hop).double() * 2 * self.codebook_size  # [B, T], amplitude <= 0.5
+        levels = []
+        for _ in range(self.num_quantizers):
+            code = residual.floor().clamp(0, self.codebook_size - 1)
+            levels.append(code.long())
+            residual = (residual - code) * self.codebook_size
+        return torch.stack(levels, dim=-1)  # [B, T, Q]
 
     def decode(self, codes: Tensor) -> Tensor:
         return torch.zeros(codes.shape[0], 1, codes.shape[1] * self.hop)
 
 
 class FakeSemantic(SemanticTokenizer):
-    def __init__(self, sample_rate: int = 16000, frame_rate: float = 25.0, vocab_size: int = 100) -> None:
+    def __init__(self, sample_rate: int = 16000, rate: float = 25.0, vocab_size: int = 100) -> None:
         self.name = "fake-semantic"
-        self.sample_rate, self.frame_rate, self.vocab_size = sample_rate, frame_rate, vocab_size
+        self.sample_rate, self.rate, self.vocab_size = sample_rate, rate, vocab_size
 
-    def encode(self, wav: Tensor) -> Tensor:
-        energy = _frame_features(wav, int(self.sample_rate / self.frame_rate))  # [B, S]
-        return (energy * 1e3).long() % self.vocab_size
+    def tokenize(self, wav: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        energy = _frame_features(wav, int(self.sample_rate / self.rate))  # [B, S]
+        lengths = torch.full((wav.shape[0],), wav.shape[-1]) if lengths is None else lengths
+        tokens = (energy * 2 * self.vocab_size).long().clamp(0, self.vocab_size - 1)
+        return tokens, self.token_lengths(lengths)
 
 
 def make_fake_codec() -> FakeCodec:

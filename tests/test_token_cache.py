@@ -30,7 +30,9 @@ def make_corpus(root: Path, durations: list[float], sample_rate: int = SAMPLE_RA
     for i, seconds in enumerate(durations):
         n = int(seconds * sample_rate)
         t = np.arange(n) / sample_rate
-        wav = 0.3 * np.sin(2 * np.pi * (150 + 20 * i) * t) * (0.5 + rng.random(n) * 0.5)
+        # A slowly moving envelope (what the fake codec's first level follows), a tone, a little noise.
+        envelope = 0.05 + 0.4 * (0.5 + 0.5 * np.sin(2 * np.pi * (0.7 + 0.1 * i) * t + i))
+        wav = envelope * np.sin(2 * np.pi * (150 + 20 * i) * t) + 0.005 * rng.standard_normal(n)
         path = root / "audio" / f"utt{i:03d}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
         soundfile.write(path, wav.astype(np.float32), sample_rate, subtype="PCM_16")
@@ -48,7 +50,7 @@ def expected_tokens(path: Path, codec: FakeCodec, semantic: FakeSemantic) -> tup
     wav, _ = soundfile.read(path, dtype="float32")
     wav = torch.from_numpy(wav)[None, None]
     codes = codec.encode(wav)[0].numpy()
-    tokens = cache_format.fit_semantic(semantic.encode(wav)[0].numpy(), len(codes), 2)
+    tokens = cache_format.fit_semantic(semantic.tokenize(wav)[0][0].numpy(), len(codes), 2)
     return codes, tokens
 
 
@@ -148,7 +150,7 @@ def test_corrupt_or_future_caches_are_refused(tmp_path: Path) -> None:
 def test_non_integer_rate_ratio_is_refused(tmp_path: Path) -> None:
     manifest = make_corpus(tmp_path / "corpus", [0.4])
     with pytest.raises(ValueError, match="whole multiple"):
-        build_token_cache(manifest, tmp_path / "cache", FakeCodec(frame_rate=75.0), FakeSemantic(frame_rate=50.0))
+        build_token_cache(manifest, tmp_path / "cache", FakeCodec(frame_rate=75.0), FakeSemantic(rate=50.0))
 
 
 def test_torchrun_build_with_two_processes_equals_one(tmp_path: Path) -> None:

@@ -50,11 +50,11 @@ def shard_name(index: int) -> str:
 
 def semantic_rate_ratio(codec: dict[str, Any], semantic: dict[str, Any]) -> int:
     """Codec frames per semantic token; SoundStorm needs a whole number."""
-    ratio = codec["frame_rate"] / semantic["frame_rate"]
+    ratio = codec["frame_rate"] / semantic["rate"]
     if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
         raise ValueError(
             f"the codec's frame rate ({codec['frame_rate']} Hz) must be a whole multiple of the "
-            f"semantic token rate ({semantic['frame_rate']} Hz); got a ratio of {ratio:.4f}"
+            f"semantic token rate ({semantic['rate']} Hz); got a ratio of {ratio:.4f}"
         )
     return int(round(ratio))
 

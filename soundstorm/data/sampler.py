@@ -45,9 +45,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Batches of `epoch`, skipping this rank's first `start_batch` (to resume mid-epoch)."""
         self.epoch = epoch
+        self.start_batch = start_batch
 
     def all_batches(self) -> list[list[int]]:
         """This epoch's batches, over all ranks, in order."""
@@ -70,7 +73,8 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = self.all_batches()
         per_rank = -(-len(batches) // self.world_size)
         padded = [batches[i % len(batches)] for i in range(per_rank * self.world_size)]
-        return iter(padded[self.rank :: self.world_size])
+        return iter(padded[self.rank :: self.world_size][self.start_batch :])
 
     def __len__(self) -> int:
-        return -(-len(self.all_batches()) // self.world_size)
+        """This rank's batches left in the epoch."""
+        return max(0, -(-len(self.all_batches()) // self.world_size) - self.start_batch)

@@ -52,11 +52,17 @@ def _check_same(found: dict[str, Any], wanted: dict[str, Any], where: Path, pref
             )
 
 
-def _encode(model: Codec | SemanticTokenizer, wav: np.ndarray) -> np.ndarray:
-    """float wav [N] -> tokens [T, Q] (codec) or [S] (semantic tokenizer), on the CPU."""
+def _encode(codec: Codec, wav: np.ndarray) -> np.ndarray:
+    """float wav [N] -> codes [T, Q]."""
     with torch.inference_mode():
-        tokens = model.encode(torch.from_numpy(wav).float()[None, None])[0]
-    return tokens.cpu().numpy()
+        return codec.encode(torch.from_numpy(wav).float()[None, None])[0].cpu().numpy()
+
+
+def _tokenize(semantic: SemanticTokenizer, wav: np.ndarray) -> np.ndarray:
+    """float wav [N] -> semantic tokens [S]."""
+    with torch.inference_mode():
+        tokens, lengths = semantic.tokenize(torch.from_numpy(wav).float()[None, None])
+    return tokens[0, : int(lengths[0])].cpu().numpy()
 
 
 def build_token_cache(
@@ -129,7 +135,7 @@ def build_token_cache(
             codes.append(entry_codes)
             if semantic is not None:
                 wav_semantic, _ = load_audio(path, sample_rate=semantic.sample_rate, resample=True, downmix=True)
-                entry_tokens = cache_format.fit_semantic(_encode(semantic, wav_semantic), len(entry_codes), ratio)
+                entry_tokens = cache_format.fit_semantic(_tokenize(semantic, wav_semantic), len(entry_codes), ratio)
                 if entry_tokens.min() < 0 or entry_tokens.max() >= semantic.vocab_size:
                     raise ValueError(f"{semantic.name} returned tokens outside [0, {semantic.vocab_size}) for {path}")
                 tokens.append(entry_tokens)

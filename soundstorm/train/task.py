@@ -1,0 +1,110 @@
+"""What the training loop trains: a Task builds modules and data and computes losses.
+
+The loop (soundstorm/train/trainer.py) owns everything common: optimizers, schedules,
+gradient accumulation and clipping, autocast, DDP, EMA, checkpoints, logging. A task owns what
+differs between SoundStorm, the codec, the semantic tokenizer and the AR baseline. A step runs
+the task's phases in order, each with its own optimizer over its own modules (one phase for
+most tasks; a GAN has a generator phase and a discriminator phase).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from soundstorm.train.distributed import DistributedContext
+from soundstorm.train.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    modules: tuple[str, ...]  # names of the modules whose parameters this phase optimizes
+
+
+class Task(ABC):
+    def __init__(self, recipe: Recipe, context: DistributedContext) -> None:
+        self.recipe = recipe
+        self.context = context
+
+    @abstractmethod
+    def build_modules(self) -> dict[str, nn.Module]:
+        """The modules to train, freshly initialised (the loop seeds torch first)."""
+
+    def phases(self) -> list[Phase]:
+        return [Phase("main", ("model",))]
+
+    @property
+    def export_module(self) -> str:
+        """The module that EMA averages and `export` saves."""
+        return "model"
+
+    @abstractmethod
+    def train_batches(self, epoch: int, start_batch: int) -> Iterable[Any]:
+        """This rank's training batches of `epoch`, skipping its first `start_batch`
+        (deterministic for a given recipe seed, so that a resume continues the data order)."""
+
+    @abstractmethod
+    def valid_batches(self) -> Iterable[Any]:
+        """This rank's validation batches (the same at every validation)."""
+
+    @abstractmethod
+    def loss(self, phase: str, modules: dict[str, nn.Module], batch: Any, step: int) -> tuple[Tensor, dict[str, float]]:
+        """The loss to minimise in `phase` and metrics to log. `modules` may be DDP-wrapped."""
+
+    @abstractmethod
+    def validate(self, modules: dict[str, nn.Module], batches: Iterable[Any]) -> dict[str, float]:
+        """Metrics over the validation batches, reduced over ranks; must include "loss"."""
+
+    @abstractmethod
+    def export(self, module: nn.Module, path: Path) -> None:
+        """Save the trained model as a self-describing folder (config.json + weights)."""
+
+    def batch_size_tokens(self, batch: Any) -> int:
+        """Tokens (or samples) in a batch, for throughput logging."""
+        return 0
+
+    def samples(self, module: nn.Module, step: int) -> dict[str, tuple[Tensor, int]]:
+        """Optional audio to log: name -> (float wav [N], sample rate)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Task-side state to checkpoint (e.g. a random generator)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def move(self, batch: Any) -> Any:
+        """Put a batch on the training device."""
+        return batch.to(self.context.device) if hasattr(batch, "to") else batch
+
+    def autocast(self) -> torch.autocast:
+        device = self.context.device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.recipe.optimizer.bf16)
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str):  # type: ignore[no-untyped-def]
+    def decorator(cls: type[Task]) -> type[Task]:
+        TASKS[name] = cls
+        return cls
+
+    return decorator
+
+
+def build_task(recipe: Recipe, context: DistributedContext) -> Task:
+    # Importing the task modules registers them.
+    import soundstorm.train.soundstorm_task  # noqa: F401
+
+    if recipe.task not in TASKS:
+        raise ValueError(f"unknown task {recipe.task!r} in the recipe; known tasks: {sorted(TASKS)}")
+    return TASKS[recipe.task](recipe, context)

@@ -1,0 +1,396 @@
+"""The training loop every model of the project shares (SoundStorm, codec, tokenizer, baseline).
+
+One process or many under torchrun (DDP: gloo on CPUs, nccl on GPUs); only rank 0 writes.
+
+    out/
+      recipe.json              the recipe, as run
+      checkpoints/step-00001000/  state.safetensors + state.json (weights, optimizers,
+                               schedulers, EMA, RNG states, data position); the last
+                               `keep_last` and the best on validation are kept
+      best/  model/            exported models (config.json + model.safetensors): best on
+                               validation, and the final one (EMA weights when EMA is on)
+      tensorboard/             scalars, validation metrics, audio samples
+      summary.json             written at the end: steps, best, replica checksums
+
+Resume is automatic: a run whose out folder holds checkpoints continues from the newest one
+that loads (a corrupt one is reported and skipped), with the same data order and random
+draws. SIGTERM / SIGINT write a checkpoint and exit; after SIGKILL at most `checkpoint_every`
+steps are lost. `until_step` and `max_minutes` end a run early, with a checkpoint, to be
+resumed later (e.g. across time-limited sessions).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from soundstorm.atomic import atomic_write_text
+from soundstorm.train.distributed import DistributedContext
+from soundstorm.train.ema import EMA
+from soundstorm.train.recipe import Recipe
+from soundstorm.train.schedule import warmup_cosine
+from soundstorm.train.state import load_state, save_state
+from soundstorm.train.task import build_task
+
+CHECKPOINTS_DIR = "checkpoints"
+# Recipe fields that must not change when a run is resumed.
+FIXED_ON_RESUME = ("task", "model", "seed")
+
+
+def _checksum(module: nn.Module) -> float:
+    with torch.no_grad():
+        return float(sum(p.double().sum() + p.double().abs().sum() for p in module.parameters()))
+
+
+class Trainer:
+    def __init__(
+        self,
+        recipe: Recipe,
+        out_dir: str | Path,
+        *,
+        device: str | None = None,
+        progress: bool | None = None,
+        until_step: int | None = None,
+        max_minutes: float | None = None,
+    ) -> None:
+        self.recipe = recipe
+        self.out_dir = Path(out_dir)
+        self.context = DistributedContext.from_env(device)
+        self.until_step = until_step
+        self.max_minutes = max_minutes
+        if progress is None:
+            progress = sys.stderr.isatty()
+        self.progress = progress and self.context.is_main
+        if recipe.deterministic:
+            torch.use_deterministic_algorithms(True)
+        random.seed(recipe.seed)
+        torch.manual_seed(recipe.seed)  # the same initial weights on every rank
+        self.task = build_task(recipe, self.context)
+        self.modules = {name: m.to(self.context.device) for name, m in self.task.build_modules().items()}
+        torch.manual_seed(recipe.seed * 1000 + self.context.rank)  # dropout differs between ranks
+
+        opt = recipe.optimizer
+        self.phases = self.task.phases()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LambdaLR] = {}
+        for phase in self.phases:
+            params = [p for name in phase.modules for p in self.modules[name].parameters() if p.requires_grad]
+            self.optimizers[phase.name] = torch.optim.AdamW(
+                params, lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
+            )
+            self.schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizers[phase.name],
+                partial(warmup_cosine, warmup_steps=opt.warmup_steps, max_steps=opt.max_steps, min_ratio=opt.min_lr_ratio),
+            )
+        self.ema = EMA(self.modules[self.task.export_module], opt.ema_decay) if opt.ema_decay > 0 else None
+        self.wrapped: dict[str, nn.Module] = {
+            name: DistributedDataParallel(m) if self.context.enabled and any(p.requires_grad for p in m.parameters()) else m
+            for name, m in self.modules.items()
+        }
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_loss: float | None = None
+        self.best_step: int | None = None
+        self.stop_requested = False
+        self.writer: Any = None
+
+    # ---- checkpoints -------------------------------------------------------------------------
+
+    def _rng_state(self) -> dict[str, Any]:
+        return {"torch": torch.get_rng_state(), "python": list(random.getstate()), "task": self.task.state_dict()}
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+        self.task.load_state_dict(state["task"])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs; RNG states of every rank (gathered to rank 0)."""
+        rng = self._rng_state()
+        ranks = [rng]
+        if self.context.enabled:
+            ranks = [None] * self.context.world_size
+            dist.all_gather_object(ranks, rng)  # in memory only; the file stays pickle-free
+        return {
+            "modules": {name: m.state_dict() for name, m in self.modules.items()},
+            "ema": self.ema.module.state_dict() if self.ema else None,
+            "optimizers": {name: o.state_dict() for name, o in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "rng": ranks,
+            "progress": {
+                "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "best_loss": self.best_loss, "best_step": self.best_step, "world_size": self.context.world_size,
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, module in self.modules.items():
+            module.load_state_dict(state["modules"][name])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][name])
+        progress = state["progress"]
+        self.step, self.epoch, self.batch_in_epoch = progress["step"], progress["epoch"], progress["batch_in_epoch"]
+        self.best_loss, self.best_step = progress["best_loss"], progress["best_step"]
+        ranks = state["rng"]
+        if len(ranks) == self.context.world_size:
+            self._set_rng_state(ranks[self.context.rank])
+        else:
+            self.log(f"resuming on {self.context.world_size} processes a run saved on {len(ranks)}: "
+                     "random draws will differ from an uninterrupted run")
+
+    def checkpoint_paths(self) -> list[Path]:
+        folder = self.out_dir / CHECKPOINTS_DIR
+        return sorted(folder.glob("step-*"), reverse=True) if folder.is_dir() else []
+
+    def save_checkpoint(self) -> None:
+        state = self.state_dict()  # every rank takes part in the gather
+        if self.context.is_main:
+            path = self.out_dir / CHECKPOINTS_DIR / f"step-{self.step:08d}"
+            save_state(state, path, extra_files={"recipe.json": json.dumps(self.recipe.to_dict(), indent=2)})
+            paths = self.checkpoint_paths()  # newest first
+            keep = set(paths[: self.recipe.schedule.keep_last])
+            keep |= {p for p in paths if int(p.name.split("-")[1]) == self.best_step}
+            for old in paths:
+                if old not in keep:
+                    shutil.rmtree(old, ignore_errors=True)
+        self.context.barrier()
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint that loads; False when there is none."""
+        saved = self.out_dir / "recipe.json"
+        if saved.is_file():
+            previous = json.loads(saved.read_text())
+            current = self.recipe.to_dict()
+            for key in FIXED_ON_RESUME:
+                if previous.get(key) != current.get(key):
+                    raise ValueError(
+                        f"{self.out_dir} holds a run with {key} = {previous.get(key)!r}, this recipe has "
+                        f"{key} = {current.get(key)!r}: use another output folder to start a new run"
+                    )
+        failures = []
+        for path in self.checkpoint_paths():
+            try:
+                state = load_state(path)
+                self.load_state_dict(state)
+            except (ValueError, KeyError, RuntimeError) as error:
+                failures.append(f"{path.name}: {error}")
+                self.log(f"checkpoint {path} cannot be used ({error}); trying the one before it")
+                continue
+            self.log(f"resumed from {path} (step {self.step}, epoch {self.epoch})")
+            return True
+        if failures:
+            raise ValueError(f"no checkpoint in {self.out_dir / CHECKPOINTS_DIR} can be loaded: {failures}")
+        return False
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        if self.context.is_main:
+            if self.progress:
+                tqdm.write(message, file=sys.stderr)
+            else:
+                print(message, file=sys.stderr, flush=True)
+
+    def _batches(self) -> Iterator[Any]:
+        """Training batches forever, epoch after epoch, counting the data position."""
+        while True:
+            produced = 0
+            for batch in self.task.train_batches(self.epoch, self.batch_in_epoch):
+                self.batch_in_epoch += 1
+                produced += 1
+                yield batch
+            if produced == 0 and self.batch_in_epoch == 0:
+                raise ValueError("the training data yields no batches: is the split empty?")
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    def _no_sync(self, phase_modules: tuple[str, ...]) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        for name in phase_modules:
+            module = self.wrapped[name]
+            if isinstance(module, DistributedDataParallel):
+                stack.enter_context(module.no_sync())
+        return stack
+
+    def train_step(self, micro_batches: list[Any]) -> dict[str, float]:
+        accum = len(micro_batches)
+        metrics: dict[str, float] = {}
+        for phase in self.phases:
+            optimizer = self.optimizers[phase.name]
+            optimizer.zero_grad(set_to_none=True)
+            total = 0.0
+            for i, batch in enumerate(micro_batches):
+                batch = self.task.move(batch)
+                sync = contextlib.nullcontext() if i == accum - 1 else self._no_sync(phase.modules)
+                with sync:
+                    with self.task.autocast():
+                        loss, phase_metrics = self.task.loss(phase.name, self.wrapped, batch, self.step)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"the {phase.name} loss is {loss.item()} at step {self.step}: lower optimizer.lr, "
+                            "or resume from an earlier checkpoint"
+                        )
+                    (loss / accum).backward()
+                total += loss.item() / accum
+                for key, value in phase_metrics.items():
+                    metrics[f"{phase.name}/{key}"] = metrics.get(f"{phase.name}/{key}", 0.0) + value / accum
+            if self.recipe.optimizer.grad_clip > 0:
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                norm = torch.nn.utils.clip_grad_norm_(params, self.recipe.optimizer.grad_clip)
+                metrics[f"{phase.name}/grad_norm"] = float(norm)
+            optimizer.step()
+            self.schedulers[phase.name].step()
+            metrics[f"{phase.name}/loss"] = total
+            metrics[f"{phase.name}/lr"] = self.schedulers[phase.name].get_last_lr()[0]
+        if self.ema is not None:
+            self.ema.update(self.modules[self.task.export_module])
+        return metrics
+
+    def validate(self) -> dict[str, float]:
+        module = self.ema.module if self.ema is not None else self.modules[self.task.export_module]
+        modules = {**self.modules, self.task.export_module: module}
+        for m in modules.values():
+            m.eval()
+        try:
+            metrics = self.task.validate(modules, self.task.valid_batches())
+        finally:
+            for m in self.modules.values():
+                m.train()
+        if self.context.is_main:
+            for key, value in metrics.items():
+                self._scalar(f"valid/{key}", value)
+            loss = metrics.get("loss", math.inf)
+            if self.best_loss is None or loss < self.best_loss:
+                self.best_loss, self.best_step = loss, self.step
+                self.task.export(module, self.out_dir / "best")
+            self.log(f"step {self.step}: valid " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if "/" not in k))
+        return metrics
+
+    def _scalar(self, name: str, value: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(name, value, self.step)
+
+    def _log_samples(self) -> None:
+        module = self.ema.module if self.ema is not None else self.modules[self.task.export_module]
+        module.eval()
+        try:
+            samples = self.task.samples(module, self.step)
+        finally:
+            self.modules[self.task.export_module].train()
+        if self.writer is not None:
+            for name, (wav, sample_rate) in samples.items():
+                self.writer.add_audio(f"samples/{name}", wav.float().clamp(-1, 1), self.step, sample_rate)
+
+    def _should_stop(self, start: float) -> bool:
+        """Signal, until_step or time budget; agreed across ranks so that all stop together."""
+        stop = self.stop_requested or (self.until_step is not None and self.step >= self.until_step)
+        if self.max_minutes is not None and (time.monotonic() - start) / 60 >= self.max_minutes:
+            stop = True
+        if self.context.enabled:
+            flag = torch.tensor([float(stop)])
+            dist.all_reduce(flag)
+            stop = bool(flag.item() > 0)
+        return stop
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+        self.log(f"received signal {signum}: writing a checkpoint at the end of this step")
+
+    def fit(self) -> dict[str, Any]:
+        """Train to optimizer.max_steps (or until stopped). Returns the run's summary."""
+        schedule, max_steps = self.recipe.schedule, self.recipe.optimizer.max_steps
+        self.resume()
+        if self.context.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.recipe.save(self.out_dir / "recipe.json")
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=self.step or None)
+        previous_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        start = last_log = time.monotonic()
+        tokens_since_log = 0
+        bar = tqdm(total=max_steps, initial=self.step, disable=not self.progress, desc="training", unit="step")
+        batches = self._batches()
+        stopped_early = False
+        for m in self.modules.values():
+            m.train()
+        try:
+            while self.step < max_steps:
+                micro = [next(batches) for _ in range(self.recipe.optimizer.grad_accum)]
+                metrics = self.train_step(micro)
+                self.step += 1
+                tokens_since_log += sum(self.task.batch_size_tokens(b) for b in micro) * self.context.world_size
+                bar.update(1)
+                if self.step % schedule.log_every == 0 or self.step == max_steps:
+                    elapsed = time.monotonic() - last_log
+                    metrics["tokens_per_second"] = tokens_since_log / max(elapsed, 1e-9)
+                    tokens_since_log, last_log = 0, time.monotonic()
+                    if self.context.is_main:
+                        for key, value in metrics.items():
+                            self._scalar(f"train/{key}", value)
+                        shown = {k.split("/")[-1] if k.count("/") == 1 and k.startswith(self.phases[0].name) else k: v
+                                 for k, v in metrics.items() if not k.endswith("grad_norm")}
+                        if self.progress:
+                            bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
+                        else:
+                            self.log(f"step {self.step}/{max_steps} " + " ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+                if self.step % schedule.valid_every == 0 or self.step == max_steps:
+                    self.validate()
+                if schedule.sample_every and self.step % schedule.sample_every == 0 and self.context.is_main:
+                    self._log_samples()
+                if self.step % schedule.checkpoint_every == 0 or self.step == max_steps:
+                    self.save_checkpoint()
+                if self.step < max_steps and self._should_stop(start):
+                    stopped_early = True
+                    self.save_checkpoint()
+                    self.log(f"stopped at step {self.step}; run the same command again to resume")
+                    break
+        finally:
+            bar.close()
+            for s, handler in previous_handlers.items():
+                signal.signal(s, handler)
+            if self.writer is not None:
+                self.writer.close()
+        return self._finish(stopped_early)
+
+    def _finish(self, stopped_early: bool) -> dict[str, Any]:
+        checksums = [_checksum(self.modules[self.task.export_module])]
+        if self.context.enabled:
+            checksums = [None] * self.context.world_size
+            dist.all_gather_object(checksums, _checksum(self.modules[self.task.export_module]))
+        summary = {
+            "step": self.step, "epoch": self.epoch, "stopped_early": stopped_early,
+            "best_step": self.best_step, "best_valid_loss": self.best_loss,
+            "world_size": self.context.world_size, "replica_checksums": checksums,
+        }
+        if self.context.is_main:
+            if len(set(checksums)) > 1:
+                raise RuntimeError(f"the replicas' weights differ after training: checksums {checksums}")
+            if not stopped_early:
+                final = self.ema.module if self.ema is not None else self.modules[self.task.export_module]
+                self.task.export(final, self.out_dir / "model")
+            atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        self.context.barrier()
+        return summary

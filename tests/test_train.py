@@ -1,0 +1,205 @@
+"""The shared training loop: loss goes down, exact resume, corrupt checkpoints, torchrun, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from fakes import FakeCodec, FakeSemantic
+from test_token_cache import make_corpus
+
+from soundstorm import SoundStorm, SoundStormConfig
+from soundstorm.data.tokenize import build_token_cache
+from soundstorm.train.recipe import Recipe
+from soundstorm.train.schedule import warmup_cosine
+from soundstorm.train.state import load_state, save_state
+from soundstorm.train.trainer import Trainer
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    durations = [0.4 + 0.13 * (i % 9) for i in range(32)]
+    manifest = make_corpus(root / "corpus", durations)
+    build_token_cache(manifest, root / "cache", FakeCodec(codebook_size=64), FakeSemantic(vocab_size=32), shard_size=16)
+    return root / "cache"
+
+
+def tiny_recipe(cache_dir: Path, **overrides: object) -> Recipe:
+    values = [f'data.cache="{cache_dir}"', "data.max_frames=40", "data.batch_size=4", "data.num_workers=0",
+              "optimizer.warmup_steps=5", "optimizer.max_steps=12", "schedule.log_every=4",
+              "schedule.valid_every=6", "schedule.checkpoint_every=4", "schedule.valid_batches=4"]
+    values += [f"{k}={v}" for k, v in overrides.items()]
+    return Recipe.load(RECIPES / "soundstorm-tiny.toml", values)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return SoundStorm.from_pretrained(path).state_dict()
+
+
+def test_short_run_reduces_the_loss_and_exports(cache_dir: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(cache_dir, **{"optimizer.max_steps": 200, "optimizer.lr": 3e-3, "schedule.valid_every": 50,
+                                      "schedule.checkpoint_every": 50, "schedule.keep_last": 1, "data.batch_size": 8})
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    first = trainer.validate()
+    summary = trainer.fit()
+    last = trainer.validate()
+    assert summary["step"] == 200 and not summary["stopped_early"]
+    # Level 1 follows the audio's envelope, which the semantic tokens carry: learnable. The
+    # finer levels of the stand-in codec hold remainders that look like noise.
+    assert last["loss/level_1"] < 0.6 * first["loss/level_1"], (first, last)
+    assert summary["best_valid_loss"] < first["loss"]
+    model = SoundStorm.from_pretrained(tmp_path / "run" / "model")
+    assert model.config.codebook_size == 64 and model.config.semantic_vocab_size == 32
+    assert (tmp_path / "run" / "best" / "config.json").is_file()
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints[-1] == "step-00000200" and len(checkpoints) <= 2  # last + best
+    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["task"] == "soundstorm"
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(cache_dir: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(cache_dir, deterministic="true", **{"model.dropout": 0.1})
+    Trainer(recipe, tmp_path / "straight", progress=False).fit()
+
+    stopped = Trainer(recipe, tmp_path / "resumed", progress=False, until_step=6).fit()
+    assert stopped["stopped_early"] and stopped["step"] == 6
+    resumed = Trainer(recipe, tmp_path / "resumed", progress=False)
+    assert resumed.resume() and resumed.step == 6 and resumed.batch_in_epoch > 0
+    resumed = Trainer(recipe, tmp_path / "resumed", progress=False)
+    summary = resumed.fit()
+    assert summary["step"] == 12
+    a, b = weights(tmp_path / "straight" / "model"), weights(tmp_path / "resumed" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_corrupt_checkpoint_is_reported_and_the_previous_one_used(cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    recipe = tiny_recipe(cache_dir, **{"optimizer.max_steps": 8})
+    Trainer(recipe, tmp_path / "run", progress=False).fit()
+    newest = tmp_path / "run" / "checkpoints" / "step-00000008" / "state.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    trainer = Trainer(tiny_recipe(cache_dir, **{"optimizer.max_steps": 12}), tmp_path / "run", progress=False)
+    assert trainer.resume() and trainer.step == 4
+    err = capsys.readouterr().err
+    assert "step-00000008" in err and "corrupt or truncated" in err
+    for checkpoint in (tmp_path / "run" / "checkpoints").iterdir():
+        (checkpoint / "state.json").write_text("{")
+    with pytest.raises(ValueError, match="no checkpoint .* can be loaded"):
+        Trainer(recipe, tmp_path / "run", progress=False).resume()
+
+
+def test_resume_refuses_a_different_model(cache_dir: Path, tmp_path: Path) -> None:
+    Trainer(tiny_recipe(cache_dir, **{"optimizer.max_steps": 4}), tmp_path / "run", progress=False).fit()
+    with pytest.raises(ValueError, match="model"):
+        Trainer(tiny_recipe(cache_dir, **{"model.dim": 32}), tmp_path / "run", progress=False).fit()
+
+
+def _command(cache_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["-m", "soundstorm.cli", "train", str(RECIPES / "soundstorm-tiny.toml"), "--out", str(out), "--quiet",
+            "--set", f'data.cache="{cache_dir}"', "--set", "data.max_frames=40", "--set", "data.batch_size=4",
+            "--set", "schedule.valid_batches=2", *extra]
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
+
+
+def test_torchrun_two_processes_keep_identical_weights(cache_dir: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29541",
+         *_command(cache_dir, tmp_path / "ddp", "--set", "optimizer.max_steps=10", "--set", "schedule.valid_every=5")],
+        capture_output=True, text=True, timeout=300, env=_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["step"] == 10
+    assert len(set(summary["replica_checksums"])) == 1
+    assert SoundStorm.from_pretrained(tmp_path / "ddp" / "model").config.dim == 64
+
+
+def test_sigterm_writes_a_checkpoint_and_the_run_resumes(cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, *_command(cache_dir, out, "--set", "optimizer.max_steps=100000", "--set", "schedule.log_every=1",
+                                   "--set", "schedule.checkpoint_every=100000", "--set", "schedule.valid_every=100000")],
+        stderr=subprocess.PIPE, text=True, env=_env(),
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in process.stderr:  # wait until it is training
+        if line.startswith("step 5/") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 0, rest[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["step"] >= 5
+    step = summary["step"]
+    assert (out / "checkpoints" / f"step-{step:08d}").is_dir()
+    result = subprocess.run([sys.executable, *_command(cache_dir, out, "--set", "optimizer.max_steps=100000",
+                                                      "--until-step", str(step + 2))],
+                            capture_output=True, text=True, timeout=120, env=_env())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resumed from" in result.stderr
+    assert json.loads((out / "summary.json").read_text())["step"] == step + 2
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
+def test_every_recipe_loads(path: Path) -> None:
+    recipe = Recipe.load(path)
+    if recipe.task == "soundstorm":
+        model = dict(recipe.model)
+        preset = model.pop("preset", None)
+        defaults = dict(codebook_size=1024, num_quantizers=8, semantic_vocab_size=500)
+        values = {**defaults, **model}
+        config = SoundStormConfig.preset(preset, **values) if preset else SoundStormConfig.from_dict(values)
+        assert config.codebook_size == 1024  # the cache's values fill in what the recipe leaves out
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+
+
+def test_recipe_errors_name_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('task = "soundstorm"\n[optimizer]\nlearning_rate = 1e-3\n')
+    with pytest.raises(ValueError, match=r"unknown fields in \[optimizer\]: \['learning_rate'\]"):
+        Recipe.load(path)
+    path.write_text('task = "soundstorm"\n[optimizer]\nlr = -1.0\n')
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        Recipe.load(path)
+    path.write_text('task = "soundstorm"\n')
+    recipe = Recipe.load(path, ["optimizer.lr=1e-3", "data.cache=tokens", "schedule.valid_every=7"])
+    assert (recipe.optimizer.lr, recipe.data.cache, recipe.schedule.valid_every) == (1e-3, "tokens", 7)
+    with pytest.raises(FileNotFoundError, match="no recipe"):
+        Recipe.load(tmp_path / "absent.toml")
+
+
+def test_warmup_cosine_schedule() -> None:
+    values = [warmup_cosine(s, warmup_steps=10, max_steps=110, min_ratio=0.1) for s in range(130)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[60] == pytest.approx(0.55)  # half way through the cosine
+    assert values[110] == pytest.approx(0.1) and values[129] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))
+
+
+def test_training_state_round_trip_without_pickle(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), betas=(0.9, 0.95))
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    state = {"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(), "note": [1, 2.5, "x", None, True]}
+    save_state(state, tmp_path / "state")
+    loaded = load_state(tmp_path / "state")
+    restored = torch.optim.AdamW(model.parameters())
+    restored.load_state_dict(loaded["optimizer"])
+    assert list(loaded["optimizer"]["state"]) == [0, 1]  # integer keys survive JSON
+    assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
+    assert torch.equal(loaded["rng"], state["rng"]) and loaded["note"] == [1, 2.5, "x", None, True]
+    assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in (tmp_path / "state").iterdir())
