@@ -126,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(step)
         step.set_defaults(run=module.run)
 
+    codec = commands.add_parser("codec", help="evaluate neural audio codecs")
+    codec_commands = codec.add_subparsers(dest="codec_command", required=True, metavar="STEP")
+    from soundstorm.eval import codec_eval
+
+    evaluate = codec_commands.add_parser("eval", help="PESQ, STOI, mel distance per bitrate, against Opus",
+                                         description=codec_eval.__doc__,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    codec_eval.add_arguments(evaluate)
+    evaluate.set_defaults(run=codec_eval.run)
+
     from soundstorm.train import run as train_run
 
     train = commands.add_parser("train", help="train a model from a recipe (one process, or many under torchrun)",

@@ -203,3 +203,20 @@ def test_training_state_round_trip_without_pickle(tmp_path: Path) -> None:
     assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
     assert torch.equal(loaded["rng"], state["rng"]) and loaded["note"] == [1, 2.5, "x", None, True]
     assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in (tmp_path / "state").iterdir())
+
+
+def test_accumulation_and_audio_samples_in_tensorboard(cache_dir: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    recipe = tiny_recipe(cache_dir, **{"optimizer.max_steps": 4, "optimizer.grad_accum": 2, "schedule.sample_every": 2,
+                                      "data.codec": '"python:fakes:make_fake_codec"', "optimizer.ema_decay": 0.9})
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    summary = trainer.fit()
+    assert summary["step"] == 4
+    batches_per_epoch = len(trainer.task.sampler.all_batches())
+    assert trainer.epoch * batches_per_epoch + trainer.batch_in_epoch == 8  # two micro-batches a step
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"audio": 0, "images": 0})
+    events.Reload()
+    assert {"samples/generated", "samples/original"} <= set(events.Tags()["audio"])
+    assert "spectrograms/generated" in events.Tags()["images"]
+    assert {"train/main/loss", "valid/loss", "valid/accuracy/level_1"} <= set(events.Tags()["scalars"])

@@ -53,6 +53,18 @@ CHECKPOINTS_DIR = "checkpoints"
 FIXED_ON_RESUME = ("task", "model", "seed")
 
 
+def log_spectrogram_image(wav: torch.Tensor, n_fft: int = 512) -> torch.Tensor:
+    """float wav [N] -> a log-magnitude spectrogram [F, frames] scaled to [0, 1], low
+    frequencies at the bottom, over an 80 dB range."""
+    if wav.numel() < n_fft:
+        wav = torch.nn.functional.pad(wav, (0, n_fft - wav.numel()))
+    spectrum = torch.stft(wav, n_fft, hop_length=n_fft // 4, window=torch.hann_window(n_fft), return_complex=True)
+    decibels = 20 * torch.log10(spectrum.abs().clamp(min=1e-5))
+    decibels = decibels.clamp(min=decibels.max() - 80)
+    image = (decibels - decibels.min()) / (decibels.max() - decibels.min()).clamp(min=1e-5)
+    return image.flip(0)
+
+
 def _checksum(module: nn.Module) -> float:
     with torch.no_grad():
         return float(sum(p.double().sum() + p.double().abs().sum() for p in module.parameters()))
@@ -301,7 +313,9 @@ class Trainer:
             self.modules[self.task.export_module].train()
         if self.writer is not None:
             for name, (wav, sample_rate) in samples.items():
-                self.writer.add_audio(f"samples/{name}", wav.float().clamp(-1, 1), self.step, sample_rate)
+                wav = wav.float().cpu()
+                self.writer.add_audio(f"samples/{name}", wav.clamp(-1, 1), self.step, sample_rate)
+                self.writer.add_image(f"spectrograms/{name}", log_spectrogram_image(wav), self.step, dataformats="HW")
 
     def _should_stop(self, start: float) -> bool:
         """Signal, until_step or time budget; agreed across ranks so that all stop together."""

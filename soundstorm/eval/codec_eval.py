@@ -1,0 +1,288 @@
+"""`soundstorm codec eval`: a codec's quality at each bitrate against Opus, on held-out speech.
+
+Each held-out utterance of a manifest (splits test and test-unseen-speaker by default) is
+encoded once with all the codec's levels; every prefix of Q levels is decoded (Q * log2(K) *
+frame_rate / 1000 kbit/s) and scored against the original with wideband PESQ, STOI and log-mel
+distance. The same clip goes through Opus (opus-tools) at the same bitrate, where Opus can
+reach it (6 kbit/s and up). Encode and decode speed are reported as real-time factors on this
+machine: seconds of computing per second of audio (below 1 is faster than real time).
+
+    soundstorm codec eval --codec encodec:facebook/encodec_24khz --manifest corpus/manifest.jsonl \\
+        --levels 2,4,8 --out results/codec-eval
+
+writes results/codec-eval/codec_eval.md (the table, also printed) and codec_eval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from soundstorm.atomic import atomic_write_text
+from soundstorm.codecs import Codec, bitrate_kbps, load_codec
+from soundstorm.codecs.opus import OPUS_MAX_KBPS, OPUS_MIN_KBPS, opus_available, opus_roundtrip
+from soundstorm.data.audio import load_audio
+from soundstorm.data.manifest import ManifestEntry, read_manifest
+from soundstorm.eval.codec_metrics import mel_distance, pesq_wb, stoi
+
+DEFAULT_SPLITS = ("test", "test-unseen-speaker")
+METRICS = ("pesq", "stoi", "mel_distance")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Means over the utterances of a split; NaN where a metric failed on every one."""
+
+    pesq: float  # wideband MOS-LQO, 1.04 .. 4.64, higher is better
+    stoi: float  # 0 .. 1, higher is better
+    mel_distance: float  # >= 0, lower is better
+    failures: int = 0  # utterances a metric could not score (PESQ: no speech found)
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    levels: int  # Q, the first Q levels decoded
+    kbps: float  # Q * log2(K) * frame_rate / 1000
+    codec: Scores
+    decode_rtf: float  # wall-clock seconds decoding per second of audio
+    opus: Scores | None  # None where Opus cannot code this bitrate, or was not asked for
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    split: str
+    num_items: int
+    seconds: float  # of audio
+    rows: list[LevelResult]
+
+
+@dataclass(frozen=True)
+class CodecEvalReport:
+    codec: dict[str, Any]  # Codec.describe()
+    manifest: str
+    encode_rtf: float  # wall-clock seconds encoding (all levels) per second of audio, over all splits
+    splits: list[SplitResult]
+
+    def to_json(self) -> str:
+        # NaN is not JSON: scores that could not be computed become null.
+        return json.dumps(_nan_to_none(asdict(self)), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        codec = self.codec
+        lines = [
+            f"Codec `{codec['name']}`: {codec['sample_rate']} Hz, {codec['frame_rate']:g} frames/s, "
+            f"{codec['num_quantizers']} levels of {codec['codebook_size']} codes. "
+            f"Encode real-time factor {self.encode_rtf:.3f} (wall-clock seconds per second of audio). "
+            f"Manifest `{self.manifest}`.",
+        ]
+        for split in self.splits:
+            lines += [
+                "",
+                f"**{split.split}**: {split.num_items} utterance{'s' if split.num_items != 1 else ''}, {split.seconds:.1f} s",
+                "",
+                "| levels | kbit/s | PESQ codec | PESQ Opus | STOI codec | STOI Opus | mel dist. codec | mel dist. Opus | decode RTF |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for row in split.rows:
+                opus = row.opus
+                lines.append(
+                    f"| {row.levels} | {row.kbps:.2f} "
+                    f"| {_fmt(row.codec.pesq, 2)} | {_fmt(opus.pesq if opus else None, 2)} "
+                    f"| {_fmt(row.codec.stoi, 3)} | {_fmt(opus.stoi if opus else None, 3)} "
+                    f"| {_fmt(row.codec.mel_distance, 3)} | {_fmt(opus.mel_distance if opus else None, 3)} "
+                    f"| {row.decode_rtf:.3f} |"
+                )
+        lines += [
+            "",
+            f"Opus: opus-tools, constrained VBR at the same bitrate; '-' below its {OPUS_MIN_KBPS:g} kbit/s minimum. "
+            "PESQ: wideband (P.862.2, 16 kHz). mel dist.: L1 of log10 mel magnitudes, lower is better.",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def default_levels(num_quantizers: int) -> list[int]:
+    """1, 2, 4, ... below Q, and Q itself."""
+    levels = [2**i for i in range(int(math.log2(num_quantizers)) + 1) if 2**i < num_quantizers]
+    return levels + [num_quantizers]
+
+
+def evaluate_codec(
+    codec: Codec,
+    entries: Sequence[ManifestEntry],
+    root: Path,
+    levels: Sequence[int] | None = None,
+    splits: Sequence[str] = DEFAULT_SPLITS,
+    opus: bool = True,
+    progress: bool = False,
+    manifest_name: str = "",
+) -> CodecEvalReport:
+    """Score `codec` (and Opus) on the entries of `splits`.
+
+    Args:
+        entries: manifest entries; those of other splits are skipped.
+        root: the manifest's folder, against which entry paths resolve.
+        levels: numbers of levels to decode, each in [1, Q] (default: default_levels(Q)).
+        opus: also code each clip with Opus at each bitrate (needs opus-tools).
+    """
+    levels = sorted(set(levels or default_levels(codec.num_quantizers)))
+    if not all(1 <= q <= codec.num_quantizers for q in levels):
+        raise ValueError(f"levels must be in [1, {codec.num_quantizers}] for {codec.name}, got {levels}")
+    if opus and not opus_available():
+        raise RuntimeError("opusenc/opusdec not found: install opus-tools (make system-deps), or pass --no-opus")
+    by_split = {split: [e for e in entries if e.split == split] for split in splits}
+    if not any(by_split.values()):
+        raise ValueError(
+            f"the manifest has no utterances in the splits {list(splits)}: build it with "
+            "`soundstorm corpus synth` (which holds out test speakers and sentences) or choose --splits"
+        )
+    _warm_up(codec)
+
+    encode_seconds, audio_seconds = 0.0, 0.0
+    results = []
+    bar = tqdm(total=sum(len(v) for v in by_split.values()), disable=not progress, desc="codec eval", unit="utt")
+    for split, items in by_split.items():
+        if not items:
+            continue
+        scores: dict[tuple[str, int], list[dict[str, float]]] = {}  # (system, Q) -> per-utterance
+        decode_seconds = dict.fromkeys(levels, 0.0)
+        split_seconds = 0.0
+        for entry in items:
+            wav, _ = load_audio(entry.audio_path(root), sample_rate=codec.sample_rate, resample=True, downmix=True)
+            seconds = len(wav) / codec.sample_rate
+            split_seconds += seconds
+            batch = torch.from_numpy(wav)[None, None]  # [1, 1, N]
+            with torch.inference_mode():
+                start = time.perf_counter()
+                codes = codec.encode_long(batch)  # [1, T, Q]
+                encode_seconds += time.perf_counter() - start
+                for q in levels:
+                    start = time.perf_counter()
+                    decoded = codec.decode_long(codes[..., :q])  # [1, 1, N']
+                    decode_seconds[q] += time.perf_counter() - start
+                    out = decoded[0, 0].float().cpu().numpy()
+                    scores.setdefault(("codec", q), []).append(_score(wav, out, codec.sample_rate))
+                    kbps = bitrate_kbps(q, codec.codebook_size, codec.frame_rate)
+                    if opus and OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
+                        coded = opus_roundtrip(wav, codec.sample_rate, kbps)
+                        scores.setdefault(("opus", q), []).append(_score(wav, coded, codec.sample_rate))
+            audio_seconds += seconds
+            bar.update(1)
+        rows = [
+            LevelResult(
+                levels=q,
+                kbps=bitrate_kbps(q, codec.codebook_size, codec.frame_rate),
+                codec=_mean(scores[("codec", q)]),
+                decode_rtf=decode_seconds[q] / split_seconds,
+                opus=_mean(scores[("opus", q)]) if ("opus", q) in scores else None,
+            )
+            for q in levels
+        ]
+        results.append(SplitResult(split=split, num_items=len(items), seconds=split_seconds, rows=rows))
+    bar.close()
+    return CodecEvalReport(
+        codec=codec.describe(), manifest=manifest_name, encode_rtf=encode_seconds / audio_seconds, splits=results
+    )
+
+
+def _score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """Every metric; NaN for one that cannot score the pair (reported as a failure)."""
+    values = {}
+    for name, metric in (("pesq", pesq_wb), ("stoi", stoi), ("mel_distance", mel_distance)):
+        try:
+            values[name] = metric(reference, degraded, sample_rate)
+        except ValueError:
+            values[name] = math.nan
+    return values
+
+
+def _mean(per_item: list[dict[str, float]]) -> Scores:
+    table = np.array([[item[m] for m in METRICS] for item in per_item], dtype=np.float64)  # [n, 3]
+    failures = int(np.isnan(table).any(axis=1).sum())
+    means = [float(np.mean(column[~np.isnan(column)])) if (~np.isnan(column)).any() else math.nan for column in table.T]
+    return Scores(pesq=means[0], stoi=means[1], mel_distance=means[2], failures=failures)
+
+
+def _warm_up(codec: Codec) -> None:
+    """One untimed pass over a second of quiet noise, so that first-call costs (allocator,
+    kernel selection) do not count against the first utterance's real-time factor."""
+    noise = torch.randn(1, 1, codec.sample_rate, generator=torch.Generator().manual_seed(0)) * 0.01
+    with torch.inference_mode():
+        codec.decode(codec.encode(noise))
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def _parse_levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated level counts like 1,2,4,8, got {text!r}") from error
+    if not levels:
+        raise argparse.ArgumentTypeError("expected at least one level count")
+    return levels
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--codec", required=True, help="codec spec, e.g. encodec:facebook/encodec_24khz or soundstream:PATH")
+    parser.add_argument("--manifest", required=True, type=Path, help="JSONL manifest with splits (from `corpus synth`)")
+    parser.add_argument(
+        "--splits", default=",".join(DEFAULT_SPLITS),
+        help=f"comma-separated held-out splits to score (default {','.join(DEFAULT_SPLITS)})",
+    )
+    parser.add_argument("--levels", type=_parse_levels, help="numbers of levels to decode, e.g. 1,2,4,8 (default: powers of two and all)")
+    parser.add_argument("--max-items", type=int, default=100, help="utterances per split, the first in the manifest (default 100)")
+    parser.add_argument("--no-opus", action="store_true", help="skip the Opus baseline")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--out", type=Path, help="folder for codec_eval.md and codec_eval.json")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    codec = load_codec(args.codec)
+    entries = read_manifest(args.manifest)
+    if args.max_items < 1:
+        raise ValueError(f"--max-items must be at least 1, got {args.max_items}")
+    counts: dict[str, int] = {}
+    chosen = []
+    for entry in entries:  # the first max_items of each split, in manifest order
+        if entry.split in splits and counts.get(entry.split, 0) < args.max_items:
+            counts[entry.split] = counts.get(entry.split, 0) + 1
+            chosen.append(entry)
+    report = evaluate_codec(
+        codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
+        progress=not args.quiet and sys.stderr.isatty(), manifest_name=str(args.manifest),
+    )
+    table = report.to_markdown()
+    print(table, end="")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out / "codec_eval.md", table)
+        atomic_write_text(args.out / "codec_eval.json", report.to_json())
+        print(f"wrote {args.out / 'codec_eval.md'} and {args.out / 'codec_eval.json'}")
+    return 0

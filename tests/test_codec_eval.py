@@ -1,0 +1,155 @@
+"""Codec metrics, the Opus baseline, and `soundstorm codec eval` end to end on a tiny manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from soundstorm.codecs.opus import opus_available, opus_roundtrip
+from soundstorm.data.audio import load_audio, save_audio
+from soundstorm.data.manifest import ManifestEntry, write_manifest
+from soundstorm.eval import codec_eval
+from soundstorm.eval.codec_metrics import align, mel_distance, pesq_wb, stoi
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+RATE = 16000
+needs_opus = pytest.mark.skipif(not opus_available(), reason="opus-tools not installed (make system-deps)")
+
+
+def _flite(text: str, path: Path, voice: str = "slt") -> np.ndarray:
+    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(path)], check=True, capture_output=True)
+    wav, _ = load_audio(path, sample_rate=RATE, resample=True)
+    save_audio(path, wav, RATE)
+    return wav
+
+
+def _synthetic_speech(seconds: float, seed: int) -> np.ndarray:
+    """Voiced harmonics under a syllable envelope: what PESQ's voice detector accepts."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    pitch = 120 + 40 * np.sin(2 * np.pi * 0.5 * t + seed)
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = np.clip(np.sin(2 * np.pi * 3 * t), 0, None)
+    return (0.3 * envelope * voice).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    if shutil.which("flite"):
+        return _flite("The quick brown fox jumps over the lazy dog, twice.", tmp_path_factory.mktemp("flite") / "a.wav")
+    return _synthetic_speech(2.5, seed=0)
+
+
+def test_metrics_are_best_for_identical_signals_and_monotone_in_noise(speech: np.ndarray) -> None:
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    noise = np.random.default_rng(0).standard_normal(len(speech)).astype(np.float32)
+    scale = np.sqrt(np.mean(speech**2))
+    assert pesq_wb(speech, speech, RATE) > 4.5
+    assert stoi(speech, speech, RATE) > 0.999
+    assert mel_distance(speech, speech, RATE) == 0.0
+    scores = []
+    for snr_db in (30, 15, 5, -5):
+        noisy = speech + noise * scale * 10 ** (-snr_db / 20)
+        scores.append((pesq_wb(speech, noisy, RATE), stoi(speech, noisy, RATE), mel_distance(speech, noisy, RATE)))
+    pesq_scores, stoi_scores, mel_scores = zip(*scores)
+    assert all(a > b for a, b in zip(pesq_scores, pesq_scores[1:])), pesq_scores
+    assert all(a > b for a, b in zip(stoi_scores, stoi_scores[1:])), stoi_scores
+    assert all(a < b for a, b in zip(mel_scores, mel_scores[1:])), mel_scores
+
+
+def test_metrics_align_lengths_and_resample_for_pesq(speech: np.ndarray) -> None:
+    pytest.importorskip("pesq")
+    reference, degraded = align(speech, np.concatenate([speech, np.zeros(123, np.float32)]))
+    assert len(reference) == len(degraded) == len(speech)
+    assert mel_distance(speech, speech[:-50], RATE) == 0.0
+    from soundstorm.data.audio import resample_audio
+
+    upsampled = resample_audio(speech, RATE, 24000)
+    assert pesq_wb(upsampled, upsampled, 24000) > 4.5
+    with pytest.raises(ValueError, match="NaN"):
+        mel_distance(speech, np.full_like(speech, np.nan), RATE)
+    with pytest.raises(ValueError, match="PESQ cannot score digital silence"):
+        pesq_wb(np.zeros(RATE, np.float32), np.zeros(RATE, np.float32), RATE)
+    with pytest.raises(ValueError, match="PESQ cannot score this pair"):
+        pesq_wb(speech[:1000], speech[:1000], RATE)  # 60 ms: too short to find an utterance
+
+
+@needs_opus
+def test_opus_round_trip_keeps_length_and_gets_better_with_bitrate(speech: np.ndarray) -> None:
+    low = opus_roundtrip(speech, RATE, 6.0)
+    high = opus_roundtrip(speech, RATE, 32.0)
+    assert low.shape == high.shape == speech.shape and low.dtype == np.float32
+    assert mel_distance(speech, high, RATE) < mel_distance(speech, low, RATE)
+    odd = opus_roundtrip(speech[:22050], 22050, 12.0)  # a rate Opus does not run at natively
+    assert odd.shape == (22050,)
+    with pytest.raises(ValueError, match="6 to 256 kbit/s, got 1.5"):
+        opus_roundtrip(speech, RATE, 1.5)
+
+
+@needs_opus
+def test_codec_eval_end_to_end(tmp_path: Path, speech: np.ndarray) -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("pesq")
+    pytest.importorskip("pystoi")
+    from test_codecs_hf import save_tiny_model
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    sentences = ["Never trust a cat.", "The rain in Spain stays mainly in the plain."]
+    entries = []
+    for i, (split, voice) in enumerate([("test", "slt"), ("test-unseen-speaker", "kal"), ("train", "slt")]):
+        path = corpus / "audio" / f"{i}.wav"
+        if shutil.which("flite"):
+            wav = _flite(sentences[i % 2], path, voice)
+        else:
+            wav = _synthetic_speech(1.5, seed=i)
+            save_audio(path, wav, RATE)
+        entries.append(ManifestEntry(
+            id=f"u{i}", path=f"audio/{i}.wav", duration=len(wav) / RATE, sample_rate=RATE,
+            speaker=voice, text=sentences[i % 2], split=split,
+        ))
+    write_manifest(entries, corpus / "manifest.jsonl")
+    # target_bandwidths up to 6 kbit/s: 12 levels of 10 bits at 50 frames/s. Two levels make 1 kbit/s,
+    # below Opus's minimum, and twelve its 6 kbit/s minimum: one row with an Opus column, one without.
+    folder = save_tiny_model("encodec", tmp_path / "codec", target_bandwidths=[1.0, 2.0, 6.0])
+
+    parser = argparse.ArgumentParser()
+    codec_eval.add_arguments(parser)
+    out = tmp_path / "eval"
+    args = parser.parse_args([
+        "--codec", f"encodec:{folder}", "--manifest", str(corpus / "manifest.jsonl"),
+        "--levels", "2,12", "--out", str(out), "--quiet", "--threads", "1",
+    ])
+    assert codec_eval.run(args) == 0
+    report = json.loads((out / "codec_eval.json").read_text())
+    assert report["codec"]["num_quantizers"] == 12
+    assert [s["split"] for s in report["splits"]] == ["test", "test-unseen-speaker"]
+    assert all(s["num_items"] == 1 for s in report["splits"])
+    rows = report["splits"][0]["rows"]
+    assert [r["levels"] for r in rows] == [2, 12] and [r["kbps"] for r in rows] == [1.0, 6.0]
+    assert rows[0]["opus"] is None and rows[1]["opus"] is not None
+    for row in rows:
+        assert 1.0 <= row["codec"]["pesq"] <= 4.7 and 0.0 <= row["codec"]["mel_distance"]
+        assert row["decode_rtf"] > 0
+    assert rows[1]["opus"]["pesq"] > rows[1]["codec"]["pesq"]  # Opus beats a random codec
+    assert report["encode_rtf"] > 0
+    table = (out / "codec_eval.md").read_text()
+    assert "| 12 | 6.00 |" in table and "**test-unseen-speaker**: 1 utterance," in table
+
+
+def test_codec_eval_refuses_a_manifest_without_held_out_items(tmp_path: Path) -> None:
+    from fakes import FakeCodec
+
+    entry = ManifestEntry(id="a", path="a.wav", duration=1.0, sample_rate=RATE, speaker="s", split="train")
+    with pytest.raises(ValueError, match="no utterances in the splits"):
+        codec_eval.evaluate_codec(FakeCodec(), [entry], tmp_path, opus=False)
+    with pytest.raises(ValueError, match=r"levels must be in \[1, 4\]"):
+        codec_eval.evaluate_codec(FakeCodec(), [entry], tmp_path, levels=[5], opus=False)
