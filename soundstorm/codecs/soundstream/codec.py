@@ -1,0 +1,107 @@
+"""Our SoundStream behind the Codec interface: `load_codec("soundstream:PATH")`.
+
+    codec = load_codec("soundstream:models/codec")                     # all levels
+    codec = load_codec("soundstream:models/codec?num_quantizers=4")    # the first 4 (bitrate / 2)
+    codes = codec.encode(wav)      # [B, 1, N] float -> [B, T, Q] int64
+    audio = codec.decode(codes)    # [B, T, Q] int64 -> [B, 1, T * hop] float
+
+The codec's `name` is the spec that loads it again, so a token cache's metadata names exactly
+the weights and levels that made it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from soundstorm.codecs.base import Codec
+from soundstorm.codecs.soundstream.model import SoundStream
+
+_OPTION = "num_quantizers"
+
+
+class SoundStreamCodec(Codec):
+    def __init__(
+        self,
+        model: SoundStream,
+        *,
+        name: str,
+        num_quantizers: int | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        """
+        Args:
+            model: a trained SoundStream (put in eval mode and on `device`).
+            name: what identifies these weights, e.g. "soundstream:models/codec".
+            num_quantizers: emit and decode only the first q levels (lower bitrate); default all.
+        """
+        config = model.config
+        num_quantizers = config.num_quantizers if num_quantizers is None else num_quantizers
+        valid = isinstance(num_quantizers, int) and not isinstance(num_quantizers, bool)
+        if not valid or not 1 <= num_quantizers <= config.num_quantizers:
+            raise ValueError(
+                f"num_quantizers must be an integer in [1, {config.num_quantizers}] for this SoundStream, "
+                f"got {num_quantizers!r}"
+            )
+        self.model = model.eval().to(device)
+        self.device = torch.device(device)
+        self.name = name
+        self.sample_rate = config.sample_rate
+        self.frame_rate = config.frame_rate
+        self.num_quantizers = num_quantizers
+        self.codebook_size = config.codebook_size
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, num_quantizers: int | None = None, device: str | torch.device = "cpu"
+    ) -> SoundStreamCodec:
+        """The SoundStream saved at `path` (SoundStream.save_pretrained)."""
+        model = SoundStream.from_pretrained(path, map_location=device)
+        name = f"soundstream:{path}"
+        if num_quantizers is not None and num_quantizers != model.config.num_quantizers:
+            name += f"?{_OPTION}={num_quantizers}"
+        return cls(model, name=name, num_quantizers=num_quantizers, device=device)
+
+    def encode(self, wav: Tensor) -> Tensor:
+        """float wav [B, 1, N] at sample_rate -> int64 codes [B, T, Q] in [0, K), T = ceil(N / hop)."""
+        self.check_wav(wav)
+        with torch.inference_mode():
+            codes = self.model.encode(wav.to(self.device, torch.float32), self.num_quantizers)
+        return codes.cpu()
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """int64 codes [B, T, Q'] in [0, K), any 1 <= Q' <= Q -> float wav [B, 1, T * hop]."""
+        self.check_codes(codes)
+        with torch.inference_mode():
+            wav = self.model.decode(codes.to(self.device))
+        return wav.float().cpu()
+
+    def with_num_quantizers(self, num_quantizers: int) -> SoundStreamCodec:
+        """The same weights emitting only the first `num_quantizers` levels (the encoder then
+        skips the other levels' nearest-code searches). Its name is the spec that loads it."""
+        if num_quantizers == self.num_quantizers:
+            return self
+        base = self.name.partition("?")[0]
+        name = base if num_quantizers == self.model.config.num_quantizers else f"{base}?{_OPTION}={num_quantizers}"
+        return SoundStreamCodec(self.model, name=name, num_quantizers=num_quantizers, device=self.device)
+
+
+def load_soundstream_codec(argument: str) -> SoundStreamCodec:
+    """The `soundstream` kind of codec spec: `PATH` or `PATH?num_quantizers=Q`."""
+    path, separator, option = argument.partition("?")
+    num_quantizers = None
+    if separator:
+        key, equals, value = option.partition("=")
+        if key != _OPTION or not equals or not value.isdigit():
+            raise ValueError(
+                f"a soundstream codec spec is 'soundstream:PATH' or 'soundstream:PATH?{_OPTION}=Q', got "
+                f"'soundstream:{argument}'"
+            )
+        num_quantizers = int(value)
+    if not path:
+        raise ValueError(
+            "a soundstream codec spec needs a path: 'soundstream:PATH' (a SoundStream.save_pretrained folder)"
+        )
+    return SoundStreamCodec.from_pretrained(path, num_quantizers=num_quantizers)

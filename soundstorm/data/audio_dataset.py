@@ -1,0 +1,124 @@
+"""Fixed-length random crops of the waveforms of a manifest: the codec's training examples.
+
+    dataset = AudioCropDataset("corpus/manifest.jsonl", sample_rate=16000, crop_seconds=1.0, split="train")
+    loader = DataLoader(dataset, batch_size=8, shuffle=True, collate_fn=collate_crops)
+    for epoch in range(epochs):
+        dataset.set_epoch(epoch)
+        for batch in loader:                 # AudioBatch: wav [B, 1, N], lengths [B]
+            ...
+
+Files are read with `load_audio` (resampled to `sample_rate`, downmixed to mono), so a
+corpus at any rate works. A file shorter than a crop is zero-padded at the end and its
+`length` says how many samples are real. Crops are deterministic: example i of epoch e always
+gets the same window for a given seed, whatever the worker or process that loads it.
+
+Notation: B batch, N samples per crop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from soundstorm.data.audio import load_audio
+from soundstorm.data.manifest import ManifestEntry, read_manifest
+
+
+@dataclass
+class AudioCrop:
+    wav: Tensor  # float32 [1, N]; zeros after `length`
+    length: int  # real samples in wav: N unless the file is shorter than a crop
+    index: int  # the example's position in the dataset
+
+
+@dataclass
+class AudioBatch:
+    wav: Tensor  # float32 [B, 1, N]
+    lengths: Tensor  # int64 [B], real samples of each example
+    indices: Tensor  # int64 [B], positions in the dataset
+
+    def to(self, device: torch.device | str) -> AudioBatch:
+        return AudioBatch(self.wav.to(device), self.lengths.to(device), self.indices.to(device))
+
+    def __len__(self) -> int:
+        return self.wav.shape[0]
+
+
+def collate_crops(crops: Sequence[AudioCrop]) -> AudioBatch:
+    """Stack equally long crops into a batch."""
+    if not crops:
+        raise ValueError("collate_crops got an empty list of crops")
+    return AudioBatch(
+        wav=torch.stack([crop.wav for crop in crops]),  # [B, 1, N]
+        lengths=torch.tensor([crop.length for crop in crops], dtype=torch.int64),
+        indices=torch.tensor([crop.index for crop in crops], dtype=torch.int64),
+    )
+
+
+class AudioCropDataset(Dataset[AudioCrop]):
+    def __init__(
+        self,
+        manifest_path: str | Path,
+        *,
+        sample_rate: int,
+        crop_seconds: float,
+        split: str | None = None,
+        seed: int = 0,
+        random_crop: bool = True,
+    ) -> None:
+        """
+        Args:
+            manifest_path: a JSONL manifest (soundstorm corpus synth / scan).
+            sample_rate: Hz of the crops; files at other rates are resampled.
+            crop_seconds: length of every crop (N = round(crop_seconds * sample_rate)).
+            split: only the entries of this split (all when None).
+            seed: with the epoch and the position, fixes each crop's window.
+            random_crop: a random window per epoch; False takes the start of each file.
+        """
+        if not isinstance(sample_rate, int) or sample_rate < 1:
+            raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
+        self.crop_samples = round(crop_seconds * sample_rate)
+        if not crop_seconds > 0 or self.crop_samples < 1:
+            raise ValueError(f"crop_seconds must be > 0 (at least one sample at {sample_rate} Hz), got {crop_seconds}")
+        self.manifest_path = Path(manifest_path)
+        self.root = self.manifest_path.parent
+        entries = read_manifest(self.manifest_path)
+        self.entries: list[ManifestEntry] = [e for e in entries if split is None or e.split == split]
+        if not self.entries:
+            splits = sorted({str(e.split) for e in entries})
+            raise ValueError(f"{self.manifest_path} has no entries of split {split!r}; its splits: {splits}")
+        self.sample_rate = sample_rate
+        self.seed = seed
+        self.random_crop = random_crop
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the windows of `epoch` (call before each epoch)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def crop_start(self, position: int, num_samples: int) -> int:
+        """First sample of example `position`'s window this epoch, for a file of num_samples."""
+        if not self.random_crop or num_samples <= self.crop_samples:
+            return 0
+        generator = np.random.default_rng([self.seed, self.epoch, position])
+        return int(generator.integers(0, num_samples - self.crop_samples + 1))
+
+    def __getitem__(self, position: int) -> AudioCrop:
+        if not 0 <= position < len(self.entries):
+            raise IndexError(f"position {position} out of range for {len(self.entries)} examples")
+        entry = self.entries[position]
+        wav, _ = load_audio(entry.audio_path(self.root), sample_rate=self.sample_rate, resample=True, downmix=True)
+        start = self.crop_start(position, len(wav))
+        window = wav[start : start + self.crop_samples]  # [<= N]
+        crop = torch.zeros(1, self.crop_samples)  # [1, N]
+        crop[0, : len(window)] = torch.from_numpy(window)
+        return AudioCrop(wav=crop, length=len(window), index=position)
