@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(step)
         step.set_defaults(run=module.run)
 
-    codec = commands.add_parser("codec", help="evaluate neural audio codecs")
+    codec = commands.add_parser("codec", help="train and evaluate neural audio codecs")
     codec_commands = codec.add_subparsers(dest="codec_command", required=True, metavar="STEP")
     from soundstorm.eval import codec_eval
 
@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=codec_eval.run)
 
     from soundstorm.train import run as train_run
+
+    codec_train = codec_commands.add_parser("train", help="train our SoundStream codec (a recipe with task = \"soundstream\")",
+                                            description=train_run.__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_run.add_arguments(codec_train)
+    codec_train.set_defaults(run=train_run.run)
 
     train = commands.add_parser("train", help="train a model from a recipe (one process, or many under torchrun)",
                                 description=train_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -163,6 +163,19 @@ def test_every_recipe_loads(path: Path) -> None:
         values = {**defaults, **model}
         config = SoundStormConfig.preset(preset, **values) if preset else SoundStormConfig.from_dict(values)
         assert config.codebook_size == 1024  # the cache's values fill in what the recipe leaves out
+    elif recipe.task == "soundstream":
+        from soundstorm.codecs.soundstream.config import SoundStreamConfig
+        from soundstorm.codecs.soundstream.training import SoundStreamLossConfig
+
+        model = dict(recipe.model)
+        preset = model.pop("preset", None)
+        config = SoundStreamConfig.preset(preset, **model) if preset else SoundStreamConfig.from_dict(model)
+        assert config.frame_rate > 0
+        options = dict(recipe.options)
+        options.pop("discriminator", None)
+        SoundStreamLossConfig.from_dict(options)
+    else:
+        raise AssertionError(f"{path.name}: no check for task {recipe.task!r}")
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
 
 
@@ -220,3 +233,24 @@ def test_accumulation_and_audio_samples_in_tensorboard(cache_dir: Path, tmp_path
     assert {"samples/generated", "samples/original"} <= set(events.Tags()["audio"])
     assert "spectrograms/generated" in events.Tags()["images"]
     assert {"train/main/loss", "valid/loss", "valid/accuracy/level_1"} <= set(events.Tags()["scalars"])
+
+
+def test_codec_training_with_both_gan_phases(tmp_path: Path) -> None:
+    from soundstorm.codecs import load_codec
+
+    manifest = make_corpus(tmp_path / "corpus", [1.0] * 6)
+    recipe = Recipe.load(RECIPES / "soundstream-small.toml", [
+        f'data.cache="{manifest}"', 'model.preset="tiny"', "data.batch_size=2", "data.max_frames=10",
+        "data.num_workers=0", "optimizer.max_steps=4", "optimizer.warmup_steps=1", "schedule.log_every=1",
+        "schedule.valid_every=4", "schedule.checkpoint_every=2", "schedule.valid_batches=1",
+        "options.adversarial_start_step=2", "schedule.sample_every=4",
+    ])
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    assert [p.name for p in trainer.phases] == ["generator", "discriminator"]
+    before = [p.detach().clone() for p in trainer.modules["discriminator"].parameters()]
+    summary = trainer.fit()
+    assert summary["step"] == 4 and summary["best_valid_loss"] is not None
+    moved = [not torch.equal(a, b) for a, b in zip(before, trainer.modules["discriminator"].parameters())]
+    assert any(moved), "the discriminator should train once the GAN starts"
+    codec = load_codec(f"soundstream:{tmp_path / 'run' / 'model'}")
+    assert codec.frame_rate == 50 and codec.num_quantizers == trainer.task.config.num_quantizers

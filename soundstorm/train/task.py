@@ -55,8 +55,9 @@ class Task(ABC):
         """This rank's validation batches (the same at every validation)."""
 
     @abstractmethod
-    def loss(self, phase: str, modules: dict[str, nn.Module], batch: Any, step: int) -> tuple[Tensor, dict[str, float]]:
-        """The loss to minimise in `phase` and metrics to log. `modules` may be DDP-wrapped."""
+    def loss(self, phase: str, modules: dict[str, nn.Module], batch: Any, step: int) -> tuple[Tensor | None, dict[str, float]]:
+        """The loss to minimise in `phase` and metrics to log; None skips the phase this step.
+        `modules` may be DDP-wrapped."""
 
     @abstractmethod
     def validate(self, modules: dict[str, nn.Module], batches: Iterable[Any]) -> dict[str, float]:
@@ -104,6 +105,7 @@ def register_task(name: str):  # type: ignore[no-untyped-def]
 def build_task(recipe: Recipe, context: DistributedContext) -> Task:
     # Importing the task modules registers them.
     import soundstorm.train.soundstorm_task  # noqa: F401
+    import soundstorm.train.soundstream_task  # noqa: F401
 
     if recipe.task not in TASKS:
         raise ValueError(f"unknown task {recipe.task!r} in the recipe; known tasks: {sorted(TASKS)}")

@@ -29,6 +29,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -253,12 +254,16 @@ class Trainer:
             optimizer = self.optimizers[phase.name]
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
+            stepped = False
             for i, batch in enumerate(micro_batches):
                 batch = self.task.move(batch)
                 sync = contextlib.nullcontext() if i == accum - 1 else self._no_sync(phase.modules)
                 with sync:
                     with self.task.autocast():
                         loss, phase_metrics = self.task.loss(phase.name, self.wrapped, batch, self.step)
+                    if loss is None:  # the phase sits this step out (e.g. a GAN before it starts)
+                        continue
+                    stepped = True
                     if not torch.isfinite(loss):
                         raise FloatingPointError(
                             f"the {phase.name} loss is {loss.item()} at step {self.step}: lower optimizer.lr, "
@@ -268,12 +273,17 @@ class Trainer:
                 total += loss.item() / accum
                 for key, value in phase_metrics.items():
                     metrics[f"{phase.name}/{key}"] = metrics.get(f"{phase.name}/{key}", 0.0) + value / accum
-            if self.recipe.optimizer.grad_clip > 0:
-                params = [p for group in optimizer.param_groups for p in group["params"]]
-                norm = torch.nn.utils.clip_grad_norm_(params, self.recipe.optimizer.grad_clip)
-                metrics[f"{phase.name}/grad_norm"] = float(norm)
-            optimizer.step()
-            self.schedulers[phase.name].step()
+            if stepped:
+                if self.recipe.optimizer.grad_clip > 0:
+                    params = [p for group in optimizer.param_groups for p in group["params"]]
+                    norm = torch.nn.utils.clip_grad_norm_(params, self.recipe.optimizer.grad_clip)
+                    metrics[f"{phase.name}/grad_norm"] = float(norm)
+                optimizer.step()
+            with warnings.catch_warnings():
+                # A phase that sat steps out still follows the schedule, so its learning rate
+                # at step s is the schedule's value at s.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                self.schedulers[phase.name].step()
             metrics[f"{phase.name}/loss"] = total
             metrics[f"{phase.name}/lr"] = self.schedulers[phase.name].get_last_lr()[0]
         if self.ema is not None:

@@ -1,0 +1,127 @@
+"""Training our SoundStream codec on a manifest (`task = "soundstream"` in a recipe).
+
+[model] holds SoundStreamConfig fields, or `preset = "small"` plus overrides. [data] cache is
+the manifest (soundstorm corpus synth / scan); crops are max_frames codec frames long.
+[options] holds SoundStreamLossConfig fields (loss weights, quantizer dropout, `adversarial`
+and its start step) and `discriminator`, a table of DiscriminatorConfig fields.
+
+Two phases per step: the codec (generator) on reconstruction (+ adversarial and feature
+matching) losses, then, once the GAN is on, the discriminator on the same step's audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from soundstorm.codecs.soundstream.config import DiscriminatorConfig, SoundStreamConfig
+from soundstorm.codecs.soundstream.discriminator import MultiScaleSTFTDiscriminator
+from soundstorm.codecs.soundstream.model import SoundStream
+from soundstorm.codecs.soundstream.training import SoundStreamLossConfig, SoundStreamObjective
+from soundstorm.data.audio_dataset import AudioBatch, AudioCropDataset, collate_crops
+from soundstorm.train.distributed import DistributedContext
+from soundstorm.train.recipe import Recipe
+from soundstorm.train.task import Phase, Task, register_task
+
+
+@register_task("soundstream")
+class SoundStreamTask(Task):
+    def __init__(self, recipe: Recipe, context: DistributedContext) -> None:
+        super().__init__(recipe, context)
+        model = dict(recipe.model)
+        preset = model.pop("preset", None)
+        try:
+            self.config = SoundStreamConfig.preset(preset, **model) if preset else SoundStreamConfig.from_dict(model)
+            options = dict(recipe.options)
+            self.discriminator_config = DiscriminatorConfig(**options.pop("discriminator", {}))
+            self.loss_config = SoundStreamLossConfig.from_dict(options)
+        except TypeError as error:
+            raise ValueError(f"the soundstream recipe: {error}") from error
+        data = recipe.data
+        if not data.cache:
+            raise ValueError("the recipe needs data.cache: the corpus manifest (soundstorm corpus synth / scan)")
+        crop_seconds = data.max_frames / self.config.frame_rate
+        self.train_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
+                                          split=data.train_split, seed=recipe.seed)
+        self.valid_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
+                                          split=data.valid_split, random_crop=False) if data.valid_split else None
+        self.objective = SoundStreamObjective(self.loss_config, self.config.sample_rate).to(context.device)
+        self._pending: list[Tensor] = []  # this step's reconstructions, for the discriminator phase
+
+    def build_modules(self) -> dict[str, nn.Module]:
+        modules: dict[str, nn.Module] = {"model": SoundStream(self.config)}
+        if self.loss_config.adversarial:
+            modules["discriminator"] = MultiScaleSTFTDiscriminator(self.discriminator_config)
+        return modules
+
+    def phases(self) -> list[Phase]:
+        phases = [Phase("generator", ("model",))]
+        if self.loss_config.adversarial:
+            phases.append(Phase("discriminator", ("discriminator",)))
+        return phases
+
+    def _loader(self, dataset: AudioCropDataset, epoch: int, shuffle: bool, start_batch: int = 0) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(dataset), generator=generator).tolist() if shuffle else list(range(len(dataset)))
+        mine = order[self.context.rank :: self.context.world_size]
+        size = self.recipe.data.batch_size
+        # Whole batches only, and as many on every rank: DDP needs every rank to step together.
+        per_rank = len(order) // (size * self.context.world_size)
+        batches = [mine[i * size : (i + 1) * size] for i in range(start_batch, per_rank)]
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_crops,
+                          num_workers=self.recipe.data.num_workers, generator=generator)
+
+    def train_batches(self, epoch: int, start_batch: int) -> Iterable[AudioBatch]:
+        self.train_set.set_epoch(epoch)
+        return self._loader(self.train_set, epoch, shuffle=True, start_batch=start_batch)
+
+    def valid_batches(self) -> Iterator[AudioBatch]:
+        if self.valid_set is None:
+            return iter(())
+        loader = self._loader(self.valid_set, 0, shuffle=False)
+        return (batch for batch, _ in zip(loader, range(self.recipe.schedule.valid_batches)))
+
+    def loss(self, phase: str, modules: dict[str, nn.Module], batch: AudioBatch, step: int) -> tuple[Tensor | None, dict[str, float]]:
+        if phase == "generator":
+            result = self.objective.generator_losses(modules["model"], modules.get("discriminator"), batch.wav, step)
+            if "discriminator" in modules:
+                self._pending.append(result.reconstruction.detach())
+            metrics = {k: float(v.detach()) for k, v in result.losses.items() if k != "total"}
+            return result.losses["total"], metrics
+        fake = self._pending.pop(0)  # the same micro-batch's reconstruction, in order
+        if not self.objective.adversarial_active(step):
+            return None, {}
+        losses = self.objective.discriminator_losses(modules["discriminator"], batch.wav, fake)
+        return losses["total"], {k: float(v) for k, v in losses.items() if k != "total"}
+
+    @torch.no_grad()
+    def validate(self, modules: dict[str, nn.Module], batches: Iterable[AudioBatch]) -> dict[str, float]:
+        model = modules["model"]
+        totals = torch.zeros(3, dtype=torch.float64)  # mel sum, stft sum, batches
+        for batch in batches:
+            wav = self.move(batch).wav
+            terms = self.objective.reconstruction_losses(model(wav).reconstruction, wav)
+            totals += torch.tensor([float(terms["mel"]), float(terms["stft_convergence"] + terms["stft_log_magnitude"]), 1.0],
+                                   dtype=torch.float64)
+        totals = self.context.all_reduce_sum(totals)
+        count = max(1.0, float(totals[2]))
+        return {"loss": float(totals[0]) / count, "mel": float(totals[0]) / count, "stft": float(totals[1]) / count}
+
+    def export(self, module: nn.Module, path: Path) -> None:
+        module.save_pretrained(path)  # type: ignore[operator]
+
+    def batch_size_tokens(self, batch: AudioBatch) -> int:
+        return int(batch.lengths.sum()) // self.config.hop_length * self.config.num_quantizers
+
+    def samples(self, module: nn.Module, step: int) -> dict[str, tuple[Tensor, int]]:
+        if self.valid_set is None:
+            return {}
+        wav = self.valid_set[0].wav[None].to(self.context.device)  # [1, 1, N]
+        with torch.inference_mode():
+            reconstruction = module(wav).reconstruction
+        return {"original": (wav[0, 0], self.config.sample_rate), "reconstruction": (reconstruction[0, 0], self.config.sample_rate)}
