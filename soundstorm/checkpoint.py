@@ -7,9 +7,6 @@ from_dict) is saved and loaded here. No pickle: safetensors holds the weights, J
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -17,6 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from soundstorm.atomic import atomic_folder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -41,8 +40,13 @@ def save_model(model: nn.Module, config: Config, path: str | Path, dtype: torch.
         dtype: store floating-point weights in this dtype (e.g. torch.float16 to halve the size);
             default: as they are.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(path) as staging:
+        write_model_files(model, config, staging, dtype)
+
+
+def write_model_files(model: nn.Module, config: Config, folder: Path, dtype: torch.dtype | None = None) -> None:
+    """Write config.json and model.safetensors into an existing folder (not atomically: callers
+    write into a staging folder, as save_model does)."""
     state = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu")
@@ -54,27 +58,8 @@ def save_model(model: nn.Module, config: Config, path: str | Path, dtype: torch.
         "model_type": type(model).__name__,
         "config": config.to_dict(),
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        save_file(state, staging / WEIGHTS_NAME, metadata={"format_version": str(FORMAT_VERSION)})
-        (staging / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n")
-        _fsync_dir(staging)
-        if path.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, retired / path.name)
-            os.replace(staging, path)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    for child in folder.iterdir():
-        with open(child, "rb") as handle:
-            os.fsync(handle.fileno())
+    save_file(state, folder / WEIGHTS_NAME, metadata={"format_version": str(FORMAT_VERSION)})
+    (folder / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n")
 
 
 def read_config(path: str | Path, model_type: str) -> dict[str, Any]:

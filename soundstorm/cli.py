@@ -144,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     train_run.add_arguments(codec_train)
     codec_train.set_defaults(run=train_run.run)
 
+    semantic = commands.add_parser("semantic", help="train, fit and evaluate semantic tokenizers")
+    semantic_commands = semantic.add_subparsers(dest="semantic_command", required=True, metavar="STEP")
+    semantic_train = semantic_commands.add_parser(
+        "train", help="train the content encoder on phone timings (a recipe with task = \"semantic\")",
+        description=train_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_run.add_arguments(semantic_train)
+    semantic_train.set_defaults(run=train_run.run)
+    for name, module_name, help_text in (
+        ("kmeans", "soundstorm.semantic.fit", "fit k-means on content, MFCC or HuBERT features into a tokenizer"),
+        ("eval", "soundstorm.eval.semantic_eval", "phone content and speaker leak of semantic (and codec) tokens"),
+    ):
+        module = importlib.import_module(module_name)
+        step = semantic_commands.add_parser(name, help=help_text, description=module.__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(step)
+        step.set_defaults(run=module.run)
+
     train = commands.add_parser("train", help="train a model from a recipe (one process, or many under torchrun)",
                                 description=train_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     train_run.add_arguments(train)

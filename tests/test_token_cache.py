@@ -50,7 +50,7 @@ def expected_tokens(path: Path, codec: FakeCodec, semantic: FakeSemantic) -> tup
     wav, _ = soundfile.read(path, dtype="float32")
     wav = torch.from_numpy(wav)[None, None]
     codes = codec.encode(wav)[0].numpy()
-    tokens = cache_format.fit_semantic(semantic.tokenize(wav)[0][0].numpy(), len(codes), 2)
+    tokens = cache_format.fit_semantic(semantic.tokenize(wav)[0][0].numpy(), len(codes), codec.describe(), semantic.describe())
     return codes, tokens
 
 
@@ -147,10 +147,20 @@ def test_corrupt_or_future_caches_are_refused(tmp_path: Path) -> None:
         TokenCache(tmp_path / "cache")
 
 
-def test_non_integer_rate_ratio_is_refused(tmp_path: Path) -> None:
-    manifest = make_corpus(tmp_path / "corpus", [0.4])
-    with pytest.raises(ValueError, match="whole multiple"):
-        build_token_cache(manifest, tmp_path / "cache", FakeCodec(frame_rate=75.0), FakeSemantic(rate=50.0))
+def test_non_integer_rate_ratio_resamples_tokens_to_the_frame_rate(tmp_path: Path) -> None:
+    manifest = make_corpus(tmp_path / "corpus", [0.4, 1.1])
+    codec, semantic = FakeCodec(sample_rate=24000, frame_rate=75.0), FakeSemantic(sample_rate=24000, rate=50.0)
+    cache = TokenCache(build_token_cache(manifest, tmp_path / "cache", codec, semantic))
+    assert cache.ratio == 1  # 75 / 50 is not whole: one conditioning token per codec frame
+    for i in range(len(cache)):
+        wav, _ = soundfile.read(manifest.parent / f"audio/utt{i:03d}.wav", dtype="float32")
+        wav = torch.from_numpy(wav)[None, None]
+        tokens = semantic.tokenize(wav)[0][0].numpy()
+        stored = cache.semantic(i)
+        assert len(stored) == len(cache.codes(i))
+        # Frame t (centre (t + 0.5) / 75 s) takes the 50 Hz token under its centre.
+        expected = tokens[np.minimum(((np.arange(len(stored)) + 0.5) * 50 / 75).astype(int), len(tokens) - 1)]
+        np.testing.assert_array_equal(stored, expected)
 
 
 def test_torchrun_build_with_two_processes_equals_one(tmp_path: Path) -> None:

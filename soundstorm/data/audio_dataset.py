@@ -17,7 +17,7 @@ Notation: B batch, N samples per crop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ class AudioCrop:
     wav: Tensor  # float32 [1, N]; zeros after `length`
     length: int  # real samples in wav: N unless the file is shorter than a crop
     index: int  # the example's position in the dataset
+    start: int = 0  # first sample of the window in the file
 
 
 @dataclass
@@ -71,6 +72,7 @@ class AudioCropDataset(Dataset[AudioCrop]):
         split: str | None = None,
         seed: int = 0,
         random_crop: bool = True,
+        where: Callable[[ManifestEntry], bool] | None = None,
     ) -> None:
         """
         Args:
@@ -80,6 +82,7 @@ class AudioCropDataset(Dataset[AudioCrop]):
             split: only the entries of this split (all when None).
             seed: with the epoch and the position, fixes each crop's window.
             random_crop: a random window per epoch; False takes the start of each file.
+            where: keep only the entries it accepts (e.g. those with phone timings).
         """
         if not isinstance(sample_rate, int) or sample_rate < 1:
             raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
@@ -89,10 +92,12 @@ class AudioCropDataset(Dataset[AudioCrop]):
         self.manifest_path = Path(manifest_path)
         self.root = self.manifest_path.parent
         entries = read_manifest(self.manifest_path)
-        self.entries: list[ManifestEntry] = [e for e in entries if split is None or e.split == split]
+        self.entries: list[ManifestEntry] = [
+            e for e in entries if (split is None or e.split == split) and (where is None or where(e))
+        ]
         if not self.entries:
             splits = sorted({str(e.split) for e in entries})
-            raise ValueError(f"{self.manifest_path} has no entries of split {split!r}; its splits: {splits}")
+            raise ValueError(f"{self.manifest_path} has no usable entries of split {split!r}; its splits: {splits}")
         self.sample_rate = sample_rate
         self.seed = seed
         self.random_crop = random_crop
@@ -121,4 +126,4 @@ class AudioCropDataset(Dataset[AudioCrop]):
         window = wav[start : start + self.crop_samples]  # [<= N]
         crop = torch.zeros(1, self.crop_samples)  # [1, N]
         crop[0, : len(window)] = torch.from_numpy(window)
-        return AudioCrop(wav=crop, length=len(window), index=position)
+        return AudioCrop(wav=crop, length=len(window), index=position, start=start)

@@ -10,7 +10,8 @@
 A shard is written into a staging folder and renamed into place, so it is either complete or
 absent; `cache.json` is written last, once every shard exists. An interrupted build resumes
 by skipping the shards that exist. Semantic tokens are stored at S = ceil(T / r) per
-utterance, r = codec frame rate / semantic token rate, exactly what SoundStorm takes.
+utterance, r = codec frame rate / semantic token rate when that is whole (else r = 1, tokens
+resampled to the frame rate: soundstorm.semantic.rate), exactly what SoundStorm takes.
 
 Notation: T frames, Q levels, S semantic tokens, n utterances in a shard.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from soundstorm.atomic import atomic_write_text
+from soundstorm.semantic.rate import conditioning_ratio, match_rate
 
 FORMAT_VERSION = 1
 META_NAME = "cache.json"
@@ -49,25 +51,14 @@ def shard_name(index: int) -> str:
 
 
 def semantic_rate_ratio(codec: dict[str, Any], semantic: dict[str, Any]) -> int:
-    """Codec frames per semantic token; SoundStorm needs a whole number."""
-    ratio = codec["frame_rate"] / semantic["rate"]
-    if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
-        raise ValueError(
-            f"the codec's frame rate ({codec['frame_rate']} Hz) must be a whole multiple of the "
-            f"semantic token rate ({semantic['rate']} Hz); got a ratio of {ratio:.4f}"
-        )
-    return int(round(ratio))
+    """Codec frames per stored semantic token (soundstorm.semantic.rate: a whole frame_rate /
+    rate, else 1 with tokens resampled to the frame rate)."""
+    return conditioning_ratio(codec["frame_rate"], semantic["rate"])
 
 
-def fit_semantic(tokens: np.ndarray, num_frames: int, ratio: int) -> np.ndarray:
-    """Trim or extend (repeating the last token) semantic tokens [S'] to S = ceil(T / ratio).
-    Tokenizers and codecs round the last frame differently; a token of difference is normal."""
-    target = math.ceil(num_frames / ratio)
-    if len(tokens) == 0:
-        raise ValueError("the semantic tokenizer returned no tokens")
-    if len(tokens) >= target:
-        return tokens[:target]
-    return np.concatenate([tokens, np.repeat(tokens[-1:], target - len(tokens))])
+def fit_semantic(tokens: np.ndarray, num_frames: int, codec: dict[str, Any], semantic: dict[str, Any]) -> np.ndarray:
+    """An utterance's semantic tokens [S'] -> the S = ceil(T / ratio) the cache stores."""
+    return match_rate(tokens, semantic["rate"], codec["frame_rate"], num_frames)
 
 
 def write_shard(

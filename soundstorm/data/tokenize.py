@@ -89,8 +89,6 @@ def build_token_cache(
         raise ValueError(f"{manifest} lists no utterances")
     if codec.codebook_size > 65536:
         raise ValueError(f"codes are stored as uint16; codebook_size {codec.codebook_size} does not fit")
-    if semantic is not None:
-        cache_format.semantic_rate_ratio(codec.describe(), semantic.describe())  # a whole number
     settings: dict[str, Any] = {
         "format_version": cache_format.FORMAT_VERSION,
         "codec": codec.describe(),
@@ -115,7 +113,6 @@ def build_token_cache(
     root = manifest.parent
     num_shards = -(-len(entries) // shard_size)
     mine = [i for i in range(num_shards) if i % world_size == rank]
-    ratio = cache_format.semantic_rate_ratio(codec.describe(), semantic.describe()) if semantic else 1
     semantic_dtype = np.dtype(np.uint16 if semantic is None or semantic.vocab_size <= 65536 else np.int32)
     bar = tqdm(total=len(entries), disable=not progress, desc=f"tokenize (rank {rank})", unit="utt")
     for index in mine:
@@ -135,7 +132,8 @@ def build_token_cache(
             codes.append(entry_codes)
             if semantic is not None:
                 wav_semantic, _ = load_audio(path, sample_rate=semantic.sample_rate, resample=True, downmix=True)
-                entry_tokens = cache_format.fit_semantic(_tokenize(semantic, wav_semantic), len(entry_codes), ratio)
+                entry_tokens = cache_format.fit_semantic(_tokenize(semantic, wav_semantic), len(entry_codes),
+                                                         settings["codec"], settings["semantic"])
                 if entry_tokens.min() < 0 or entry_tokens.max() >= semantic.vocab_size:
                     raise ValueError(f"{semantic.name} returned tokens outside [0, {semantic.vocab_size}) for {path}")
                 tokens.append(entry_tokens)

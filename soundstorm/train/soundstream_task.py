@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from soundstorm.codecs.soundstream.config import DiscriminatorConfig, SoundStreamConfig
 from soundstorm.codecs.soundstream.discriminator import MultiScaleSTFTDiscriminator
@@ -26,7 +25,7 @@ from soundstorm.codecs.soundstream.training import SoundStreamLossConfig, SoundS
 from soundstorm.data.audio_dataset import AudioBatch, AudioCropDataset, collate_crops
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.recipe import Recipe
-from soundstorm.train.task import Phase, Task, register_task
+from soundstorm.train.task import Phase, Task, register_task, sharded_loader
 
 
 @register_task("soundstream")
@@ -65,25 +64,15 @@ class SoundStreamTask(Task):
             phases.append(Phase("discriminator", ("discriminator",)))
         return phases
 
-    def _loader(self, dataset: AudioCropDataset, epoch: int, shuffle: bool, start_batch: int = 0) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.recipe.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(dataset), generator=generator).tolist() if shuffle else list(range(len(dataset)))
-        mine = order[self.context.rank :: self.context.world_size]
-        size = self.recipe.data.batch_size
-        # Whole batches only, and as many on every rank: DDP needs every rank to step together.
-        per_rank = len(order) // (size * self.context.world_size)
-        batches = [mine[i * size : (i + 1) * size] for i in range(start_batch, per_rank)]
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_crops,
-                          num_workers=self.recipe.data.num_workers, generator=generator)
-
     def train_batches(self, epoch: int, start_batch: int) -> Iterable[AudioBatch]:
         self.train_set.set_epoch(epoch)
-        return self._loader(self.train_set, epoch, shuffle=True, start_batch=start_batch)
+        return sharded_loader(self.train_set, collate_crops, self.recipe, self.context, epoch, shuffle=True, start_batch=start_batch)
 
     def valid_batches(self) -> Iterator[AudioBatch]:
         if self.valid_set is None:
             return iter(())
-        loader = self._loader(self.valid_set, 0, shuffle=False)
+        loader = sharded_loader(self.valid_set, collate_crops, self.recipe, self.context, 0, shuffle=False,
+                                whole=False)
         return (batch for batch, _ in zip(loader, range(self.recipe.schedule.valid_batches)))
 
     def loss(self, phase: str, modules: dict[str, nn.Module], batch: AudioBatch, step: int) -> tuple[Tensor | None, dict[str, float]]:

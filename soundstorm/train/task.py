@@ -10,13 +10,14 @@ most tasks; a GAN has a generator phase and a discriminator phase).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.recipe import Recipe
@@ -91,6 +92,23 @@ class Task(ABC):
         return torch.autocast(device, dtype=torch.bfloat16, enabled=self.recipe.optimizer.bf16)
 
 
+def sharded_loader(dataset: Dataset[Any], collate: Callable[[Sequence[Any]], Any], recipe: Recipe,
+                   context: DistributedContext, epoch: int, shuffle: bool, start_batch: int = 0,
+                   whole: bool = True) -> DataLoader:
+    """This rank's batches of dataset in epoch's order (a seeded shuffle, or in order), from its
+    start_batch-th on. With `whole` (training), only whole batches and as many on every rank,
+    since DDP needs every rank to step together; without (validation), every item once."""
+    generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
+    count = len(dataset)  # type: ignore[arg-type]
+    order = torch.randperm(count, generator=generator).tolist() if shuffle else list(range(count))
+    mine = order[context.rank :: context.world_size]
+    size = recipe.data.batch_size
+    per_rank = count // (size * context.world_size) if whole else -(-len(mine) // size)
+    batches = [mine[i * size : (i + 1) * size] for i in range(start_batch, per_rank)]
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
+                      num_workers=recipe.data.num_workers, generator=generator)
+
+
 TASKS: dict[str, type[Task]] = {}
 
 
@@ -105,6 +123,7 @@ def register_task(name: str):  # type: ignore[no-untyped-def]
 def build_task(recipe: Recipe, context: DistributedContext) -> Task:
     # Importing the task modules registers them.
     import soundstorm.train.soundstorm_task  # noqa: F401
+    import soundstorm.train.semantic_task  # noqa: F401
     import soundstorm.train.soundstream_task  # noqa: F401
 
     if recipe.task not in TASKS:

@@ -23,66 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from soundstorm.codecs.soundstream.config import SoundStreamConfig
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _all_reduce_sum_(tensor: Tensor) -> Tensor:
-    if _distributed():
-        dist.all_reduce(tensor)
-    return tensor
-
-
-def _broadcast_(tensor: Tensor) -> Tensor:
-    """Rank 0's value on every rank (a random choice must be the same everywhere)."""
-    if _distributed():
-        dist.broadcast(tensor, src=0)
-    return tensor
-
-
-def sample_vectors(x: Tensor, count: int) -> Tensor:
-    """`count` random rows of x [M, D] -> [count, D]; without replacement when M >= count."""
-    M = x.shape[0]
-    if M >= count:
-        index = torch.randperm(M, device=x.device)[:count]
-    else:
-        index = torch.randint(0, M, (count,), device=x.device)
-    return x[index]
-
-
-def nearest_code(x: Tensor, codebook: Tensor) -> Tensor:
-    """Index of the nearest code (Euclidean) for each row: x [M, D], codebook [K, D] -> int64 [M]."""
-    # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 is the same for every code of a row.
-    distances = codebook.pow(2).sum(dim=1)[None, :] - 2.0 * x @ codebook.t()  # [M, K]
-    return distances.argmin(dim=1)
-
-
-def kmeans(x: Tensor, num_clusters: int, iters: int) -> tuple[Tensor, Tensor]:
-    """Lloyd's k-means over the vectors of every rank.
-
-    Args:
-        x: float [M, D], this rank's vectors.
-    Returns:
-        centroids float [K, D] (identical on every rank) and counts float [K], the vectors of
-        all ranks assigned to each centroid in the last iteration. A centroid that no vector
-        chose keeps its previous position.
-    """
-    centroids = _broadcast_(sample_vectors(x, num_clusters).contiguous())
-    counts = x.new_zeros(num_clusters)
-    for _ in range(iters):
-        assignment = nearest_code(x, centroids)  # [M]
-        counts = _all_reduce_sum_(torch.bincount(assignment, minlength=num_clusters).to(x.dtype))
-        sums = _all_reduce_sum_(torch.zeros_like(centroids).index_add_(0, assignment, x))  # [K, D]
-        centroids = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1.0)[:, None], centroids)
-    return centroids, counts
+from soundstorm.kmeans import all_reduce_sum_, broadcast_, kmeans, nearest_code, sample_vectors
 
 
 class EuclideanCodebook(nn.Module):
@@ -142,7 +88,7 @@ class EuclideanCodebook(nn.Module):
         if self.kmeans_iters > 0:
             centroids, counts = kmeans(x, self.size, self.kmeans_iters)
         else:
-            centroids = _broadcast_(sample_vectors(x, self.size).contiguous())
+            centroids = broadcast_(sample_vectors(x, self.size).contiguous())
             counts = x.new_ones(self.size)
         self.embedding.copy_(centroids)
         # The EMAs hold per-step sums and counts: start them at this batch's, consistently.
@@ -158,8 +104,8 @@ class EuclideanCodebook(nn.Module):
     def update(self, x: Tensor, codes: Tensor) -> None:
         """One EMA step with this batch's vectors x [M, D] and their codes [M]; then restart
         codes unused for dead_code_steps steps at random vectors of x."""
-        counts = _all_reduce_sum_(torch.bincount(codes, minlength=self.size).to(x.dtype))  # [K]
-        sums = _all_reduce_sum_(torch.zeros_like(self.embedding).index_add_(0, codes, x))  # [K, D]
+        counts = all_reduce_sum_(torch.bincount(codes, minlength=self.size).to(x.dtype))  # [K]
+        sums = all_reduce_sum_(torch.zeros_like(self.embedding).index_add_(0, codes, x))  # [K, D]
         self.cluster_size.lerp_(counts, 1.0 - self.decay)
         self.embedding_sum.lerp_(sums, 1.0 - self.decay)
         # Laplace smoothing: a code whose count has decayed to ~0 is not divided by ~0.
@@ -176,7 +122,7 @@ class EuclideanCodebook(nn.Module):
     @torch.no_grad()
     def restart(self, dead: Tensor, x: Tensor) -> None:
         """Move the codes where dead [K] is True to random vectors of x [M, D] (rank 0's)."""
-        replacements = _broadcast_(sample_vectors(x, int(dead.sum())).contiguous())  # [n, D]
+        replacements = broadcast_(sample_vectors(x, int(dead.sum())).contiguous())  # [n, D]
         self.embedding[dead] = replacements
         # As if each had been chosen by exactly its new vector: the EMA continues from there.
         self.embedding_sum[dead] = replacements
