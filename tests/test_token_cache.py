@@ -148,7 +148,7 @@ def test_corrupt_or_future_caches_are_refused(tmp_path: Path) -> None:
 
 
 def test_non_integer_rate_ratio_resamples_tokens_to_the_frame_rate(tmp_path: Path) -> None:
-    manifest = make_corpus(tmp_path / "corpus", [0.4, 1.1])
+    manifest = make_corpus(tmp_path / "corpus", [0.4, 1.1], sample_rate=24000)
     codec, semantic = FakeCodec(sample_rate=24000, frame_rate=75.0), FakeSemantic(sample_rate=24000, rate=50.0)
     cache = TokenCache(build_token_cache(manifest, tmp_path / "cache", codec, semantic))
     assert cache.ratio == 1  # 75 / 50 is not whole: one conditioning token per codec frame
@@ -159,7 +159,7 @@ def test_non_integer_rate_ratio_resamples_tokens_to_the_frame_rate(tmp_path: Pat
         stored = cache.semantic(i)
         assert len(stored) == len(cache.codes(i))
         # Frame t (centre (t + 0.5) / 75 s) takes the 50 Hz token under its centre.
-        expected = tokens[np.minimum(((np.arange(len(stored)) + 0.5) * 50 / 75).astype(int), len(tokens) - 1)]
+        expected = tokens[np.minimum((2 * np.arange(len(stored)) + 1) * 50 // 150, len(tokens) - 1)]  # exact
         np.testing.assert_array_equal(stored, expected)
 
 

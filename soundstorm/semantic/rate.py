@@ -46,8 +46,10 @@ def match_rate(tokens: np.ndarray, semantic_rate: float, frame_rate: float, num_
         if len(tokens) >= target:
             return tokens[:target]
         return np.concatenate([tokens, np.repeat(tokens[-1:], target - len(tokens))])
-    centres = (np.arange(num_frames) + 0.5) / frame_rate  # seconds
-    index = np.minimum(np.floor(centres * semantic_rate).astype(np.int64), len(tokens) - 1)
+    # Token index under frame t's centre, (t + 0.5) / frame_rate seconds; the epsilon makes a
+    # centre that falls exactly on a token boundary (75 Hz over 50 Hz, t = 43) take the later one.
+    position = (np.arange(num_frames) + 0.5) * (semantic_rate / frame_rate)
+    index = np.minimum(np.floor(position + 1e-9).astype(np.int64), len(tokens) - 1)
     return tokens[index]
 
 
