@@ -174,6 +174,15 @@ def test_every_recipe_loads(path: Path) -> None:
         options = dict(recipe.options)
         options.pop("discriminator", None)
         SoundStreamLossConfig.from_dict(options)
+    elif recipe.task == "semantic":
+        from soundstorm.semantic.content import ContentEncoderConfig
+
+        assert ContentEncoderConfig(phones=("sil", "aa"), **recipe.model).rate == 25.0  # phones come from the manifest
+    elif recipe.task == "ar":
+        from soundstorm.baselines import ARAcousticConfig
+
+        defaults = dict(codebook_size=1024, num_quantizers=8, semantic_vocab_size=500, semantic_rate_ratio=2)
+        assert ARAcousticConfig.from_dict({**defaults, **recipe.model}).fine_levels > 0
     else:
         raise AssertionError(f"{path.name}: no check for task {recipe.task!r}")
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe

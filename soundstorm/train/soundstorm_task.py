@@ -14,17 +14,15 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from soundstorm.data.cache import TokenCache
-from soundstorm.data.collate import Batch, pad_collate
-from soundstorm.data.dataset import TokenDataset
-from soundstorm.data.sampler import BucketBatchSampler
+from soundstorm.data.collate import Batch
 from soundstorm.model.config import SoundStormConfig
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.recipe import Recipe
 from soundstorm.train.task import Task, register_task
+from soundstorm.train.token_data import TokenBatches
 
 OPTIONS = {"cond_drop_prob": 0.1}
 
@@ -60,15 +58,7 @@ class SoundStormTask(Task):
             raise ValueError("the recipe needs data.cache: a token cache folder (soundstorm corpus tokenize)")
         self.cache = TokenCache(data.cache)
         self.config = model_config(recipe.model, self.cache)
-        Q = self.config.num_quantizers
-        self.train_set = TokenDataset(self.cache, split=data.train_split, num_quantizers=Q,
-                                      max_frames=data.max_frames, seed=recipe.seed)
-        self.valid_set = TokenDataset(self.cache, split=data.valid_split, num_quantizers=Q,
-                                      max_frames=data.max_frames, random_crop=False) if data.valid_split else None
-        self.sampler = BucketBatchSampler(
-            self.train_set.lengths(), data.batch_size, bucket_batches=data.bucket_batches,
-            seed=recipe.seed, rank=context.rank, world_size=context.world_size,
-        )
+        self.data = TokenBatches(recipe, context, self.cache, self.config.num_quantizers)
         # Masks and condition dropout draw from this generator; it is checkpointed, so a
         # resumed run draws exactly what an uninterrupted one would.
         self.generator = torch.Generator(device=context.device).manual_seed(recipe.seed * 7919 + context.rank)
@@ -77,22 +67,10 @@ class SoundStormTask(Task):
         return {"model": SoundStorm(self.config)}
 
     def train_batches(self, epoch: int, start_batch: int) -> Iterable[Batch]:
-        self.train_set.set_epoch(epoch)
-        self.sampler.set_epoch(epoch, start_batch)
-        # A generator of its own: a DataLoader iterator otherwise draws its workers' base seed
-        # from the global RNG, and a resumed run would then drop out other units.
-        return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=pad_collate,
-                          num_workers=self.recipe.data.num_workers,
-                          generator=torch.Generator().manual_seed(self.recipe.seed + epoch))
+        return self.data.train(epoch, start_batch)
 
     def valid_batches(self) -> Iterator[Batch]:
-        if self.valid_set is None:
-            return iter(())
-        sampler = BucketBatchSampler(self.valid_set.lengths(), self.recipe.data.batch_size, shuffle=False,
-                                     rank=self.context.rank, world_size=self.context.world_size)
-        loader = DataLoader(self.valid_set, batch_sampler=sampler, collate_fn=pad_collate,
-                            generator=torch.Generator().manual_seed(0))
-        return (batch for batch, _ in zip(loader, range(self.recipe.schedule.valid_batches)))
+        return self.data.valid()
 
     def loss(self, phase: str, modules: dict[str, nn.Module], batch: Batch, step: int) -> tuple[Tensor, dict[str, float]]:
         out = modules["model"](batch.codes, batch.semantic, batch.lengths, generator=self.generator,
@@ -128,12 +106,12 @@ class SoundStormTask(Task):
 
     def samples(self, module: nn.Module, step: int) -> dict[str, tuple[Tensor, int]]:
         """A validation utterance's second half generated from its first half (prompt), decoded."""
-        if not self.recipe.data.codec or self.valid_set is None:
+        if not self.recipe.data.codec or self.data.valid_set is None:
             return {}
         from soundstorm.codecs import load_codec
 
         codec = load_codec(self.recipe.data.codec)
-        example = self.valid_set[0]
+        example = self.data.valid_set[0]
         codes = example.codes[None].to(self.context.device)  # [1, T, Q]
         semantic = None if example.semantic is None else example.semantic[None].to(self.context.device)
         prompt = codes[:, : max(1, codes.shape[1] // 2)]

@@ -1,0 +1,53 @@
+"""ARAcousticConfig: AudioLM's coarse and fine acoustic stages, the baseline SoundStorm replaces."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ARAcousticConfig:
+    """Architecture only. Both stages are decoder-only transformers of the same size."""
+
+    codebook_size: int = 1024  # K
+    num_quantizers: int = 8  # Q, all levels
+    coarse_levels: int = 4  # Qc, the levels the coarse stage generates (AudioLM: 3 of 12; here half)
+    semantic_vocab_size: int = 512  # V, the conditioning of the coarse stage
+    semantic_rate_ratio: int = 2  # codec frames per semantic token, as in SoundStormConfig
+    fine_chunk_frames: int = 150  # the fine stage works on independent chunks (AudioLM: 3 s)
+    dim: int = 512
+    depth: int = 6
+    heads: int = 8
+    ff_mult: float = 4.0
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        for name in ("codebook_size", "num_quantizers", "coarse_levels", "semantic_vocab_size", "semantic_rate_ratio",
+                     "fine_chunk_frames",
+                     "dim", "depth", "heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ARAcousticConfig.{name} must be a positive integer, got {value!r}")
+        if not self.coarse_levels < self.num_quantizers:
+            raise ValueError(f"ARAcousticConfig.coarse_levels ({self.coarse_levels}) must leave at least one "
+                             f"of the {self.num_quantizers} levels to the fine stage")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"ARAcousticConfig.dim ({self.dim}) must split into {self.heads} even-sized heads")
+
+    @property
+    def fine_levels(self) -> int:
+        return self.num_quantizers - self.coarse_levels
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ARAcousticConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown ARAcousticConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)

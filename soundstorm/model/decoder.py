@@ -1,0 +1,100 @@
+"""A causal transformer decoder with rotary positions and a KV cache.
+
+Shared by the autoregressive acoustic baseline (soundstorm.baselines) and the text-to-semantic
+model (soundstorm.text): both are decoder-only language models over one token sequence, and
+both generate one token per forward pass. The cache makes a pass cost O(T) instead of O(T^2):
+`forward(x, cache)` appends the new keys and values to the cache and attends over all of them,
+so incremental decoding computes the same logits as a full forward pass over the prefix
+(tests/test_ar_baseline.py checks it).
+
+Notation: B batch, T new positions, P cached positions, D width, H heads, Dh = D / H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from soundstorm.model.conformer import FeedForward, RotaryEmbedding, apply_rotary
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every layer for the positions seen so far: [B, H, P, Dh] each."""
+
+    keys: list[Tensor | None] = field(default_factory=list)
+    values: list[Tensor | None] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int) -> Tensor:
+        """x [B, T, D]; cos, sin [T, Dh] for the new positions P..P+T-1."""
+        q, k, v = rearrange(self.qkv(self.norm(x)), "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        past = 0
+        if cache is not None:
+            if len(cache.keys) <= layer:
+                cache.keys.append(None)
+                cache.values.append(None)
+            if cache.keys[layer] is not None:
+                past = cache.keys[layer].shape[2]
+                k = torch.cat([cache.keys[layer], k], dim=2)  # [B, H, P + T, Dh]
+                v = torch.cat([cache.values[layer], v], dim=2)
+            cache.keys[layer], cache.values[layer] = k, v
+        T = q.shape[2]
+        if past == 0:
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1,
+                                                      dropout_p=self.dropout if self.training else 0.0)
+        else:  # new position t sees cached positions and new ones up to itself
+            allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)  # [T, P + T]
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return self.out(rearrange(attended, "b h t d -> b t (h d)"))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.attention = CausalSelfAttention(dim, heads, dropout)
+        self.ff = FeedForward(dim, ff_dim, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int) -> Tensor:
+        x = x + self.dropout(self.attention(x, cos, sin, cache, layer))
+        return x + self.ff(x)
+
+
+class CausalDecoder(nn.Module):
+    """Pre-norm decoder blocks over embeddings [B, T, D] -> hidden states [B, T, D]."""
+
+    def __init__(self, dim: int, depth: int, heads: int, ff_dim: int, dropout: float, rope_base: float = 10000.0) -> None:
+        super().__init__()
+        self.rotary = RotaryEmbedding(dim // heads, rope_base)
+        self.blocks = nn.ModuleList(DecoderBlock(dim, heads, ff_dim, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """x [B, T, D], the embeddings of positions P..P+T-1 where P = cache.length (0 without
+        a cache); the cache, if given, is extended by these T positions."""
+        past = cache.length if cache is not None else 0
+        T = x.shape[1]
+        cos, sin = self.rotary(past + T)
+        cos, sin = cos[past:], sin[past:]  # [T, Dh]
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, cache, layer)
+        return self.norm(x)
