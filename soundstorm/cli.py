@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_run.add_arguments(train)
     train.set_defaults(run=train_run.run)
 
+    from soundstorm.eval import bench
+
+    bench_command = commands.add_parser("bench", help="speed: SoundStorm against the AR baseline, CPU or GPU",
+                                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(bench_command)
+    bench_command.set_defaults(run=bench.run)
+
     presets = commands.add_parser("presets", help="list the named model configurations", description=_presets.__doc__)
     presets.add_argument("--verbose", action="store_true", help="print every field")
     presets.set_defaults(run=_presets)

@@ -1,0 +1,24 @@
+"""`soundstorm bench` end to end on tiny models: both runners timed, pass counts as designed
+(SoundStorm sum(steps), the AR baseline one per generated token), table, JSON and plot written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from soundstorm.cli import main
+
+
+def test_bench_runs_end_to_end_on_tiny_models(tmp_path: Path) -> None:
+    assert main(["bench", "--seconds", "0.2", "0.4", "--batch", "1", "2", "--preset", "tiny", "--codebook-size", "16",
+                 "--num-quantizers", "3", "--semantic-vocab-size", "10", "--steps", "4", "1", "1",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    rows = {(r["runner"], r["seconds_of_audio"], r["batch"]): r for r in payload["results"]}
+    assert len(rows) == 8
+    for (runner, seconds, batch), row in rows.items():
+        frames = round(seconds * 50)
+        assert row["forward_passes"] == (6 if runner == "soundstorm" else frames * 3)
+        assert row["median"] > 0 and row["rtf"] == row["median"] / (seconds * batch)
+    assert "| 0.4 s | 2 | ar baseline | 60 |" in (tmp_path / "bench.md").read_text()
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
