@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_run.add_arguments(train)
     train.set_defaults(run=train_run.run)
 
+    from soundstorm.text.commands import add_commands
+
+    add_commands(commands)
+
     from soundstorm.eval import bench
 
     bench_command = commands.add_parser("bench", help="speed: SoundStorm against the AR baseline, CPU or GPU",

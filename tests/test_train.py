@@ -183,6 +183,10 @@ def test_every_recipe_loads(path: Path) -> None:
 
         defaults = dict(codebook_size=1024, num_quantizers=8, semantic_vocab_size=500, semantic_rate_ratio=2)
         assert ARAcousticConfig.from_dict({**defaults, **recipe.model}).fine_levels > 0
+    elif recipe.task == "t2s":
+        from soundstorm.text.model import TextToSemanticConfig
+
+        assert TextToSemanticConfig.from_dict({"semantic_vocab_size": 500, **recipe.model}).text_vocab_size > 40
     else:
         raise AssertionError(f"{path.name}: no check for task {recipe.task!r}")
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe

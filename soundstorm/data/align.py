@@ -179,7 +179,7 @@ def _ensure_pronunciations(decoder: pocketsphinx.Decoder, words: list[str]) -> N
     missing = [word for word in dict.fromkeys(words) if decoder.lookup_word(word) is None]
     if not missing:
         return
-    pronunciations = {word: _flite_pronunciation(word) for word in missing}
+    pronunciations = {word: flite_pronunciation(word) for word in missing}
     unknown = [word for word, phones in pronunciations.items() if phones is None]
     if unknown:
         how = "flite's t2p could not spell them" if shutil.which("t2p") else "install flite for its t2p"
@@ -192,7 +192,7 @@ def _ensure_pronunciations(decoder: pocketsphinx.Decoder, words: list[str]) -> N
         decoder.add_word(word, " ".join(phones or ()), update=number == len(pronunciations))
 
 
-def _flite_pronunciation(word: str) -> list[str] | None:
+def flite_pronunciation(word: str) -> list[str] | None:
     """CMU phones (upper case, no stress) of `word` from flite's t2p, or None."""
     t2p = shutil.which("t2p")
     if t2p is None:

@@ -126,6 +126,7 @@ def build_task(recipe: Recipe, context: DistributedContext) -> Task:
     import soundstorm.train.soundstorm_task  # noqa: F401
     import soundstorm.train.semantic_task  # noqa: F401
     import soundstorm.train.soundstream_task  # noqa: F401
+    import soundstorm.train.t2s_task  # noqa: F401
 
     if recipe.task not in TASKS:
         raise ValueError(f"unknown task {recipe.task!r} in the recipe; known tasks: {sorted(TASKS)}")

@@ -1,0 +1,170 @@
+"""`soundstorm tts | dialogue | resynth | generate`: speech from text, a script, speech, or tokens.
+
+    soundstorm tts "Some text." --voice prompt.wav -o out.wav [--spectrogram out.png]
+    soundstorm dialogue script.txt --voice A=a.wav --voice B=b.wav -o dialogue.wav
+    soundstorm resynth in.wav --voice target.wav -o out.wav
+    soundstorm generate tokens.npy --voice prompt.wav -o out.wav
+
+Models come from --models (default: the bundled models/demo, or $SOUNDSTORM_MODELS): a folder
+with codec/, semantic/, soundstorm/, t2s/ and voices/. Without --voice, the bundled default
+voice (voices/default.wav) speaks. The first 3 s of a voice prompt are used.
+
+A dialogue script has one turn a line, `NAME: text`; blank lines and `#` comments are skipped,
+and a line without `NAME:` continues the turn before it. Every NAME needs a --voice NAME=FILE
+(a bare --voice FILE, or none, gives every speaker that voice).
+
+`generate` reads semantic tokens from .npy (int, [S]) or a text file of integers, at the rate
+the model was trained on (25 Hz for the bundled one), for users with their own text-to-semantic
+model. Each command prints the time taken and the real-time factor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline, Voice, parse_dialogue
+
+DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models" / "demo"
+
+
+def models_folder(argument: Path | None) -> Path:
+    if argument is not None:
+        return argument
+    return Path(os.environ.get("SOUNDSTORM_MODELS", DEFAULT_MODELS))
+
+
+def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
+    parser.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
+    parser.add_argument("--voice", action="append", default=[], help=voice_help)
+    parser.add_argument("--models", type=Path, help="models folder (default: the bundled models/demo)")
+    parser.add_argument("--spectrogram", type=Path, help="also write a spectrogram PNG here")
+    parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="SoundStorm sampling temperature (default 1)")
+    parser.add_argument("--t2s-temperature", type=float, default=0.8, help="text-to-semantic temperature (default 0.8)")
+    parser.add_argument("--t2s-top-k", type=int, default=50, help="text-to-semantic top-k (default 50)")
+    parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+
+
+def _options(args: argparse.Namespace) -> DecodingOptions:
+    return DecodingOptions(steps=args.steps, temperature=args.temperature, t2s_temperature=args.t2s_temperature,
+                           t2s_top_k=args.t2s_top_k, guidance_scale=args.guidance_scale, seed=args.seed)
+
+
+def _pipeline(args: argparse.Namespace) -> SpeechPipeline:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return SpeechPipeline.from_folder(models_folder(args.models), device=args.device)
+
+
+def _single_voice(pipeline: SpeechPipeline, voices: list[str]) -> Voice:
+    if len(voices) > 1:
+        raise ValueError("give one --voice prompt.wav")
+    return pipeline.voice(voices[0]) if voices else pipeline.default_voice()
+
+
+def _write(pipeline: SpeechPipeline, wav: np.ndarray, args: argparse.Namespace) -> int:
+    from soundstorm.data.audio import save_audio
+
+    save_audio(args.output, wav, pipeline.sample_rate)
+    if args.spectrogram:
+        write_spectrogram(wav, pipeline.sample_rate, args.spectrogram)
+    timing = pipeline.timing
+    stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timing.stages.items())
+    print(f"wrote {args.output}: {timing.audio_seconds:.2f} s of audio in {timing.seconds:.2f} s "
+          f"(real-time factor {timing.rtf:.3f}; {stages})", file=sys.stderr)
+    return 0
+
+
+def write_spectrogram(wav: np.ndarray, sample_rate: int, path: Path) -> None:
+    """A log-magnitude spectrogram of wav float32 [N] as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 3))
+    axes.specgram(wav + 1e-7, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("frequency (Hz)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    tmp.replace(path)
+
+
+def run_tts(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    return _write(pipeline, pipeline.tts(args.text, _single_voice(pipeline, args.voice), _options(args)), args)
+
+
+def run_dialogue(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    turns = parse_dialogue(Path(args.script).read_text(encoding="utf-8"))
+    named = [v for v in args.voice if "=" in v]
+    if named and len(named) != len(args.voice):
+        raise ValueError("give every --voice as NAME=FILE, or a single --voice FILE for all speakers")
+    if named:
+        voices = {name: pipeline.voice(path, name=name) for name, _, path in (v.partition("=") for v in named)}
+    else:
+        shared = _single_voice(pipeline, args.voice)
+        voices = {speaker: shared for speaker, _ in turns}
+    return _write(pipeline, pipeline.dialogue(turns, voices, _options(args)), args)
+
+
+def run_resynth(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    return _write(pipeline, pipeline.resynth(args.input, _single_voice(pipeline, args.voice), _options(args)), args)
+
+
+def read_tokens(path: Path) -> torch.Tensor:
+    """Semantic tokens int64 [S] from .npy or whitespace-separated integers."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no token file at {path}")
+    if path.suffix == ".npy":
+        array = np.load(path, allow_pickle=False)
+    else:
+        try:
+            array = np.array([int(t) for t in path.read_text().split()])
+        except ValueError as error:
+            raise ValueError(f"{path}: expected whitespace-separated integers ({error})") from error
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{path}: expected integer tokens [S], got {array.dtype} {array.shape}")
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    tokens = read_tokens(args.tokens)
+    return _write(pipeline, pipeline.speak(tokens, _single_voice(pipeline, args.voice), _options(args)), args)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    def add(name: str, help_text: str, run: object) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.set_defaults(run=run)
+        return parser
+
+    tts = add("tts", "text to speech in the voice of a short prompt", run_tts)
+    tts.add_argument("text", help="the text to speak (long texts are split into sentences)")
+    add_common(tts, "voice prompt audio (default: the bundled voice)")
+    dialogue = add("dialogue", "a multi-speaker dialogue from a `NAME: text` script", run_dialogue)
+    dialogue.add_argument("script", type=Path, help="the dialogue script")
+    add_common(dialogue, "NAME=prompt.wav, once per speaker (or one FILE for all)")
+    resynth = add("resynth", "the words of a recording in another voice (voice conversion)", run_resynth)
+    resynth.add_argument("input", type=Path, help="the recording whose words to keep")
+    add_common(resynth, "the target voice's prompt audio")
+    generate = add("generate", "speech from semantic tokens (.npy or integers in a text file)", run_generate)
+    generate.add_argument("tokens", type=Path, help="semantic tokens at the model's semantic rate")
+    add_common(generate, "voice prompt audio (default: the bundled voice)")

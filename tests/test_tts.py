@@ -1,0 +1,141 @@
+"""Text to speech, dialogue, resynthesis and token-file generation end to end, on a models folder
+of tiny random models (a SoundStream codec, an MFCC k-means tokenizer, SoundStorm, the
+text-to-semantic model) and real flite voice prompts; and each kind of bad input."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from soundstorm import SoundStorm, SoundStormConfig
+from soundstorm.cli import main
+from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
+from soundstorm.semantic.extractors import MfccFeatures
+from soundstorm.semantic.kmeans_tokenizer import KMeansTokenizer
+from soundstorm.text.model import TextToSemantic, TextToSemanticConfig
+from soundstorm.text.phonemes import Phonemizer, UnknownWordError
+from soundstorm.text.pipeline import SpeechPipeline, parse_dialogue
+from soundstorm.text.symbols import TextSymbols
+
+pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite missing: make system-deps")
+
+
+def flite(path: Path, text: str, voice: str = "slt") -> Path:
+    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    SoundStream(SoundStreamConfig.preset("tiny")).save_pretrained(root / "codec")  # Q 4, K 64, 50 Hz
+    KMeansTokenizer(MfccFeatures(), torch.randn(16, 39)).save(root / "semantic")  # 16 tokens at 25 Hz
+    SoundStorm(SoundStormConfig(codebook_size=64, num_quantizers=4, semantic_vocab_size=16, semantic_rate_ratio=2,
+                                dim=32, depth=1, heads=2)).save_pretrained(root / "soundstorm")
+    TextToSemantic(TextToSemanticConfig(semantic_vocab_size=16, semantic_rate=25.0, dim=32, depth=1, heads=2)) \
+        .save_pretrained(root / "t2s")
+    (root / "voices").mkdir()
+    flite(root / "voices" / "default.wav", "This is the default voice of the demo.")
+    return root
+
+
+def test_phonemes_and_symbols() -> None:
+    assert Phonemizer().phonemize("Cats, dogs!") == ["K", "AE", "T", "S", ",", " ", "D", "AA", "G", "Z", "."]
+    symbols = TextSymbols()
+    ids = symbols.encode("Hello there.")
+    assert symbols.join(ids, ids, turn=True)[len(ids)] == symbols.turn_id
+    with pytest.raises(ValueError, match="no words"):
+        symbols.encode("... !")
+    with pytest.raises(UnknownWordError, match="spell symbols"):
+        symbols.encode("50 % off")
+    assert TextSymbols("characters").to_symbols("Hi, you.") == ["h", "i", ",", " ", "y", "o", "u", "."]
+
+
+def test_dialogue_script_format() -> None:
+    script = "# a test\nA: Hello there.\n\nB: Hi.\nHow are you?\nA: Fine."
+    assert parse_dialogue(script) == [("A", "Hello there."), ("B", "Hi. How are you?"), ("A", "Fine.")]
+    with pytest.raises(ValueError, match="NAME: text"):
+        parse_dialogue("no speaker here")
+
+
+def test_tts_dialogue_resynth_and_generate(models: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tts.wav"
+    assert main(["tts", "Hello there. This is a second sentence.", "--models", str(models), "-o", str(out),
+                 "--spectrogram", str(tmp_path / "tts.png"), "--steps", "2", "1", "1", "1"]) == 0
+    wav, rate = sf.read(out)
+    assert rate == 16000 and len(wav) > 0 and np.isfinite(wav).all()
+    assert (tmp_path / "tts.png").read_bytes()[:4] == b"\x89PNG"
+
+    voice_b = flite(tmp_path / "b.wav", "Another speaker says a few words here.", voice="awb")
+    script = tmp_path / "script.txt"
+    script.write_text("A: Good morning.\nB: Good morning to you.\nA: Shall we begin?\n")
+    assert main(["dialogue", str(script), "--models", str(models), "--voice", f"A={models / 'voices' / 'default.wav'}",
+                 "--voice", f"B={voice_b}", "-o", str(tmp_path / "dialogue.wav")]) == 0
+    assert sf.info(tmp_path / "dialogue.wav").duration > 0.5  # three turns and two pauses
+
+    assert main(["resynth", str(voice_b), "--models", str(models), "-o", str(tmp_path / "resynth.wav")]) == 0
+    source = sf.info(voice_b).duration
+    assert abs(sf.info(tmp_path / "resynth.wav").duration - source) < 0.1  # the words keep their timing
+
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(" ".join(str(t) for t in range(16)) * 2)
+    np.save(tmp_path / "tokens.npy", np.arange(10) % 16)
+    assert main(["generate", str(tmp_path / "tokens.npy"), "--models", str(models), "-o", str(tmp_path / "g.wav")]) == 0
+    assert sf.info(tmp_path / "g.wav").frames == 10 * 2 * 320  # 10 tokens at 25 Hz = 20 frames at 50 Hz
+
+
+def test_a_prompt_keeps_its_tokens_and_decoding_is_seeded(models: Path) -> None:
+    pipeline = SpeechPipeline.from_folder(models)
+    voice = pipeline.default_voice()
+    assert voice.codes.shape[0] == 2 * voice.semantic.shape[0] <= 150  # at most 3 s, whole semantic tokens
+    semantic = torch.arange(12) % 16
+    first, second = pipeline.speak(semantic, voice), pipeline.speak(semantic, voice)
+    assert np.array_equal(first, second) and len(first) == 24 * 320
+
+
+def test_bad_input_gets_clear_errors(models: Path, tmp_path: Path) -> None:
+    pipeline = SpeechPipeline.from_folder(models)
+    voice = pipeline.default_voice()
+    with pytest.raises(ValueError, match="empty"):
+        pipeline.tts("   ", voice)
+    with pytest.raises(ValueError, match="no words"):
+        pipeline.tts("?!", voice)
+    with pytest.raises(ValueError, match="no voice for speaker"):
+        pipeline.dialogue([("A", "Hi."), ("C", "Hello.")], {"A": voice})
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(1600, dtype=np.float32) + 0.1, 16000)
+    with pytest.raises(ValueError, match="at least 0.5 s"):
+        pipeline.voice(short)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match="silent"):
+        pipeline.voice(silent)
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio at all")
+    with pytest.raises(ValueError):
+        pipeline.voice(not_audio)
+    with pytest.raises(ValueError, match=r"in \[0, 16\)"):
+        pipeline.speak(torch.tensor([3, 99]), voice)
+    with pytest.raises(FileNotFoundError, match="lacks codec, semantic, soundstorm"):
+        SpeechPipeline.from_folder(tmp_path)
+
+
+def test_mismatched_models_are_refused(models: Path, tmp_path: Path) -> None:
+    mismatched = tmp_path / "models"
+    shutil.copytree(models, mismatched)
+    shutil.rmtree(mismatched / "t2s")
+    TextToSemantic(TextToSemanticConfig(semantic_vocab_size=32, dim=32, depth=1, heads=2)).save_pretrained(mismatched / "t2s")
+    with pytest.raises(ValueError, match="makes 32 tokens"):
+        SpeechPipeline.from_folder(mismatched)
+    shutil.rmtree(mismatched / "soundstorm")
+    SoundStorm(SoundStormConfig(codebook_size=1024, num_quantizers=4, semantic_vocab_size=16, dim=32, depth=1,
+                                heads=2)).save_pretrained(mismatched / "soundstorm")
+    with pytest.raises(ValueError, match="codebook_size differs"):
+        SpeechPipeline.from_folder(mismatched)
