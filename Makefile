@@ -11,6 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --no-deps 'resemblyzer==0.1.4'
 	touch $@
 
 install: $(VENV)/.installed

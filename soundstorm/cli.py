@@ -170,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(commands)
 
-    from soundstorm.eval import bench
+    from soundstorm.eval import bench, tts_eval
+
+    eval_command = commands.add_parser("eval", help="WER, speaker similarity and consistency of generated speech (Table 1)",
+                                       description=tts_eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tts_eval.add_arguments(eval_command)
+    eval_command.set_defaults(run=tts_eval.run)
 
     bench_command = commands.add_parser("bench", help="speed: SoundStorm against the AR baseline, CPU or GPU",
                                         description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,0 +1,79 @@
+"""The evaluation's metrics on known cases (pocketsphinx WER on flite speech, resemblyzer on the
+same and other voices), and `soundstorm eval` end to end on tiny models and a tiny corpus."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from soundstorm import SoundStorm, SoundStormConfig
+from soundstorm.baselines import ARAcousticConfig, ARAcousticModel
+from soundstorm.cli import main
+from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
+from soundstorm.data.audio import load_audio
+from soundstorm.eval.asr import Recognizer, error_rates
+from soundstorm.eval.speaker import SpeakerSimilarity
+from soundstorm.eval.tts_eval import bucket, family
+from soundstorm.semantic.extractors import MfccFeatures
+from soundstorm.semantic.kmeans_tokenizer import KMeansTokenizer
+
+pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite missing: make system-deps")
+SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+def speak(tmp_path: Path, text: str, voice: str) -> np.ndarray:
+    path = tmp_path / f"{voice}-{abs(hash(text))}.wav"
+    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(path)], check=True, capture_output=True)
+    return load_audio(path, sample_rate=16000, resample=True)[0]
+
+
+def test_metrics_on_known_cases(tmp_path: Path) -> None:
+    slt = speak(tmp_path, SENTENCE, "slt")
+    heard = Recognizer().transcribe(slt, 16000)
+    assert error_rates([SENTENCE], [heard]).wer <= 0.2
+    assert error_rates([SENTENCE], ["a completely different thing"]).wer > 0.8
+    assert error_rates(["One two three."], [""]).wer == 1.0  # nothing heard: every word deleted
+    similarity = SpeakerSimilarity()
+    other_sentence = speak(tmp_path, "Colorless green ideas sleep furiously tonight.", "slt")
+    other_voice = speak(tmp_path, SENTENCE, "awb")
+    assert similarity(slt, slt, 16000) == pytest.approx(1.0, abs=1e-5)
+    assert similarity(slt, other_sentence, 16000) > similarity(slt, other_voice, 16000) + 0.2
+    assert family("flite-slt") == "flite" and bucket(4.9) == "short" and bucket(5.0) == "mid" and bucket(9) == "long"
+
+
+def test_eval_end_to_end_on_tiny_models(tmp_path: Path) -> None:
+    if not Path("/usr/share/games/fortunes").is_dir():
+        pytest.skip("fortunes missing: make system-deps")
+    from soundstorm.data.synth import synthesize_corpus
+
+    manifest = synthesize_corpus(tmp_path / "corpus", hours=0.006, voices=("flite-slt", "flite-awb"), held_out=(),
+                                 sources=("fortunes",), seed=5, workers=1, valid_fraction=0.0, test_fraction=0.99,
+                                 progress=False)
+    torch.manual_seed(0)
+    SoundStream(SoundStreamConfig.preset("tiny")).save_pretrained(tmp_path / "codec")
+    KMeansTokenizer(MfccFeatures(), torch.randn(16, 39)).save(tmp_path / "semantic")
+    SoundStorm(SoundStormConfig(codebook_size=64, num_quantizers=4, semantic_vocab_size=16, dim=32, depth=1,
+                                heads=2)).save_pretrained(tmp_path / "soundstorm")
+    ARAcousticModel(ARAcousticConfig(codebook_size=64, num_quantizers=4, coarse_levels=2, semantic_vocab_size=16,
+                                     dim=32, depth=1, heads=2)).save_pretrained(tmp_path / "ar")
+    assert main(["eval", "--manifest", str(manifest), "--soundstorm", str(tmp_path / "soundstorm"),
+                 "--ar", str(tmp_path / "ar"), "--codec", f"soundstream:{tmp_path / 'codec'}",
+                 "--semantic", f"mfcc:{tmp_path / 'semantic'}", "--splits", "test", "--min-seconds", "1.5",
+                 "--prompt-seconds", "0.6", "--max-utterances", "3", "--steps", "2", "1", "1", "1",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "eval.json").read_text())
+    systems = {r["system"] for r in result["rows"]}
+    assert systems == {"original", "codec resynthesis", "SoundStorm", "SoundStorm unprompted", "AR baseline",
+                       "AR baseline unprompted"}
+    overall = {r["system"]: r for r in result["rows"] if r["family"] == "all" and r["bucket"] == "all"}
+    assert overall["original"]["wer"] < 0.5  # flite speech: pocketsphinx hears most words
+    assert overall["SoundStorm unprompted"]["speaker_similarity"] is None  # no prompt, no voice to keep
+    assert 0.5 < overall["original"]["speaker_similarity"] <= 1.0  # the same voice before and after 0.6 s
+    assert len(result["utterances"]) == overall["original"]["utterances"] <= 3
+    assert "| SoundStorm | all | all |" in (tmp_path / "out" / "eval.md").read_text()
