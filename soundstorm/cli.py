@@ -17,7 +17,13 @@ from soundstorm.model.config import PRESETS
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Train a tiny SoundStorm on the toy task, then decode it iteratively and in one shot."""
+    """With the bundled models (models/demo): text to speech and a short dialogue, offline.
+    Without them (or with --toy): train a tiny SoundStorm on the toy task, then decode it
+    iteratively and in one shot."""
+    from soundstorm.text.commands import models_folder
+
+    if not args.toy and (models_folder(None) / "soundstorm").is_dir():
+        return _speech_demo(args, models_folder(None))
     from soundstorm.toy import ToyTask, train_toy_model
 
     if args.threads:
@@ -77,6 +83,40 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_TEXT = "SoundStorm generates the tokens of a neural audio codec in parallel, level by level."
+DEMO_DIALOGUE = [("A", "Did you hear the news this morning?"), ("B", "No, what happened?"),
+                 ("A", "The train was late again, so everybody walked.")]
+
+
+def _speech_demo(args: argparse.Namespace, models: Path) -> int:
+    """Text to speech and a two-speaker dialogue with the bundled models."""
+    from soundstorm.data.audio import save_audio
+    from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipeline = SpeechPipeline.from_folder(models)
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    voices = sorted(p for p in (models / "voices").glob("*.wav") if p.stem != "default")
+    voice_a = pipeline.default_voice()
+    voice_b = pipeline.voice(next((p for p in voices if "awb" in p.stem), voices[-1])) if voices else voice_a
+    options = DecodingOptions(seed=args.seed)
+    results = []
+    for name, make in (("tts", lambda: pipeline.tts(DEMO_TEXT, voice_a, options)),
+                       ("dialogue", lambda: pipeline.dialogue(DEMO_DIALOGUE, {"A": voice_a, "B": voice_b}, options))):
+        wav = make()
+        save_audio(out / f"{name}.wav", wav, pipeline.sample_rate)
+        timing = pipeline.timing
+        results.append({"output": str(out / f"{name}.wav"), "audio_seconds": timing.audio_seconds,
+                        "seconds": timing.seconds, "rtf": timing.rtf})
+        print(f"{out / f'{name}.wav'}: {timing.audio_seconds:.1f} s of audio in {timing.seconds:.1f} s "
+              f"(real-time factor {timing.rtf:.3f})", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"models": str(models), "results": results}, indent=2))
+    return 0
+
+
 def _presets(args: argparse.Namespace) -> int:
     """Print the named model configurations and their sizes."""
     from soundstorm.model.soundstorm import SoundStorm
@@ -111,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--save", type=Path, help="save the trained toy model to this folder")
     demo.add_argument("--json", action="store_true", help="print the results as JSON")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--toy", action="store_true", help="the toy-task demo even when bundled models exist")
+    demo.add_argument("--out-dir", type=Path, default=Path("demo-output"), help="where the speech demo writes (default demo-output)")
     demo.set_defaults(run=_demo)
 
     corpus = commands.add_parser("corpus", help="build, scan and tokenize speech corpora")
@@ -169,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     from soundstorm.text.commands import add_commands
 
     add_commands(commands)
+
+    from soundstorm.text import bundle
+
+    bundle_command = commands.add_parser("bundle", help="gather trained models into a small models folder",
+                                         description=bundle.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bundle.add_arguments(bundle_command)
+    bundle_command.set_defaults(run=bundle.run)
 
     from soundstorm.eval import bench, tts_eval
 

@@ -31,7 +31,7 @@ def test_presets_lists_the_papers_size() -> None:
 
 def test_short_demo_trains_decodes_and_saves(tmp_path: Path) -> None:
     result = run(
-        "demo", "--train-seconds", "5", "--max-steps", "20", "--num-sequences", "4",
+        "demo", "--toy", "--train-seconds", "5", "--max-steps", "20", "--num-sequences", "4",
         "--threads", "1", "--json", "--quiet", "--save", str(tmp_path / "toy"),
     )
     assert result.returncode == 0, result.stderr

@@ -139,3 +139,29 @@ def test_mismatched_models_are_refused(models: Path, tmp_path: Path) -> None:
                                 heads=2)).save_pretrained(mismatched / "soundstorm")
     with pytest.raises(ValueError, match="codebook_size differs"):
         SpeechPipeline.from_folder(mismatched)
+
+
+def test_bundle_and_the_speech_demo(models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors import safe_open
+
+    from soundstorm.data.manifest import ManifestEntry, write_manifest
+
+    corpus = tmp_path / "corpus"
+    (corpus / "audio").mkdir(parents=True)
+    entries = []
+    for speaker, voice in (("flite-slt", "slt"), ("flite-awb", "awb")):
+        path = flite(corpus / "audio" / f"{speaker}.wav", "A sentence long enough to be a voice prompt of three seconds.", voice)
+        entries.append(ManifestEntry(id=speaker, path=f"audio/{speaker}.wav", duration=sf.info(path).duration,
+                                     sample_rate=sf.info(path).samplerate, speaker=speaker, split="train"))
+    write_manifest(entries, corpus / "manifest.jsonl")
+    out = tmp_path / "bundled"
+    assert main(["bundle", "--codec", str(models / "codec"), "--semantic", str(models / "semantic"),
+                 "--soundstorm", str(models / "soundstorm"), "--t2s", str(models / "t2s"),
+                 "--voices", str(corpus / "manifest.jsonl"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "voices").iterdir()) == ["default.wav", "flite-awb.wav", "flite-slt.wav"]
+    with safe_open(out / "soundstorm" / "model.safetensors", "pt") as weights:
+        assert all(weights.get_tensor(k).dtype in (torch.float16, torch.int64, torch.bool) for k in weights.keys())
+
+    monkeypatch.setenv("SOUNDSTORM_MODELS", str(out))
+    assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 0
+    assert sf.info(tmp_path / "demo" / "tts.wav").duration > 0 and sf.info(tmp_path / "demo" / "dialogue.wav").duration > 0
