@@ -153,7 +153,7 @@ def test_sigterm_writes_a_checkpoint_and_the_run_resumes(cache_dir: Path, tmp_pa
     assert json.loads((out / "summary.json").read_text())["step"] == step + 2
 
 
-@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(RECIPES.rglob("*.toml")), ids=lambda p: str(p.relative_to(RECIPES)))
 def test_every_recipe_loads(path: Path) -> None:
     recipe = Recipe.load(path)
     if recipe.task == "soundstorm":

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the bundled models (models/demo) from nothing, offline, on this machine:
+#   corpus (Debian voices) -> SoundStream codec -> content encoder + k-means (semantic tokens)
+#   -> token cache -> SoundStorm and the text-to-semantic model -> models/demo (fp16)
+#
+#   recipes/demo/build.sh                 # run every step; each resumes where it stopped
+#   MINUTES=50 recipes/demo/build.sh      # stop each training step after 50 min; run again to go on
+#
+# Every step is resumable and skipped once done, so the script can be run again after an
+# interruption, or across sessions with data/ and runs/ kept. A training step stopped early by
+# MINUTES ends the script (exit 0) with a note; the next run continues it.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SOUNDSTORM=${SOUNDSTORM:-.venv/bin/soundstorm}
+DATA=${DATA:-data}
+RUNS=${RUNS:-runs}
+THREADS=${THREADS:-0}
+LIMIT=()
+[ -n "${MINUTES:-}" ] && LIMIT=(--max-minutes "$MINUTES")
+
+finished() {  # has the training run in $1 reached its max_steps?
+    [ -f "$1/summary.json" ] && python3 -c "import json,sys; sys.exit(json.load(open('$1/summary.json'))['stopped_early'])"
+}
+
+train() {  # train RUN_DIR RECIPE [--set ...]
+    local out=$1 recipe=$2
+    shift 2
+    if finished "$out"; then echo "== $out: done"; return; fi
+    echo "== training $out ($recipe)"
+    "$SOUNDSTORM" train "$recipe" --out "$out" --threads "$THREADS" --quiet "${LIMIT[@]}" "$@"
+    if ! finished "$out"; then
+        echo "== $out stopped early; run recipes/demo/build.sh again to continue"
+        exit 0
+    fi
+}
+
+"$SOUNDSTORM" corpus synth "$DATA/synth" --hours 5 --quiet
+MANIFEST="$DATA/synth/manifest.jsonl"
+
+train "$RUNS/codec" recipes/soundstream-small.toml --set "data.cache=\"$MANIFEST\""
+train "$RUNS/semantic" recipes/semantic-small.toml --set "data.cache=\"$MANIFEST\""
+[ -d "$RUNS/semantic-km512" ] || "$SOUNDSTORM" semantic kmeans --features "content:$RUNS/semantic/model" \
+    --manifest "$MANIFEST" --clusters 512 --out "$RUNS/semantic-km512" --quiet
+
+"$SOUNDSTORM" corpus tokenize "$MANIFEST" "$DATA/synth-tokens" --codec "soundstream:$RUNS/codec/model" \
+    --semantic "content:$RUNS/semantic-km512" --quiet
+train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$DATA/synth-tokens\""
+train "$RUNS/t2s" recipes/t2s-small.toml --set "data.cache=\"$DATA/synth-tokens\""
+
+"$SOUNDSTORM" bundle --codec "$RUNS/codec/model" --semantic "$RUNS/semantic-km512" \
+    --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" --out models/demo
+echo "== models/demo is ready: make demo"
