@@ -239,7 +239,7 @@ def test_accumulation_and_audio_samples_in_tensorboard(cache_dir: Path, tmp_path
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
     summary = trainer.fit()
     assert summary["step"] == 4
-    batches_per_epoch = len(trainer.task.sampler.all_batches())
+    batches_per_epoch = len(trainer.task.data.sampler.all_batches())
     assert trainer.epoch * batches_per_epoch + trainer.batch_in_epoch == 8  # two micro-batches a step
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"audio": 0, "images": 0})
     events.Reload()

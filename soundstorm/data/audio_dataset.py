@@ -97,7 +97,8 @@ class AudioCropDataset(Dataset[AudioCrop]):
         ]
         if not self.entries:
             splits = sorted({str(e.split) for e in entries})
-            raise ValueError(f"{self.manifest_path} has no usable entries of split {split!r}; its splits: {splits}")
+            accepted = " that the filter accepts" if where is not None else ""
+            raise ValueError(f"{self.manifest_path} has no entries of split {split!r}{accepted}; its splits: {splits}")
         self.sample_rate = sample_rate
         self.seed = seed
         self.random_crop = random_crop
