@@ -4,7 +4,6 @@ and chunked coding of long audio against one-shot coding on a small real convolu
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch

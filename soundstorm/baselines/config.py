@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any
+
+from soundstorm.config_dict import DictConfig
 
 
 @dataclass(frozen=True)
-class ARAcousticConfig:
+class ARAcousticConfig(DictConfig):
     """Architecture only. Both stages are decoder-only transformers of the same size."""
 
     codebook_size: int = 1024  # K
@@ -41,13 +41,3 @@ class ARAcousticConfig:
     def fine_levels(self) -> int:
         return self.num_quantizers - self.coarse_levels
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ARAcousticConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown ARAcousticConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**values)

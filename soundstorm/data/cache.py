@@ -19,7 +19,6 @@ Notation: T frames, Q levels, S semantic tokens, n utterances in a shard.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass

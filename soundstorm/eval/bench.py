@@ -201,12 +201,9 @@ def to_markdown(results: list[BenchResult], header: str) -> str:
 
 
 def plot(results: list[BenchResult], path: Path, title: str) -> None:
-    import matplotlib
+    from soundstorm.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")  # no display
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = pyplot().subplots(figsize=(6, 4))
     for runner in dict.fromkeys(r.runner for r in results):
         for batch in sorted({r.batch for r in results}):
             rows = sorted((r for r in results if r.runner == runner and r.batch == batch), key=lambda r: r.seconds_of_audio)
@@ -220,11 +217,7 @@ def plot(results: list[BenchResult], path: Path, title: str) -> None:
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=120)
-    plt.close(figure)
-    tmp.replace(path)
+    save_figure(figure, path, dpi=120)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

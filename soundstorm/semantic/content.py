@@ -20,23 +20,27 @@ F bottleneck width, P phones.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from soundstorm.checkpoint import load_model, save_model
+from soundstorm.config_dict import DictConfig
 from soundstorm.model.conformer import Conformer
-from soundstorm.semantic.features import LogMel, frame_mask, normalize_frames, zero_padding
+from soundstorm.semantic.features import (
+    LogMel,
+    frame_mask,
+    normalize_frames,
+    zero_padding,
+)
 from soundstorm.semantic.phones import IGNORE
 
 
 @dataclass(frozen=True)
-class ContentEncoderConfig:
+class ContentEncoderConfig(DictConfig):
     phones: tuple[str, ...]  # the phone inventory, index = class (soundstorm.semantic.phones)
     sample_rate: int = 16000  # Hz of the audio it reads
     mel_hop_length: int = 160  # samples per log-mel frame (100 Hz at 16 kHz)
@@ -72,16 +76,6 @@ class ContentEncoderConfig:
         """Output frames (tokens) per second."""
         return self.sample_rate / self.hop_length
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ContentEncoderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown ContentEncoderConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass

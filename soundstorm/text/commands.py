@@ -28,7 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline, Voice, parse_dialogue
+from soundstorm.plots import write_spectrogram
+from soundstorm.text.pipeline import (
+    DecodingOptions,
+    SpeechPipeline,
+    Voice,
+    parse_dialogue,
+)
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models" / "demo"
 
@@ -82,25 +88,6 @@ def _write(pipeline: SpeechPipeline, wav: np.ndarray, args: argparse.Namespace) 
     print(f"wrote {args.output}: {timing.audio_seconds:.2f} s of audio in {timing.seconds:.2f} s "
           f"(real-time factor {timing.rtf:.3f}; {stages})", file=sys.stderr)
     return 0
-
-
-def write_spectrogram(wav: np.ndarray, sample_rate: int, path: Path) -> None:
-    """A log-magnitude spectrogram of wav float32 [N] as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 3))
-    axes.specgram(wav + 1e-7, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("frequency (Hz)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=100)
-    plt.close(figure)
-    tmp.replace(path)
 
 
 def run_tts(args: argparse.Namespace) -> int:

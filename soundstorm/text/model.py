@@ -16,23 +16,22 @@ L sequence length, D width.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from soundstorm.checkpoint import load_model, save_model
+from soundstorm.config_dict import DictConfig
 from soundstorm.decoding import filter_logits, sample_codes
 from soundstorm.model.decoder import CausalDecoder, KVCache
 from soundstorm.text.symbols import UNITS, TextSymbols
 
 
 @dataclass(frozen=True)
-class TextToSemanticConfig:
+class TextToSemanticConfig(DictConfig):
     semantic_vocab_size: int = 512  # V
     semantic_rate: float = 25.0  # tokens per second of the semantic tokenizer it was trained on
     text_units: str = "phonemes"  # "phonemes" or "characters" (soundstorm.text.symbols)
@@ -59,16 +58,6 @@ class TextToSemanticConfig:
     def text_vocab_size(self) -> int:
         return TextSymbols.vocab_size_of(self.text_units)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TextToSemanticConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TextToSemanticConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**values)
 
 
 @dataclass

@@ -123,8 +123,8 @@ def register_task(name: str):  # type: ignore[no-untyped-def]
 def build_task(recipe: Recipe, context: DistributedContext) -> Task:
     # Importing the task modules registers them.
     import soundstorm.train.ar_task  # noqa: F401
-    import soundstorm.train.soundstorm_task  # noqa: F401
     import soundstorm.train.semantic_task  # noqa: F401
+    import soundstorm.train.soundstorm_task  # noqa: F401
     import soundstorm.train.soundstream_task  # noqa: F401
     import soundstorm.train.t2s_task  # noqa: F401
 

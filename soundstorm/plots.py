@@ -1,0 +1,37 @@
+"""PNG figures (matplotlib, headless): spectrograms of generated audio, and benchmark plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure: Any, path: Path, dpi: int = 110) -> None:
+    """Write figure as a PNG atomically (a reader never sees half a file) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=dpi)
+    pyplot().close(figure)
+    tmp.replace(path)
+
+
+def write_spectrogram(wav: np.ndarray, sample_rate: int, path: Path) -> None:
+    """A log-magnitude spectrogram of wav float32 [N] as a PNG."""
+    figure, axes = pyplot().subplots(figsize=(8, 3))
+    axes.specgram(wav + 1e-7, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("frequency (Hz)")
+    figure.tight_layout()
+    save_figure(figure, path, dpi=100)
