@@ -267,3 +267,18 @@ def test_codec_training_with_both_gan_phases(tmp_path: Path) -> None:
     assert any(moved), "the discriminator should train once the GAN starts"
     codec = load_codec(f"soundstream:{tmp_path / 'run' / 'model'}")
     assert codec.frame_rate == 50 and codec.num_quantizers == trainer.task.config.num_quantizers
+
+
+def test_a_new_run_can_start_from_a_model_folder(cache_dir: Path, tmp_path: Path) -> None:
+    first = Trainer(tiny_recipe(cache_dir, **{"optimizer.max_steps": 4}), tmp_path / "first", progress=False)
+    first.fit()
+    exported = weights(tmp_path / "first" / "model")
+    second = Trainer(tiny_recipe(cache_dir, **{"optimizer.max_steps": 4}), tmp_path / "second", progress=False,
+                     init_from=tmp_path / "first" / "model")
+    second.initialize_from(tmp_path / "first" / "model")
+    for name, tensor in second.modules["model"].state_dict().items():
+        assert torch.equal(tensor, exported[name]), name
+    assert second.fit()["step"] == 4
+    other = Trainer(tiny_recipe(cache_dir, **{"model.depth": 1}), tmp_path / "third", progress=False)
+    with pytest.raises(ValueError, match=r"config differs from this recipe's in \['depth'\]"):
+        other.initialize_from(tmp_path / "first" / "model")

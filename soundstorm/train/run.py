@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a recipe field (TOML value), e.g. --set optimizer.lr=1e-3; repeatable")
     parser.add_argument("--until-step", type=int, help="stop (with a checkpoint) at this step, to resume later")
     parser.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this much time")
+    parser.add_argument("--init-from", type=Path, help="a model folder whose weights a new run starts from "
+                        "(ignored when --out holds a checkpoint to resume)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: the local GPU under torchrun, else cpu)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (default: torch's choice)")
     parser.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     recipe = Recipe.load(args.recipe, args.overrides)
     trainer = Trainer(recipe, args.out, device=args.device, progress=False if args.quiet else None,
-                      until_step=args.until_step, max_minutes=args.max_minutes)
+                      until_step=args.until_step, max_minutes=args.max_minutes, init_from=args.init_from)
     try:
         summary = trainer.fit()
     finally:

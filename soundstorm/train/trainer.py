@@ -81,8 +81,10 @@ class Trainer:
         progress: bool | None = None,
         until_step: int | None = None,
         max_minutes: float | None = None,
+        init_from: str | Path | None = None,
     ) -> None:
         self.recipe = recipe
+        self.init_from = Path(init_from) if init_from is not None else None
         self.out_dir = Path(out_dir)
         self.context = DistributedContext.from_env(device)
         self.until_step = until_step
@@ -189,6 +191,26 @@ class Trainer:
                 if old not in keep:
                     shutil.rmtree(old, ignore_errors=True)
         self.context.barrier()
+
+    def initialize_from(self, path: Path) -> None:
+        """Start from the weights of a model folder (config.json + model.safetensors) whose
+        config is this run's: fine-tuning, or going on from a committed model on a new machine.
+        The optimizer, schedule and data order start afresh."""
+        from safetensors.torch import load_file
+
+        from soundstorm.checkpoint import WEIGHTS_NAME, read_config
+
+        module = self.modules[self.task.export_module]
+        found = read_config(path, type(module).__name__)
+        expected = json.loads(json.dumps(self.task.config.to_dict()))  # type: ignore[attr-defined]
+        if found != expected:
+            differing = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
+            raise ValueError(f"--init-from {path}: its config differs from this recipe's in {differing}")
+        state = load_file(path / WEIGHTS_NAME, device=str(self.context.device))
+        module.load_state_dict(state, strict=True)  # fp16 weights are cast to the module's dtype
+        if self.ema is not None:
+            self.ema = EMA(module, self.recipe.optimizer.ema_decay)
+        self.log(f"initialised {self.task.export_module} from {path}")
 
     def resume(self) -> bool:
         """Load the newest checkpoint that loads; False when there is none."""
@@ -345,7 +367,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train to optimizer.max_steps (or until stopped). Returns the run's summary."""
         schedule, max_steps = self.recipe.schedule, self.recipe.optimizer.max_steps
-        self.resume()
+        if not self.resume() and self.init_from is not None:
+            self.initialize_from(self.init_from)
         if self.context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.recipe.save(self.out_dir / "recipe.json")
