@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install system-deps test test-fast demo bench bench-deps clean
+.PHONY: install system-deps test test-fast demo models bench bench-deps clean
 
 # The venv sees system site-packages so that an existing torch stands; torch is pinned to the
 # CPU wheel 2.13.0 only when none is importable (a bare `torch` would pull a CUDA build).
@@ -43,6 +43,11 @@ test-fast: install system-deps
 
 demo: install system-deps
 	$(VENV)/bin/soundstorm demo
+
+# The bundled models (models/demo) from nothing: hours of CPU training, resumable (MINUTES=50 to
+# stop each training step early; run it again to continue).
+models: install system-deps
+	recipes/demo/build.sh
 
 # soundstorm-pytorch, for the side-by-side decoding benchmark only; --no-deps keeps torch as is.
 bench-deps: install
