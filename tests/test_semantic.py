@@ -113,9 +113,10 @@ def test_kmeans_finds_separated_clusters() -> None:
     assert sorted(distances.argmin(dim=1).tolist()) == [0, 1, 2] and distances.min(dim=1).values.max() < 0.1
 
 
-@pytest.mark.parametrize("kind", ["content", "mfcc"])
+@pytest.mark.parametrize("kind", ["content", "content-posteriors", "mfcc"])
 def test_tokenizer_round_trip_and_lengths(kind: str, tmp_path: Path) -> None:
-    extractor = ContentFeatures(tiny_encoder()) if kind == "content" else MfccFeatures()
+    extractor = {"content": lambda: ContentFeatures(tiny_encoder()), "mfcc": MfccFeatures,
+                 "content-posteriors": lambda: ContentFeatures(tiny_encoder(), output="posteriors")}[kind]()
     wav, lengths = noise(3, 16000), torch.tensor([16000, 9000, 700])
     tokenizer = KMeansTokenizer(extractor, fit_kmeans(collect_features(extractor, [(wav, lengths)], 1000), 16))
     tokens, token_lengths = tokenizer.tokenize(wav, lengths)
@@ -123,7 +124,7 @@ def test_tokenizer_round_trip_and_lengths(kind: str, tmp_path: Path) -> None:
     assert tokens.dtype == torch.long and 0 <= int(tokens.min()) and int(tokens.max()) < 16
     assert token_lengths.tolist() == tokenizer.token_lengths(lengths).tolist()  # the interface's own count
     tokenizer.save(tmp_path / kind)
-    loaded = load_semantic_tokenizer(f"{kind}:{tmp_path / kind}")
+    loaded = load_semantic_tokenizer(f"{extractor.kind}:{tmp_path / kind}")
     assert loaded.name == tokenizer.name and loaded.vocab_size == 16 and loaded.rate == 25.0
     assert torch.equal(loaded.tokenize(wav, lengths)[0], tokens)
     other = KMeansTokenizer(extractor, tokenizer.centroids + 1.0)
@@ -221,6 +222,11 @@ def test_speaker_probe_on_known_cases() -> None:
     # Every speaker draws from the same distribution: no better than chance.
     blind = [torch.randint(0, 20, (50,), generator=generator) for _ in range(80)]
     assert speaker_probe(token_histograms(blind, 20), speakers).accuracy < 0.45
+    # Classes are balanced: chance stays 1 / speakers when one speaker has most utterances.
+    skewed = ["s0"] * 60 + [f"s{1 + i % 3}" for i in range(30)]
+    histograms = token_histograms([torch.randint(0, 20, (50,), generator=generator) for _ in range(90)], 20)
+    result = speaker_probe(histograms, skewed)
+    assert result.chance == 0.25 and result.num_utterances == 40 and result.accuracy < 0.5
 
 
 def test_phone_information_and_purity() -> None:
@@ -240,9 +246,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("flite or fortunes missing: make system-deps")
     from soundstorm.data.synth import synthesize_corpus
 
-    return synthesize_corpus(tmp_path_factory.mktemp("corpus") / "synth", hours=0.012,
+    return synthesize_corpus(tmp_path_factory.mktemp("corpus") / "synth", hours=0.04,
                              voices=("flite-slt", "flite-awb", "flite-kal16"), held_out=("flite-kal16",),
-                             sources=("fortunes",), seed=3, workers=1, valid_fraction=0.2, test_fraction=0.2,
+                             sources=("fortunes",), seed=3, workers=1, valid_fraction=0.15, test_fraction=0.45,
                              progress=False)
 
 
@@ -261,7 +267,7 @@ def test_train_fit_and_evaluate_the_content_tokenizer(corpus: Path, tmp_path: Pa
     first = trainer.validate()
     assert trainer.fit()["step"] == 60
     last = trainer.validate()
-    assert last["loss"] < 0.8 * first["loss"] and last["phone_accuracy"] > first["phone_accuracy"], (first, last)
+    assert last["loss"] < 0.85 * first["loss"] and last["phone_accuracy"] > first["phone_accuracy"] + 0.1, (first, last)
     encoder = ContentEncoder.from_pretrained(run / "model")
     assert encoder.config.phones[0] == "sil" and len(encoder.config.phones) > 20  # flite's phone set
 

@@ -1,7 +1,7 @@
 """How much a token sequence says about its speaker and about its phones.
 
 - `speaker_probe`: a linear classifier (multinomial logistic regression) from an utterance's
-  token histogram to its speaker, cross-validated over utterances. Semantic tokens should make
+  token histogram to its speaker, cross-validated over utterances, classes balanced. Semantic tokens should make
   it fail (near chance); codec tokens, which must carry the voice, make it succeed.
 - `phone_mutual_information`: phone-normalised mutual information (PNMI, HuBERT's measure),
   I(phone; token) / H(phone) over aligned frames: 1 when tokens determine the phone, 0 when
@@ -31,14 +31,15 @@ def token_histograms(sequences: Sequence[Tensor], vocab_size: int) -> Tensor:
 @dataclass(frozen=True)
 class ProbeResult:
     accuracy: float  # held-out accuracy, averaged over folds
-    chance: float  # accuracy of always answering the most common training speaker
+    chance: float  # 1 / classes: the probe sees as many utterances of every class
     num_classes: int
-    num_utterances: int
+    num_utterances: int  # after balancing
+    weight_decay: float  # the L2 penalty the inner cross-validation chose most often
 
 
 def _fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, steps: int) -> tuple[Tensor, Tensor]:
-    weight = torch.zeros(x.shape[1], num_classes, requires_grad=True)
-    bias = torch.zeros(num_classes, requires_grad=True)
+    weight = torch.zeros(x.shape[1], num_classes, dtype=x.dtype, requires_grad=True)
+    bias = torch.zeros(num_classes, dtype=x.dtype, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
@@ -51,37 +52,77 @@ def _fit_logistic(x: Tensor, y: Tensor, num_classes: int, weight_decay: float, s
     return weight.detach(), bias.detach()
 
 
-def speaker_probe(features: Tensor, labels: Sequence[str], folds: int = 2, seed: int = 0,
-                  weight_decay: float = 1e-3, steps: int = 200) -> ProbeResult:
-    """Cross-validated accuracy of a linear classifier from features [U, V] to labels [U].
+def _folds(y: Tensor, folds: int, generator: torch.Generator) -> Tensor:
+    """A fold index per example, stratified: every class spread evenly over the folds."""
+    fold = torch.empty(len(y), dtype=torch.long)
+    for c in y.unique():
+        members = (y == c).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        fold[members] = torch.arange(len(members)) % folds
+    return fold
 
-    Utterances are dealt into `folds` folds at random (seeded), stratified by label so every
-    speaker is in every fold; each fold is predicted by a classifier fitted on the others.
-    Features are standardised with the training folds' statistics."""
+
+class _Projection:
+    """sqrt of the histograms (Hellinger: a token's count varies as its square root), centred
+    and projected on the training examples' principal components, then standardised: a few
+    dozen well-conditioned inputs instead of V sparse ones, which a linear probe can fit
+    without memorising the training utterances."""
+
+    def __init__(self, x: Tensor, dims: int) -> None:
+        x = x.sqrt()
+        self.mean = x.mean(dim=0)
+        _, _, v = torch.linalg.svd(x - self.mean, full_matrices=False)
+        self.components = v[: min(dims, v.shape[0])].T  # [V, d]
+        projected = (x - self.mean) @ self.components
+        self.scale = projected.std(dim=0, unbiased=False) + 1e-6
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return (x.sqrt() - self.mean) @ self.components / self.scale
+
+
+def _accuracy(x_train: Tensor, y_train: Tensor, x_test: Tensor, y_test: Tensor, num_classes: int, dims: int,
+              weight_decay: float, steps: int) -> float:
+    projection = _Projection(x_train, dims)
+    weight, bias = _fit_logistic(projection(x_train), y_train, num_classes, weight_decay, steps)
+    return float(((projection(x_test) @ weight + bias).argmax(dim=1) == y_test).float().mean())
+
+
+def speaker_probe(features: Tensor, labels: Sequence[str], folds: int = 2, seed: int = 0, dims: int = 64,
+                  weight_decays: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1), steps: int = 100) -> ProbeResult:
+    """Cross-validated accuracy of a linear classifier from histograms [U, V] to labels [U].
+
+    Classes are balanced first (each keeps as many random utterances as the rarest has), so
+    chance is 1 / classes however the corpus is split. The utterances are dealt into `folds`
+    stratified folds; each is predicted by a multinomial logistic regression fitted on the
+    others, on `dims` principal components of their sqrt-histograms, with the L2 penalty that
+    an inner cross-validation on the training folds picks from `weight_decays`."""
     if features.dim() != 2 or features.shape[0] != len(labels):
         raise ValueError(f"features must be [U, V] with U = {len(labels)} labels, got {tuple(features.shape)}")
     names = sorted(set(labels))
     y = torch.tensor([names.index(label) for label in labels])
     generator = torch.Generator().manual_seed(seed)
-    fold = torch.empty(len(labels), dtype=torch.long)
-    for c in range(len(names)):  # stratified: each speaker's utterances spread over the folds
-        members = (y == c).nonzero().flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        fold[members] = torch.arange(len(members)) % folds
-    correct = baseline = total = 0
+    per_class = int(torch.bincount(y).min())
+    if per_class < folds:
+        raise ValueError(f"every speaker needs at least {folds} utterances for {folds}-fold probing, "
+                         f"the rarest has {per_class}")
+    keep = torch.cat([(y == c).nonzero().flatten()[torch.randperm(int((y == c).sum()), generator=generator)[:per_class]]
+                      for c in range(len(names))])
+    x, y = features[keep].double().clamp(min=0), y[keep]
+    fold = _folds(y, folds, generator)
+    accuracies, chosen = [], []
     with torch.enable_grad():
         for k in range(folds):
             train, test = fold != k, fold == k
-            if not bool(test.any()) or not bool(train.any()):
-                continue
-            mean, std = features[train].mean(dim=0), features[train].std(dim=0, unbiased=False) + 1e-4
-            x_train, x_test = (features[train] - mean) / std, (features[test] - mean) / std
-            weight, bias = _fit_logistic(x_train, y[train], len(names), weight_decay, steps)
-            correct += int(((x_test @ weight + bias).argmax(dim=1) == y[test]).sum())
-            majority = int(torch.bincount(y[train], minlength=len(names)).argmax())
-            baseline += int((y[test] == majority).sum())
-            total += int(test.sum())
-    return ProbeResult(correct / max(1, total), baseline / max(1, total), len(names), len(labels))
+            inner = _folds(y[train], 2, generator)
+            scores = []
+            for decay in weight_decays:  # inner 2-fold cross-validation picks the penalty
+                scores.append(sum(_accuracy(x[train][inner != j], y[train][inner != j], x[train][inner == j],
+                                            y[train][inner == j], len(names), dims, decay, steps) for j in range(2)))
+            decay = weight_decays[max(range(len(scores)), key=scores.__getitem__)]
+            chosen.append(decay)
+            accuracies.append(_accuracy(x[train], y[train], x[test], y[test], len(names), dims, decay, steps))
+    return ProbeResult(sum(accuracies) / len(accuracies), 1.0 / len(names), len(names), len(y),
+                       max(set(chosen), key=chosen.count))
 
 
 def _joint_counts(tokens: Tensor, phones: Tensor, vocab_size: int, num_phones: int) -> Tensor:

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -66,14 +67,34 @@ def _content_scores(sequences: list[Tensor], entries: list[ManifestEntry], rate:
             "phone_purity": phone_purity(t, p, vocab_size, len(inventory))}
 
 
+MIN_PER_SPEAKER = 4  # the probe's outer and inner 2-fold cross-validation need two a fold
+
+
+def choose_entries(entries: list[ManifestEntry], splits: tuple[str, ...], max_per_speaker: int,
+                   seed: int = 0) -> list[ManifestEntry]:
+    """The entries of `splits`, at most max_per_speaker of each speaker (a seeded sample), in
+    manifest order; speakers with fewer than MIN_PER_SPEAKER are left out."""
+    by_speaker: dict[str, list[int]] = {}
+    for i, e in enumerate(entries):
+        if e.split in splits:
+            by_speaker.setdefault(e.speaker, []).append(i)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for indices in by_speaker.values():
+        if len(indices) >= MIN_PER_SPEAKER:
+            chosen += sorted(rng.permutation(indices)[:max_per_speaker].tolist())
+    return [entries[i] for i in sorted(chosen)]
+
+
 def evaluate(manifest: Path, tokenizer_specs: list[str], codec_spec: str | None, encoder: Path | None,
-             splits: tuple[str, ...] = ("test", UNSEEN), folds: int = 2) -> dict[str, Any]:
+             splits: tuple[str, ...] = ("test", UNSEEN), folds: int = 2, max_per_speaker: int = 40) -> dict[str, Any]:
     from soundstorm.semantic import load_semantic_tokenizer
 
     all_entries = read_manifest(manifest)
-    entries = [e for e in all_entries if e.split in splits]
-    if not entries:
-        raise ValueError(f"{manifest} has no utterances of splits {splits}")
+    entries = choose_entries(all_entries, splits, max_per_speaker)
+    if len({e.speaker for e in entries}) < 2:
+        raise ValueError(f"{manifest}: the speaker probe needs two or more speakers with at least {MIN_PER_SPEAKER} "
+                         f"utterances in splits {splits}")
     inventory = build_inventory(e.phones for e in all_entries if e.split == "train")
     speakers = [e.speaker for e in entries]
     root = manifest.parent
@@ -145,10 +166,11 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
     lines = [
         "# Semantic tokens: content and speaker leak", "",
         f"    {command}", "",
-        f"{result['utterances']} utterances of splits {', '.join(result['splits'])} ({result['speakers']} speakers; "
-        "none used to fit a tokenizer). Speaker probe: held-out accuracy of a linear classifier from an "
-        "utterance's token histogram to its speaker (lower = less speaker identity); PNMI and purity "
-        "against phone timings on the unseen speakers (higher = more content).", "",
+        f"{result['utterances']} utterances of splits {', '.join(result['splits'])} ({result['speakers']} speakers, "
+        "as many utterances of each; none used to fit a tokenizer). Speaker probe: held-out accuracy of a "
+        "linear classifier from an utterance's token histogram to its speaker, 2-fold cross-validated "
+        "(lower = less speaker identity; chance = 1 / speakers); PNMI and purity against phone timings on "
+        "the unseen speakers (higher = more content).", "",
         "| tokens | V | rate (Hz) | speaker probe accuracy | chance | PNMI | phone purity |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -169,6 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoder", type=Path, help="content encoder folder, for its phone accuracy")
     parser.add_argument("--splits", nargs="+", default=["test", UNSEEN], help="splits to evaluate on")
     parser.add_argument("--folds", type=int, default=2, help="cross-validation folds of the probe (default 2)")
+    parser.add_argument("--max-per-speaker", type=int, default=40, help="utterances per speaker, a seeded sample (default 40)")
     parser.add_argument("--markdown", type=Path, help="write the table here")
     parser.add_argument("--json", type=Path, help="write the results here")
 
@@ -176,7 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.tokenizer and not args.codec:
         raise SystemExit("give at least one --tokenizer or a --codec")
-    result = evaluate(args.manifest, args.tokenizer, args.codec, args.encoder, tuple(args.splits), args.folds)
+    result = evaluate(args.manifest, args.tokenizer, args.codec, args.encoder, tuple(args.splits), args.folds,
+                      args.max_per_speaker)
     command = "soundstorm semantic eval " + shlex.join(sys.argv[3:] if sys.argv[1:3] == ["semantic", "eval"] else sys.argv[1:])
     result["command"] = command
     markdown = to_markdown(result, command)

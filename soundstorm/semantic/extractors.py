@@ -21,23 +21,34 @@ from soundstorm.semantic.features import MFCC, frame_mask, normalize_frames, zer
 from soundstorm.semantic.kmeans_tokenizer import EXTRACTOR_LOADERS
 
 
+CONTENT_OUTPUTS = ("bottleneck", "posteriors")
+
+
 class ContentFeatures:
+    """The content encoder's bottleneck [.., F], or its phone posteriors [.., P]: the posteriors
+    are what the classifier keeps of the bottleneck, so they carry less of the speaker."""
+
     kind = "content"
 
-    def __init__(self, encoder: ContentEncoder) -> None:
+    def __init__(self, encoder: ContentEncoder, output: str = "bottleneck") -> None:
+        if output not in CONTENT_OUTPUTS:
+            raise ValueError(f"content features are one of {CONTENT_OUTPUTS}, got {output!r}")
         self.encoder = encoder.eval()
+        self.output = output
         self.sample_rate = encoder.config.sample_rate
         self.rate = encoder.config.rate
-        self.feature_dim = encoder.config.feature_dim
+        self.feature_dim = encoder.config.feature_dim if output == "bottleneck" else len(encoder.config.phones)
 
     def features(self, wav: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         output = self.encoder(wav, lengths)
+        if self.output == "posteriors":
+            return output.logits.float().softmax(dim=-1), output.valid
         return output.features, output.valid
 
     def save(self, folder: Path) -> dict[str, Any]:
         # fp16 halves the bundled size; the k-means CLI fits on features of fp16-rounded weights.
         write_model_files(self.encoder, self.encoder.config, folder, dtype=torch.float16)
-        return {}
+        return {"content": {"output": self.output}}
 
 
 class MfccFeatures:
@@ -61,7 +72,7 @@ class MfccFeatures:
 
 
 def _load_content(folder: Path, document: dict[str, Any]) -> ContentFeatures:
-    return ContentFeatures(ContentEncoder.from_pretrained(folder))
+    return ContentFeatures(ContentEncoder.from_pretrained(folder), document.get("content", {}).get("output", "bottleneck"))
 
 
 def _load_mfcc(folder: Path, document: dict[str, Any]) -> MfccFeatures:

@@ -5,7 +5,8 @@
     soundstorm semantic kmeans --features mfcc:25 --manifest data/synth/manifest.jsonl --clusters 512 --out models/mfcc-km512
     soundstorm semantic kmeans --features hubert:path/to/hubert-base?layer=6 --manifest ... --clusters 500 --out models/hubert-km500
 
---features is `content:ENCODER_FOLDER` (from `soundstorm semantic train`), `mfcc:RATE`
+--features is `content:ENCODER_FOLDER` (from `soundstorm semantic train`; `?output=posteriors`
+clusters its phone posteriors instead of its bottleneck), `mfcc:RATE`
 (tokens per second, default 25) or `hubert:PATH_OR_ID?layer=L`. Features of the training split
 are collected (a uniform random subset of --max-vectors frames), clustered with Lloyd's
 k-means, and written with the extractor as one self-contained folder, atomically.
@@ -42,17 +43,24 @@ def audio_batches(entries: Sequence[ManifestEntry], root: Path, sample_rate: int
 
 
 def parse_features(spec: str) -> FrameFeatures:
-    """An extractor from `content:PATH`, `mfcc[:RATE]` or `hubert:PATH?layer=L`."""
+    """An extractor from `content:PATH[?output=posteriors]`, `mfcc[:RATE]` or `hubert:PATH?layer=L`."""
     kind, _, argument = spec.partition(":")
     if kind == "content":
         from soundstorm.semantic.content import ContentEncoder
         from soundstorm.semantic.extractors import ContentFeatures
 
-        encoder = ContentEncoder.from_pretrained(argument)
+        path, _, query = argument.partition("?")
+        output = "bottleneck"
+        for item in filter(None, query.split("&")):
+            key, _, value = item.partition("=")
+            if key != "output":
+                raise ValueError(f"content options are ?output=bottleneck|posteriors, got {query!r}")
+            output = value
+        encoder = ContentEncoder.from_pretrained(path)
         # The tokenizer stores the encoder in fp16: cluster exactly the features it will compute.
         encoder.load_state_dict({k: v.half().float() if v.is_floating_point() else v
                                  for k, v in encoder.state_dict().items()})
-        return ContentFeatures(encoder)
+        return ContentFeatures(encoder, output)
     if kind == "mfcc":
         from soundstorm.semantic.extractors import MfccFeatures
 
