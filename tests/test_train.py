@@ -282,3 +282,25 @@ def test_a_new_run_can_start_from_a_model_folder(cache_dir: Path, tmp_path: Path
     other = Trainer(tiny_recipe(cache_dir, **{"model.depth": 1}), tmp_path / "third", progress=False)
     with pytest.raises(ValueError, match=r"config differs from this recipe's in \['depth'\]"):
         other.initialize_from(tmp_path / "first" / "model")
+
+
+def test_sigterm_to_the_whole_process_group_with_loader_workers(cache_dir: Path, tmp_path: Path) -> None:
+    # A cluster's pre-emption or Ctrl-C signals every process of the group, DataLoader workers
+    # too: they must leave it to the main process, which checkpoints and stops them.
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, *_command(cache_dir, out, "--set", "optimizer.max_steps=100000", "--set", "schedule.log_every=1",
+                                   "--set", "data.num_workers=1", "--set", "schedule.checkpoint_every=100000",
+                                   "--set", "schedule.valid_every=100000")],
+        stderr=subprocess.PIPE, text=True, env=_env(), start_new_session=True,
+    )
+    assert process.stderr is not None
+    deadline = time.monotonic() + 120
+    for line in process.stderr:
+        if line.startswith("step 5/") or time.monotonic() > deadline:
+            break
+    os.killpg(process.pid, signal.SIGTERM)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 0, rest[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_early"] and (out / "checkpoints" / f"step-{summary['step']:08d}").is_dir()

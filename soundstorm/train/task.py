@@ -9,6 +9,7 @@ most tasks; a GAN has a generator phase and a discriminator phase).
 
 from __future__ import annotations
 
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -92,6 +93,15 @@ class Task(ABC):
         return torch.autocast(device, dtype=torch.bfloat16, enabled=self.recipe.optimizer.bf16)
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader worker's init: SIGINT and SIGTERM are the main process's to handle (it
+    writes a checkpoint, then stops its workers). A signal sent to the whole process group
+    (Ctrl-C, a cluster's pre-emption) would otherwise kill the workers first and crash the
+    main process before it could checkpoint."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def sharded_loader(dataset: Dataset[Any], collate: Callable[[Sequence[Any]], Any], recipe: Recipe,
                    context: DistributedContext, epoch: int, shuffle: bool, start_batch: int = 0,
                    whole: bool = True) -> DataLoader:
@@ -105,8 +115,8 @@ def sharded_loader(dataset: Dataset[Any], collate: Callable[[Sequence[Any]], Any
     size = recipe.data.batch_size
     per_rank = count // (size * context.world_size) if whole else -(-len(mine) // size)
     batches = [mine[i * size : (i + 1) * size] for i in range(start_batch, per_rank)]
-    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate,
-                      num_workers=recipe.data.num_workers, generator=generator)
+    return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=recipe.data.num_workers,
+                      generator=generator, worker_init_fn=ignore_stop_signals)
 
 
 TASKS: dict[str, type[Task]] = {}

@@ -17,6 +17,7 @@ from soundstorm.data.dataset import TokenDataset
 from soundstorm.data.sampler import BucketBatchSampler
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.recipe import Recipe
+from soundstorm.train.task import ignore_stop_signals
 
 
 class TokenBatches:
@@ -38,7 +39,7 @@ class TokenBatches:
         # A generator of its own: a DataLoader iterator otherwise draws its workers' base seed
         # from the global RNG, and a resumed run would then drop out other units.
         return DataLoader(self.train_set, batch_sampler=self.sampler, collate_fn=pad_collate,
-                          num_workers=self.recipe.data.num_workers,
+                          num_workers=self.recipe.data.num_workers, worker_init_fn=ignore_stop_signals,
                           generator=torch.Generator().manual_seed(self.recipe.seed + epoch))
 
     def valid(self) -> Iterator[Batch]:
