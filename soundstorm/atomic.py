@@ -58,7 +58,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield staging
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a models folder is for sharing
         for child in staging.rglob("*"):
+            os.chmod(child, (0o777 if child.is_dir() else 0o666) & ~umask)
             if child.is_file():
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())

@@ -39,7 +39,7 @@ MANIFEST="$DATA/synth/manifest.jsonl"
 
 train "$RUNS/codec" recipes/soundstream-small.toml --set "data.cache=\"$MANIFEST\""
 train "$RUNS/semantic" recipes/semantic-small.toml --set "data.cache=\"$MANIFEST\""
-[ -d "$RUNS/semantic-km512" ] || "$SOUNDSTORM" semantic kmeans --features "content:$RUNS/semantic/model" \
+[ -d "$RUNS/semantic-km512" ] || "$SOUNDSTORM" semantic kmeans --features "content:$RUNS/semantic/model?output=posteriors" \
     --manifest "$MANIFEST" --clusters 512 --out "$RUNS/semantic-km512" --quiet
 
 "$SOUNDSTORM" corpus tokenize "$MANIFEST" "$DATA/synth-tokens" --codec "soundstream:$RUNS/codec/model" \
