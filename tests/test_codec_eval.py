@@ -143,6 +143,15 @@ def test_codec_eval_end_to_end(tmp_path: Path, speech: np.ndarray) -> None:
     assert report["encode_rtf"] > 0
     table = (out / "codec_eval.md").read_text()
     assert "| 12 | 6.00 |" in table and "**test-unseen-speaker**: 1 utterance," in table
+    assert report["splits"][0]["opus_reference"] == []  # a level reaches Opus's range: no reference needed
+
+    # Every level below Opus's 6 kbit/s minimum: Opus alone at 6 kbit/s is the reference.
+    args = parser.parse_args(["--codec", f"encodec:{folder}", "--manifest", str(corpus / "manifest.jsonl"),
+                              "--levels", "2", "--out", str(out), "--quiet", "--threads", "1"])
+    assert codec_eval.run(args) == 0
+    reference = json.loads((out / "codec_eval.json").read_text())["splits"][0]["opus_reference"]
+    assert [r["kbps"] for r in reference] == [6.0] and 1.0 <= reference[0]["opus"]["pesq"] <= 4.7
+    assert "| Opus only | 6.00 | - |" in (out / "codec_eval.md").read_text()
 
 
 def test_codec_eval_refuses_a_manifest_without_held_out_items(tmp_path: Path) -> None:

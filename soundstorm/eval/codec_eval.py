@@ -60,11 +60,18 @@ class LevelResult:
 
 
 @dataclass(frozen=True)
+class OpusReference:
+    kbps: float
+    opus: Scores
+
+
+@dataclass(frozen=True)
 class SplitResult:
     split: str
     num_items: int
     seconds: float  # of audio
     rows: list[LevelResult]
+    opus_reference: list[OpusReference]  # Opus alone at bitrates no level of the codec has
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,10 @@ class CodecEvalReport:
                     f"| {_fmt(row.codec.mel_distance, 3)} | {_fmt(opus.mel_distance if opus else None, 3)} "
                     f"| {row.decode_rtf:.3f} |"
                 )
+            for reference in split.opus_reference:
+                opus = reference.opus
+                lines.append(f"| Opus only | {reference.kbps:.2f} | - | {_fmt(opus.pesq, 2)} | - | {_fmt(opus.stoi, 3)} "
+                             f"| - | {_fmt(opus.mel_distance, 3)} | - |")
         lines += [
             "",
             f"Opus: opus-tools, constrained VBR at the same bitrate; '-' below its {OPUS_MIN_KBPS:g} kbit/s minimum. "
@@ -126,6 +137,7 @@ def evaluate_codec(
     opus: bool = True,
     progress: bool = False,
     manifest_name: str = "",
+    opus_reference_kbps: Sequence[float] | None = None,
 ) -> CodecEvalReport:
     """Score `codec` (and Opus) on the entries of `splits`.
 
@@ -134,6 +146,9 @@ def evaluate_codec(
         root: the manifest's folder, against which entry paths resolve.
         levels: numbers of levels to decode, each in [1, Q] (default: default_levels(Q)).
         opus: also code each clip with Opus at each bitrate (needs opus-tools).
+        opus_reference_kbps: Opus alone at these bitrates too; default: its 6 kbit/s minimum
+            when every level of the codec is below it (a codec that beats Opus at 6 kbit/s
+            with fewer bits beats it at equal bitrate).
     """
     levels = sorted(set(levels or default_levels(codec.num_quantizers)))
     if not all(1 <= q <= codec.num_quantizers for q in levels):
@@ -147,6 +162,9 @@ def evaluate_codec(
             "`soundstorm corpus synth` (which holds out test speakers and sentences) or choose --splits"
         )
     _warm_up(codec)
+    if opus_reference_kbps is None:
+        top = bitrate_kbps(max(levels), codec.codebook_size, codec.frame_rate)
+        opus_reference_kbps = [OPUS_MIN_KBPS] if opus and top < OPUS_MIN_KBPS else []
 
     encode_seconds, audio_seconds = 0.0, 0.0
     results = []
@@ -176,6 +194,9 @@ def evaluate_codec(
                     if opus and OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
                         coded = opus_roundtrip(wav, codec.sample_rate, kbps)
                         scores.setdefault(("opus", q), []).append(_score(wav, coded, codec.sample_rate))
+            for i, kbps in enumerate(opus_reference_kbps):
+                coded = opus_roundtrip(wav, codec.sample_rate, kbps)
+                scores.setdefault(("opus-reference", i), []).append(_score(wav, coded, codec.sample_rate))
             audio_seconds += seconds
             bar.update(1)
         rows = [
@@ -188,7 +209,9 @@ def evaluate_codec(
             )
             for q in levels
         ]
-        results.append(SplitResult(split=split, num_items=len(items), seconds=split_seconds, rows=rows))
+        references = [OpusReference(kbps, _mean(scores[("opus-reference", i)])) for i, kbps in enumerate(opus_reference_kbps)]
+        results.append(SplitResult(split=split, num_items=len(items), seconds=split_seconds, rows=rows,
+                                   opus_reference=references))
     bar.close()
     return CodecEvalReport(
         codec=codec.describe(), manifest=manifest_name, encode_rtf=encode_seconds / audio_seconds, splits=results
@@ -255,6 +278,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--levels", type=_parse_levels, help="numbers of levels to decode, e.g. 1,2,4,8 (default: powers of two and all)")
     parser.add_argument("--max-items", type=int, default=100, help="utterances per split, the first in the manifest (default 100)")
     parser.add_argument("--no-opus", action="store_true", help="skip the Opus baseline")
+    parser.add_argument("--opus-kbps", type=float, nargs="*", help="Opus alone at these bitrates too (default: 6 when "
+                        "every codec level is below Opus' range)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="folder for codec_eval.md and codec_eval.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -277,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_codec(
         codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
         progress=not args.quiet and sys.stderr.isatty(), manifest_name=str(args.manifest),
+        opus_reference_kbps=args.opus_kbps,
     )
     table = report.to_markdown()
     print(table, end="")
