@@ -42,10 +42,14 @@ train "$RUNS/semantic" recipes/semantic-small.toml --set "data.cache=\"$MANIFEST
 [ -d "$RUNS/semantic-km512" ] || "$SOUNDSTORM" semantic kmeans --features "content:$RUNS/semantic/model?output=posteriors" \
     --manifest "$MANIFEST" --clusters 512 --out "$RUNS/semantic-km512" --quiet
 
-"$SOUNDSTORM" corpus tokenize "$MANIFEST" "$DATA/synth-tokens" --codec "soundstream:$RUNS/codec/model" \
+# One token cache per codec: a retrained codec gets a new cache instead of a refusal.
+DIGEST=$(python3 -c "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest()[:12])" \
+    "$RUNS/codec/model/model.safetensors")
+TOKENS="$DATA/synth-tokens-$DIGEST"
+"$SOUNDSTORM" corpus tokenize "$MANIFEST" "$TOKENS" --codec "soundstream:$RUNS/codec/model" \
     --semantic "content:$RUNS/semantic-km512" --quiet
-train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$DATA/synth-tokens\""
-train "$RUNS/t2s" recipes/t2s-small.toml --set "data.cache=\"$DATA/synth-tokens\""
+train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""
+train "$RUNS/t2s" recipes/t2s-small.toml --set "data.cache=\"$TOKENS\""
 
 "$SOUNDSTORM" bundle --codec "$RUNS/codec/model" --semantic "$RUNS/semantic-km512" \
     --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" --out models/demo

@@ -11,7 +11,10 @@ the weights and levels that made it.
 
 from __future__ import annotations
 
+import hashlib
+
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,6 +23,16 @@ from soundstorm.codecs.base import Codec
 from soundstorm.codecs.soundstream.model import SoundStream
 
 _OPTION = "num_quantizers"
+
+
+def _digest(model: SoundStream) -> str:
+    """sha256 of the weights as float32 (fp16- and fp32-stored copies of one model agree only
+    if the fp32 one was rounded: they are different weights), first 16 hex digits."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class SoundStreamCodec(Codec):
@@ -52,6 +65,12 @@ class SoundStreamCodec(Codec):
         self.frame_rate = config.frame_rate
         self.num_quantizers = num_quantizers
         self.codebook_size = config.codebook_size
+        self.weights_digest = _digest(model)
+
+    def describe(self) -> dict[str, Any]:
+        """The Codec fields, and a digest of the weights: a folder retrained in place keeps its
+        name, and a token cache must not take its new tokens for the old ones."""
+        return {**super().describe(), "weights": self.weights_digest}
 
     @classmethod
     def from_pretrained(
