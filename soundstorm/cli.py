@@ -130,6 +130,18 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAIN = "soundstorm.train.run"
+
+
+def _add_module(commands: argparse._SubParsersAction, name: str, module_name: str, help_text: str) -> None:  # type: ignore[type-arg]
+    """A subcommand whose module provides add_arguments(parser) and run(args), its docstring the description."""
+    module = importlib.import_module(module_name)
+    parser = commands.add_parser(name, help=help_text, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    parser.set_defaults(run=module.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soundstorm",
@@ -138,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
-        "demo", help="train a tiny model on a toy task and compare iterative with one-shot decoding",
+        "demo", help="speak with the bundled models (or, without them, the toy-task demo)",
         description=_demo.__doc__,
     )
     demo.add_argument("--train-seconds", type=float, default=60.0, help="training time limit (default 60)")
@@ -157,79 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     corpus = commands.add_parser("corpus", help="build, scan and tokenize speech corpora")
     corpus_commands = corpus.add_subparsers(dest="corpus_command", required=True, metavar="STEP")
-    for name, module_name, help_text in (
-        ("synth", "soundstorm.data.synth", "synthesize a multi-speaker corpus with Debian's voices"),
-        ("scan", "soundstorm.data.scan", "validate a folder of audio (+ transcripts) into a manifest"),
-        ("tokenize", "soundstorm.data.tokenize", "encode a manifest into a token cache"),
-    ):
-        module = importlib.import_module(module_name)
-        step = corpus_commands.add_parser(name, help=help_text, description=module.__doc__,
-                                          formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(step)
-        step.set_defaults(run=module.run)
+    _add_module(corpus_commands, "synth", "soundstorm.data.synth", "synthesize a multi-speaker corpus with Debian's voices")
+    _add_module(corpus_commands, "scan", "soundstorm.data.scan", "validate a folder of audio (+ transcripts) into a manifest")
+    _add_module(corpus_commands, "tokenize", "soundstorm.data.tokenize", "encode a manifest into a token cache")
 
     codec = commands.add_parser("codec", help="train and evaluate neural audio codecs")
     codec_commands = codec.add_subparsers(dest="codec_command", required=True, metavar="STEP")
-    from soundstorm.eval import codec_eval
-
-    evaluate = codec_commands.add_parser("eval", help="PESQ, STOI, mel distance per bitrate, against Opus",
-                                         description=codec_eval.__doc__,
-                                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    codec_eval.add_arguments(evaluate)
-    evaluate.set_defaults(run=codec_eval.run)
-
-    from soundstorm.train import run as train_run
-
-    codec_train = codec_commands.add_parser("train", help="train our SoundStream codec (a recipe with task = \"soundstream\")",
-                                            description=train_run.__doc__,
-                                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    train_run.add_arguments(codec_train)
-    codec_train.set_defaults(run=train_run.run)
+    _add_module(codec_commands, "eval", "soundstorm.eval.codec_eval", "PESQ, STOI, mel distance per bitrate, against Opus")
+    _add_module(codec_commands, "train", TRAIN, "train our SoundStream codec (a recipe with task = \"soundstream\")")
 
     semantic = commands.add_parser("semantic", help="train, fit and evaluate semantic tokenizers")
     semantic_commands = semantic.add_subparsers(dest="semantic_command", required=True, metavar="STEP")
-    semantic_train = semantic_commands.add_parser(
-        "train", help="train the content encoder on phone timings (a recipe with task = \"semantic\")",
-        description=train_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train_run.add_arguments(semantic_train)
-    semantic_train.set_defaults(run=train_run.run)
-    for name, module_name, help_text in (
-        ("kmeans", "soundstorm.semantic.fit", "fit k-means on content, MFCC or HuBERT features into a tokenizer"),
-        ("eval", "soundstorm.eval.semantic_eval", "phone content and speaker leak of semantic (and codec) tokens"),
-    ):
-        module = importlib.import_module(module_name)
-        step = semantic_commands.add_parser(name, help=help_text, description=module.__doc__,
-                                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(step)
-        step.set_defaults(run=module.run)
+    _add_module(semantic_commands, "train", TRAIN, "train the content encoder on phone timings (a recipe with task = \"semantic\")")
+    _add_module(semantic_commands, "kmeans", "soundstorm.semantic.fit", "fit k-means on content, MFCC or HuBERT features into a tokenizer")
+    _add_module(semantic_commands, "eval", "soundstorm.eval.semantic_eval", "phone content and speaker leak of semantic (and codec) tokens")
 
-    train = commands.add_parser("train", help="train a model from a recipe (one process, or many under torchrun)",
-                                description=train_run.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    train_run.add_arguments(train)
-    train.set_defaults(run=train_run.run)
+    _add_module(commands, "train", TRAIN, "train a model from a recipe (one process, or many under torchrun)")
 
     from soundstorm.text.commands import add_commands
 
     add_commands(commands)
-
-    from soundstorm.text import bundle
-
-    bundle_command = commands.add_parser("bundle", help="gather trained models into a small models folder",
-                                         description=bundle.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bundle.add_arguments(bundle_command)
-    bundle_command.set_defaults(run=bundle.run)
-
-    from soundstorm.eval import bench, tts_eval
-
-    eval_command = commands.add_parser("eval", help="WER, speaker similarity and consistency of generated speech (Table 1)",
-                                       description=tts_eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    tts_eval.add_arguments(eval_command)
-    eval_command.set_defaults(run=tts_eval.run)
-
-    bench_command = commands.add_parser("bench", help="speed: SoundStorm against the AR baseline, CPU or GPU",
-                                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_arguments(bench_command)
-    bench_command.set_defaults(run=bench.run)
+    _add_module(commands, "bundle", "soundstorm.text.bundle", "gather trained models into a small models folder")
+    _add_module(commands, "eval", "soundstorm.eval.tts_eval", "WER, speaker similarity and consistency of generated speech (Table 1)")
+    _add_module(commands, "bench", "soundstorm.eval.bench", "speed: SoundStorm against the AR baseline, CPU or GPU")
 
     presets = commands.add_parser("presets", help="list the named model configurations", description=_presets.__doc__)
     presets.add_argument("--verbose", action="store_true", help="print every field")
