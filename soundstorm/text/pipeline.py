@@ -143,8 +143,9 @@ class SpeechPipeline:
                              f"is needed ({PROMPT_SECONDS:g} s is best)")
         if not np.isfinite(wav).all():
             raise ValueError(f"the voice prompt {label} holds NaN or infinite samples")
-        if rms_db(wav) < SILENT_DB:
-            raise ValueError(f"the voice prompt {label} is silent ({rms_db(wav):.0f} dBFS): give a recording of speech")
+        level = rms_db(wav)
+        if level < SILENT_DB:
+            raise ValueError(f"the voice prompt {label} is silent ({level:.0f} dBFS): give a recording of speech")
         wav = wav[: round(max_seconds * self.sample_rate)]
         tensor = torch.from_numpy(np.ascontiguousarray(wav))[None, None]  # [1, 1, N]
         with torch.inference_mode():
