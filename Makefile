@@ -16,12 +16,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Debian packages behind `soundstorm corpus synth` (voices, sentence sources) and the opus
-# baseline. Installed only when missing; `apt-get update` runs only if an install fails (a
-# fresh image's package lists may be stale). Machines without apt-get get a warning: the tests
-# that need these programs skip there.
+# Debian packages behind `soundstorm corpus synth` (voices, sentence sources), the opus
+# baseline, and the headless browser of the web page's test. Installed only when missing;
+# `apt-get update` runs only if an install fails (a fresh image's package lists may be stale).
+# Machines without apt-get get a warning: the tests that need these programs skip there.
 SYSTEM_DEPS := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng \
-	sox fortunes fortunes-min bible-kjv wordnet-base opus-tools
+	sox fortunes fortunes-min bible-kjv wordnet-base opus-tools chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 

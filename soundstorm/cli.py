@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_module(commands, "bundle", "soundstorm.text.bundle", "gather trained models into a small models folder")
     _add_module(commands, "eval", "soundstorm.eval.tts_eval", "WER, speaker similarity and consistency of generated speech (Table 1)")
     _add_module(commands, "bench", "soundstorm.eval.bench", "speed: SoundStorm against the AR baseline, CPU or GPU")
+    _add_module(commands, "serve", "soundstorm.serve.command", "the HTTP API and web page (FastAPI; OpenAPI docs at /docs)")
 
     presets = commands.add_parser("presets", help="list the named model configurations", description=_presets.__doc__)
     presets.add_argument("--verbose", action="store_true", help="print every field")

@@ -24,7 +24,12 @@ import torch
 from torch import Tensor
 
 from soundstorm import masking
-from soundstorm.model.inputs import check_codes, check_lengths, check_semantic, check_token_range
+from soundstorm.model.inputs import (
+    check_codes,
+    check_lengths,
+    check_semantic,
+    check_token_range,
+)
 
 if TYPE_CHECKING:
     from soundstorm.model.soundstorm import SoundStorm
@@ -57,16 +62,41 @@ def filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Ten
     return logits
 
 
-def sample_codes(probs: Tensor, generator: torch.Generator | None) -> Tensor:
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def draw_uniform(shape: tuple[int, int], generator: Generators, device: torch.device,
+                 dtype: torch.dtype = torch.float32, lengths: Sequence[int] | None = None) -> Tensor:
+    """Uniform noise [B, T] in [0, 1).
+
+    With one generator per example, example b draws exactly lengths[b] numbers from its own
+    generator (the rest is zero): its samples then do not depend on the batch it is decoded
+    in, so a server that batches requests returns what each request alone would have.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    B, T = shape
+    if len(generator) != B:
+        raise ValueError(f"got {len(generator)} generators for a batch of {B}")
+    counts = [T] * B if lengths is None else [int(n) for n in lengths]
+    noise = torch.zeros(shape, device=device, dtype=dtype)
+    for b, (g, n) in enumerate(zip(generator, counts)):
+        noise[b, :n] = torch.rand(n, generator=g, device=g.device, dtype=dtype).to(device)
+    return noise
+
+
+def sample_codes(probs: Tensor, generator: Generators, lengths: Sequence[int] | None = None) -> Tensor:
     """One code per position from probs [B, T, K] -> [B, T], by inverting the CDF.
 
     One uniform per position instead of torch.multinomial's K exponentials: 7% of a bf16
     decoding run at 750 frames. A code of probability 0 has an empty CDF interval and is
     never drawn; a uniform that rounds onto the total falls back to the most likely code.
+    `generator` may be one per example (see draw_uniform; `lengths` [B] then bounds each
+    example's draws).
     """
     cdf = probs.cumsum(dim=-1)  # [B, T, K]
     total = cdf[..., -1:]  # [B, T, 1]
-    uniform = torch.rand(total.shape, generator=generator, device=probs.device, dtype=probs.dtype)
+    uniform = draw_uniform(probs.shape[:2], generator, probs.device, probs.dtype, lengths)[..., None]  # [B, T, 1]
     codes = torch.searchsorted(cdf, uniform * total, right=True).squeeze(-1)  # [B, T]
     return torch.where(codes < probs.shape[-1], codes, probs.argmax(dim=-1))
 
@@ -116,7 +146,7 @@ def generate(
     gumbel_scale: float = 0.0,
     guidance_scale: float = 1.0,
     greedy_last: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callable[[DecodeStep], None] | None = None,
 ) -> Tensor:
     """Generate acoustic tokens with SoundStorm's iterative parallel decoding.
@@ -139,7 +169,8 @@ def generate(
         guidance_scale: classifier-free guidance, logits = null + scale * (cond - null);
             1 = off. Needs a model trained with condition dropout; costs a doubled batch.
         greedy_last: take the argmax at the last iteration of every level (the paper does).
-        generator: random source for sampling and Gumbel noise.
+        generator: random source for sampling and Gumbel noise: one for the batch, or one per
+            example (then each example's result is the same in any batch, as alone).
         callback: called with a DecodeStep after every forward pass.
 
     Returns:
@@ -179,6 +210,11 @@ def generate(
     semantic_tokens = check_semantic(semantic_tokens, config, B, T, lengths)
     if guidance_scale != 1.0 and semantic_tokens is None:
         raise ValueError("classifier-free guidance needs a conditional model and semantic_tokens")
+
+    per_example = generator is not None and not isinstance(generator, torch.Generator)
+    if per_example and len(generator) != B:  # type: ignore[arg-type]
+        raise ValueError(f"got {len(generator)} generators for a batch of {B}: give one, or one per example")  # type: ignore[arg-type]
+    draw_lengths = lengths.tolist() if per_example else None  # once: no device sync in the loop
 
     frames = torch.arange(T, device=device)  # [T]
     valid = frames < lengths[:, None]  # [B, T]
@@ -249,11 +285,11 @@ def generate(
                 sampled = probs.argmax(dim=-1)  # [B, T]
             else:
                 probs = filter_logits(logits / tau, top_k, top_p).softmax(dim=-1)
-                sampled = sample_codes(probs, generator)  # [B, T]
+                sampled = sample_codes(probs, generator, draw_lengths)  # [B, T]
             confidence = probs.gather(-1, sampled[..., None]).squeeze(-1).log()  # [B, T]
             noise_scale = gumbel_scale * (1.0 - (iteration + 1) / num_iterations)
             if noise_scale > 0:
-                uniform = torch.rand(confidence.shape, generator=generator, device=device)
+                uniform = draw_uniform(confidence.shape, generator, device, lengths=draw_lengths)  # [B, T]
                 gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
                 confidence = confidence + noise_scale * gumbel
             # Only still-masked tokens of this level compete for the budget.

@@ -27,11 +27,28 @@ def save_figure(figure: Any, path: Path, dpi: int = 110) -> None:
     tmp.replace(path)
 
 
-def write_spectrogram(wav: np.ndarray, sample_rate: int, path: Path) -> None:
-    """A log-magnitude spectrogram of wav float32 [N] as a PNG."""
-    figure, axes = pyplot().subplots(figsize=(8, 3))
+def spectrogram_png(wav: np.ndarray, sample_rate: int) -> bytes:
+    """A log-magnitude spectrogram of wav float32 [N] as PNG bytes. Uses a bare Figure (not
+    pyplot's global state), so server threads may draw at the same time."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
     axes.specgram(wav + 1e-7, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
     axes.set_xlabel("time (s)")
     axes.set_ylabel("frequency (Hz)")
     figure.tight_layout()
-    save_figure(figure, path, dpi=100)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+def write_spectrogram(wav: np.ndarray, sample_rate: int, path: Path) -> None:
+    """A log-magnitude spectrogram of wav float32 [N] as a PNG file, written atomically."""
+    from soundstorm.atomic import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), spectrogram_png(wav, sample_rate))

@@ -138,6 +138,36 @@ def test_batched_generation_equals_each_example_alone(data: st.DataObject, T: in
         assert torch.equal(alone[0], batched[b, :L])
 
 
+@settings(max_examples=40)
+@given(data=st.data(), T=st.integers(3, 20), options=decoding_options)
+def test_sampling_with_a_generator_per_example_equals_each_example_alone(
+    data: st.DataObject, T: int, options: dict
+) -> None:
+    """What a batching server relies on: with one generator per example, an example's sampled
+    result does not depend on the other examples of its batch."""
+    model = tiny_model()
+    B = 3
+    lengths, prompt_lengths, semantic, prompt = random_inputs(data, B, T)
+    seeds = data.draw(st.lists(st.integers(0, 2**31), min_size=B, max_size=B))
+    batched = model.generate(
+        semantic, num_frames=T, lengths=lengths, prompt_codes=prompt, prompt_lengths=prompt_lengths,
+        generator=[torch.Generator().manual_seed(s) for s in seeds], **options,
+    )
+    for b in range(B):
+        L, P = int(lengths[b]), int(prompt_lengths[b])
+        alone = model.generate(
+            semantic[b : b + 1, : -(-L // 2)], num_frames=L, prompt_codes=prompt[b : b + 1, :P] if P else None,
+            generator=[torch.Generator().manual_seed(seeds[b])], **options,
+        )
+        assert torch.equal(alone[0], batched[b, :L])
+
+
+def test_a_generator_list_must_match_the_batch() -> None:
+    semantic = torch.zeros(2, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="3 generators for a batch of 2"):
+        tiny_model().generate(semantic, generator=[torch.Generator() for _ in range(3)])
+
+
 def test_padding_content_changes_nothing_in_generation() -> None:
     model = tiny_model()
     lengths = torch.tensor([20, 11])

@@ -5,7 +5,6 @@ text-to-semantic model) and real flite voice prompts; and each kind of bad input
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,35 +14,18 @@ import torch
 
 from soundstorm import SoundStorm, SoundStormConfig
 from soundstorm.cli import main
-from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
-from soundstorm.semantic.extractors import MfccFeatures
-from soundstorm.semantic.kmeans_tokenizer import KMeansTokenizer
 from soundstorm.text.model import TextToSemantic, TextToSemanticConfig
 from soundstorm.text.phonemes import Phonemizer, UnknownWordError
-from soundstorm.text.pipeline import SpeechPipeline, parse_dialogue
+from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline, Trace, parse_dialogue
 from soundstorm.text.symbols import TextSymbols
+from tests.speech_models import flite, needs_flite, write_tiny_models
 
-pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite missing: make system-deps")
-
-
-def flite(path: Path, text: str, voice: str = "slt") -> Path:
-    subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(path)], check=True, capture_output=True)
-    return path
+pytestmark = needs_flite
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    SoundStream(SoundStreamConfig.preset("tiny")).save_pretrained(root / "codec")  # Q 4, K 64, 50 Hz
-    KMeansTokenizer(MfccFeatures(), torch.randn(16, 39)).save(root / "semantic")  # 16 tokens at 25 Hz
-    SoundStorm(SoundStormConfig(codebook_size=64, num_quantizers=4, semantic_vocab_size=16, semantic_rate_ratio=2,
-                                dim=32, depth=1, heads=2)).save_pretrained(root / "soundstorm")
-    TextToSemantic(TextToSemanticConfig(semantic_vocab_size=16, semantic_rate=25.0, dim=32, depth=1, heads=2)) \
-        .save_pretrained(root / "t2s")
-    (root / "voices").mkdir()
-    flite(root / "voices" / "default.wav", "This is the default voice of the demo.")
-    return root
+    return write_tiny_models(tmp_path_factory.mktemp("models"))
 
 
 def test_phonemes_and_symbols() -> None:
@@ -165,3 +147,22 @@ def test_bundle_and_the_speech_demo(models: Path, tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("SOUNDSTORM_MODELS", str(out))
     assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 0
     assert sf.info(tmp_path / "demo" / "tts.wav").duration > 0 and sf.info(tmp_path / "demo" / "dialogue.wav").duration > 0
+
+
+def test_batched_rendering_equals_each_request_alone_and_traces_the_decoding(models: Path) -> None:
+    pipeline = SpeechPipeline.from_folder(models)
+    voice = pipeline.default_voice()
+    plans = [pipeline.plan_tts("Good morning. How are you today?", voice, DecodingOptions(seed=1)),
+             pipeline.plan_dialogue([("A", "Hello."), ("B", "Hi there, friend.")], {"A": voice, "B": voice},
+                                    DecodingOptions(seed=2)),
+             pipeline.plan_speak(torch.arange(9) % 16, voice, DecodingOptions(seed=3))]  # each its own seed
+    traces = [Trace() for _ in plans]
+    together = pipeline.render(plans, max_batch=8, traces=traces)
+    for plan, wav, trace in zip(plans, together, traces):
+        assert np.array_equal(pipeline.render([plan], max_batch=1)[0], wav)
+        grid = trace.reveal_grid()  # [T, Q]
+        assert grid.shape == trace.codes.shape == (sum(len(s.semantic) for s in plan.segments) * 2, 4)
+        assert int(grid.min()) >= 1 and int(grid.max()) <= len(trace.passes)
+        levels = torch.tensor([trace.passes[int(k) - 1].level for k in grid.flatten()]).view(grid.shape)
+        assert torch.equal(levels, torch.arange(4).expand_as(levels))  # each token fixed while its level ran
+    assert len(traces[0].passes) == 16 + 3  # the default steps, one batch for both sentences

@@ -214,7 +214,7 @@ class SoundStorm(nn.Module):
         gumbel_scale: float = 0.0,
         guidance_scale: float = 1.0,
         greedy_last: bool = True,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback: Callable[[DecodeStep], None] | None = None,
     ) -> Tensor:
         """Generate acoustic tokens int64 [B, T, Q]; see soundstorm.decoding.generate."""

@@ -34,6 +34,7 @@ from torch import Tensor
 from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
+from soundstorm.decoding import DecodeStep
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.semantic import SemanticTokenizer
 from soundstorm.semantic.rate import check_semantic_matches
@@ -64,6 +65,31 @@ class DecodingOptions:
     t2s_top_k: int | None = 50
     guidance_scale: float = 1.0
     seed: int = 0
+
+    def acoustic_key(self) -> tuple:
+        """What SoundStorm's decoding depends on besides the tokens: segments that agree on it
+        can share a batch (each keeps its own random stream: Segment.seed)."""
+        return (tuple(self.steps) if self.steps is not None else None, self.temperature, self.guidance_scale)
+
+
+@dataclass
+class Segment:
+    """One SoundStorm input: new semantic tokens [S] in a voice, and the seed of its random stream
+    (from the request's seed and the segment's place in it)."""
+
+    semantic: Tensor
+    voice: Voice
+    seed: int
+
+
+@dataclass
+class Plan:
+    """A request after its text-to-semantic stage: segments decoded independently, then joined
+    with pauses[i] seconds of silence after segment i."""
+
+    segments: list[Segment]
+    pauses: list[float]
+    options: DecodingOptions
 
 
 @dataclass
@@ -109,7 +135,9 @@ class SpeechPipeline:
             raise FileNotFoundError(f"{path} lacks {', '.join(missing)}: a models folder holds codec/, semantic/, "
                                     "soundstorm/ (and t2s/, voices/); recipes/demo builds one")
         t2s = TextToSemantic.from_pretrained(path / "t2s") if (path / "t2s").is_dir() else None
-        from soundstorm.semantic.kmeans_tokenizer import load_kmeans_tokenizer  # any kind: content, mfcc, hubert
+        from soundstorm.semantic.kmeans_tokenizer import (
+            load_kmeans_tokenizer,  # any kind: content, mfcc, hubert
+        )
 
         return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
                    SoundStorm.from_pretrained(path / "soundstorm"), t2s,
@@ -164,7 +192,11 @@ class SpeechPipeline:
     # ------------------------------------------------------------------ stages
 
     def _generator(self, options: DecodingOptions, salt: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(options.seed * 1_000_003 + salt)
+        return torch.Generator(device=self.device).manual_seed(self._seed(options, salt))
+
+    @staticmethod
+    def _seed(options: DecodingOptions, salt: int) -> int:
+        return options.seed * 1_000_003 + salt
 
     def text_to_semantic(self, text: str, voice: Voice | None = None, context: tuple[str, Tensor] | None = None,
                          options: DecodingOptions | None = None, salt: int = 0) -> Tensor:
@@ -190,22 +222,49 @@ class SpeechPipeline:
             raise ValueError(f"the text-to-semantic model produced no tokens for {text!r}")
         return tokens
 
-    def acoustic(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None, salt: int = 0,
-                 callback: Callable[..., None] | None = None) -> Tensor:
-        """Codec tokens [T, Q] of the new semantic tokens [S] (T = S * r), in voice's voice."""
-        options = options or DecodingOptions()
+    def _segment(self, semantic: Tensor, voice: Voice, options: DecodingOptions, salt: int) -> Segment:
         V = self.soundstorm.config.semantic_vocab_size
-        semantic = semantic.to(self.device).long()
+        semantic = semantic.long()
         if semantic.dim() != 1 or len(semantic) == 0 or int(semantic.min()) < 0 or int(semantic.max()) >= V:
             raise ValueError(f"semantic tokens must be a non-empty int64 [S] in [0, {V})")
-        conditioning = torch.cat([voice.semantic.to(self.device), semantic])[None]  # [1, P / r + S]
-        prompt = voice.codes.to(self.device)[None]  # [1, P, Q]
+        return Segment(semantic, voice, self._seed(options, salt))
+
+    def acoustic_batch(self, segments: Sequence[Segment], options: DecodingOptions | None = None,
+                       callback: Callable[[DecodeStep], None] | None = None) -> list[Tensor]:
+        """Codec tokens [T_i, Q] of each segment's new semantic tokens (T_i = S_i * r), in its
+        voice, in one batched decoding run. Each segment samples from its own generator, so its
+        result is the one it would get alone (soundstorm/decoding.py, draw_uniform); `options`
+        gives the rest (steps, temperature, guidance), the same for all."""
+        options = options or DecodingOptions()
+        if not segments:
+            return []
+        r, Q = self.ratio, self.soundstorm.config.num_quantizers
+        prompts = [len(segment.voice.semantic) for segment in segments]  # prompt semantic tokens
+        totals = [p + len(segment.semantic) for p, segment in zip(prompts, segments)]  # [B]
+        B, S, P = len(segments), max(totals), max(prompts) * r
+        semantic = torch.zeros(B, S, dtype=torch.long)
+        prompt = torch.zeros(B, max(P, 1), Q, dtype=torch.long)
+        for b, segment in enumerate(segments):
+            semantic[b, : totals[b]] = torch.cat([segment.voice.semantic.cpu(), segment.semantic.cpu()])
+            prompt[b, : prompts[b] * r] = segment.voice.codes.cpu()
+        lengths = torch.tensor(totals) * r
+        prompt_lengths = torch.tensor(prompts) * r
+        generators = [torch.Generator(device=self.device).manual_seed(segment.seed) for segment in segments]
         start = time.perf_counter()
-        codes = self.soundstorm.generate(semantic_tokens=conditioning, prompt_codes=prompt, steps=options.steps,
-                                         temperature=options.temperature, guidance_scale=options.guidance_scale,
-                                         generator=self._generator(options, salt), callback=callback)
+        codes = self.soundstorm.generate(
+            semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
+            prompt_codes=prompt.to(self.device) if P else None, prompt_lengths=prompt_lengths.to(self.device) if P else None,
+            steps=options.steps, temperature=options.temperature, guidance_scale=options.guidance_scale,
+            generator=generators, callback=callback,
+        )  # [B, max T, Q]
         self.timing.stages["soundstorm"] = self.timing.stages.get("soundstorm", 0.0) + time.perf_counter() - start
-        return codes[0, prompt.shape[1] :]  # [T, Q]
+        return [codes[b, int(prompt_lengths[b]) : int(lengths[b])] for b in range(B)]
+
+    def acoustic(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None, salt: int = 0,
+                 callback: Callable[[DecodeStep], None] | None = None) -> Tensor:
+        """Codec tokens [T, Q] of the new semantic tokens [S] (T = S * r), in voice's voice."""
+        options = options or DecodingOptions()
+        return self.acoustic_batch([self._segment(semantic, voice, options, salt)], options, callback)[0]
 
     def decode(self, codes: Tensor) -> np.ndarray:
         start = time.perf_counter()
@@ -213,6 +272,94 @@ class SpeechPipeline:
             wav = self.codec.decode(codes[None].cpu())[0, 0].float().numpy()
         self.timing.stages["codec"] = self.timing.stages.get("codec", 0.0) + time.perf_counter() - start
         return wav
+
+    # ------------------------------------------------------------------ plans: requests as segments
+
+    def plan_speak(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None) -> Plan:
+        options = options or DecodingOptions()
+        return Plan([self._segment(semantic.to(self.device), voice, options, 0)], [0.0], options)
+
+    def plan_tts(self, text: str, voice: Voice, options: DecodingOptions | None = None) -> Plan:
+        """Semantic tokens of text, sentence by sentence (an over-long text is split, never refused)."""
+        options = options or DecodingOptions()
+        sentences = split_sentences(text)
+        if not sentences:
+            raise ValueError("the text is empty: nothing to say")
+        segments = [self._segment(self.text_to_semantic(sentence, voice, options=options, salt=2 * i), voice, options,
+                                  2 * i + 1)
+                    for i, sentence in enumerate(sentences)]
+        return Plan(segments, [0.0] * len(segments), options)
+
+    def plan_dialogue(self, turns: Sequence[tuple[str, str]], voices: dict[str, Voice],
+                      options: DecodingOptions | None = None) -> Plan:
+        """Semantic tokens of every turn (turn by turn: each continues the previous one)."""
+        options = options or DecodingOptions()
+        if not turns:
+            raise ValueError("the dialogue has no turns")
+        unknown = sorted({speaker for speaker, _ in turns} - set(voices))
+        if unknown:
+            raise ValueError(f"no voice for speaker(s) {', '.join(unknown)}: give --voice NAME=prompt.wav for each")
+        segments, context, previous = [], None, None
+        for i, (speaker, text) in enumerate(turns):
+            turn_context = context if previous is not None and previous != speaker else None
+            semantic = self.text_to_semantic(text, voices[speaker], context=turn_context, options=options, salt=2 * i)
+            segments.append(self._segment(semantic, voices[speaker], options, 2 * i + 1))
+            context, previous = (text, semantic), speaker
+        return Plan(segments, [TURN_PAUSE_SECONDS] * (len(segments) - 1) + [0.0], options)
+
+    def plan_resynth(self, source: str | Path | np.ndarray, voice: Voice, options: DecodingOptions | None = None,
+                     sample_rate: int | None = None) -> Plan:
+        """The semantic tokens of `source` (a file, or float32 [N] at sample_rate), for voice conversion."""
+        if isinstance(source, np.ndarray):
+            if sample_rate is None:
+                raise ValueError("a recording given as samples needs its sample_rate")
+            from soundstorm.data.audio import resample_audio
+
+            wav, label = resample_audio(source.astype(np.float32), sample_rate, self.semantic.sample_rate), "the recording"
+        else:
+            wav, _ = load_audio(source, sample_rate=self.semantic.sample_rate, resample=True, downmix=True)
+            label = str(source)
+        if len(wav) / self.semantic.sample_rate < MIN_PROMPT_SECONDS / 5:
+            raise ValueError(f"{label} is too short to resynthesize")
+        if not np.isfinite(wav).all():
+            raise ValueError(f"{label} holds NaN or infinite samples")
+        with torch.inference_mode():
+            tokens, lengths = self.semantic.tokenize(torch.from_numpy(np.ascontiguousarray(wav))[None, None])
+        return self.plan_speak(tokens[0, : int(lengths[0])], voice, options)
+
+    def render(self, plans: Sequence[Plan], max_batch: int = 8, traces: Sequence[Trace] | None = None) -> list[np.ndarray]:
+        """Audio float32 [N] of each plan. The segments of all plans that share decoding options
+        go through SoundStorm together, up to max_batch at once (longest first, so a batch holds
+        segments of similar length); a trace per plan records how its tokens were revealed."""
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        codes: dict[tuple[int, int], Tensor] = {}
+        groups: dict[tuple, list[tuple[int, int]]] = {}
+        for p, plan in enumerate(plans):
+            for i in range(len(plan.segments)):
+                groups.setdefault(plan.options.acoustic_key(), []).append((p, i))
+        for members in groups.values():
+            members.sort(key=lambda pi: -len(plans[pi[0]].segments[pi[1]].semantic))
+            for first in range(0, len(members), max_batch):
+                batch = members[first : first + max_batch]
+                recorder = _Recorder(self.soundstorm.config.mask_id) if traces is not None else None
+                out = self.acoustic_batch([plans[p].segments[i] for p, i in batch], plans[batch[0][0]].options,
+                                          recorder.step if recorder else None)
+                codes.update(zip(batch, out))
+                if recorder is not None and traces is not None:
+                    recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio)
+        results = []
+        for p, plan in enumerate(plans):
+            pieces = []
+            for i, pause in enumerate(plan.pauses):
+                pieces.append(self.decode(codes[(p, i)]))
+                if pause > 0:
+                    pieces.append(np.zeros(round(pause * self.sample_rate), dtype=np.float32))
+            results.append(np.concatenate(pieces))
+        if traces is not None:
+            for p, plan in enumerate(plans):
+                traces[p].codes = torch.cat([codes[(p, i)].cpu() for i in range(len(plan.segments))])
+        return results
 
     # ------------------------------------------------------------------ tasks
 
@@ -226,52 +373,70 @@ class SpeechPipeline:
 
     def speak(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None) -> np.ndarray:
         """Audio float32 [N] of semantic tokens [S] in voice's voice."""
-        return self._timed(lambda: self.decode(self.acoustic(semantic, voice, options)))
+        return self._timed(lambda: self.render([self.plan_speak(semantic, voice, options)])[0])
 
     def tts(self, text: str, voice: Voice, options: DecodingOptions | None = None) -> np.ndarray:
-        """Audio of text, sentence by sentence (an over-long text is split, never refused)."""
-        sentences = split_sentences(text)
-        if not sentences:
-            raise ValueError("the text is empty: nothing to say")
-
-        def run() -> np.ndarray:
-            pieces = []
-            for i, sentence in enumerate(sentences):
-                semantic = self.text_to_semantic(sentence, voice, options=options, salt=2 * i)
-                pieces.append(self.decode(self.acoustic(semantic, voice, options, salt=2 * i + 1)))
-            return np.concatenate(pieces)
-
-        return self._timed(run)
+        """Audio of text, sentence by sentence; the sentences are decoded as one batch."""
+        return self._timed(lambda: self.render([self.plan_tts(text, voice, options)])[0])
 
     def dialogue(self, turns: Sequence[tuple[str, str]], voices: dict[str, Voice],
                  options: DecodingOptions | None = None) -> np.ndarray:
         """Audio of a dialogue: turns (speaker, text), each in its speaker's voice."""
-        if not turns:
-            raise ValueError("the dialogue has no turns")
-        unknown = sorted({speaker for speaker, _ in turns} - set(voices))
-        if unknown:
-            raise ValueError(f"no voice for speaker(s) {', '.join(unknown)}: give --voice NAME=prompt.wav for each")
-        pause = np.zeros(round(TURN_PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
-
-        def run() -> np.ndarray:
-            pieces, context, previous = [], None, None
-            for i, (speaker, text) in enumerate(turns):
-                turn_context = context if previous is not None and previous != speaker else None
-                semantic = self.text_to_semantic(text, voices[speaker], context=turn_context, options=options, salt=2 * i)
-                pieces += [self.decode(self.acoustic(semantic, voices[speaker], options, salt=2 * i + 1)), pause]
-                context, previous = (text, semantic), speaker
-            return np.concatenate(pieces[:-1])
-
-        return self._timed(run)
+        return self._timed(lambda: self.render([self.plan_dialogue(turns, voices, options)])[0])
 
     def resynth(self, source: str | Path, voice: Voice, options: DecodingOptions | None = None) -> np.ndarray:
         """The words of `source` (its semantic tokens) in voice's voice: voice conversion."""
-        wav, _ = load_audio(source, sample_rate=self.semantic.sample_rate, resample=True, downmix=True)
-        if len(wav) / self.semantic.sample_rate < MIN_PROMPT_SECONDS / 5:
-            raise ValueError(f"{source} is too short to resynthesize")
-        with torch.inference_mode():
-            tokens, lengths = self.semantic.tokenize(torch.from_numpy(wav)[None, None])
-        return self.speak(tokens[0, : int(lengths[0])], voice, options)
+        return self._timed(lambda: self.render([self.plan_resynth(source, voice, options)])[0])
+
+
+class _Recorder:
+    """Turns decoding callbacks into traces: at which forward pass each token was revealed."""
+
+    def __init__(self, mask_id: int) -> None:
+        self.mask_id = mask_id
+        self.start = time.perf_counter()
+        self.passes: list[tuple[int, int, float]] = []  # (level, iteration, seconds since start)
+        self.revealed: Tensor | None = None  # [B, T, Q] int64, pass index (1-based), 0 = not yet
+
+    def step(self, step: DecodeStep) -> None:
+        self.passes.append((step.level, step.iteration, time.perf_counter() - self.start))
+        known = step.codes != self.mask_id  # [B, T, Q]
+        if self.revealed is None:
+            self.revealed = torch.zeros(step.codes.shape, dtype=torch.long)
+        newly = known.cpu() & (self.revealed == 0)
+        self.revealed[newly] = len(self.passes)
+
+    def add_to(self, traces: Sequence[Trace], batch: list[tuple[int, int]], segments: list[Segment], ratio: int) -> None:
+        assert self.revealed is not None
+        touched: dict[int, int] = {}
+        for b, ((p, i), segment) in enumerate(zip(batch, segments)):
+            trace = traces[p]
+            offset = touched.setdefault(p, len(trace.passes))  # this batch's passes follow earlier ones
+            P, S = len(segment.voice.semantic) * ratio, len(segment.semantic) * ratio
+            trace.reveal[i] = self.revealed[b, P : P + S] + offset
+        for p, offset in touched.items():
+            traces[p].passes += [Pass(level, iteration, seconds) for level, iteration, seconds in self.passes]
+
+
+@dataclass
+class Pass:
+    level: int
+    iteration: int
+    seconds: float  # since its batch's decoding began
+
+
+@dataclass
+class Trace:
+    """How one request was decoded, for the web page's token grid: reveal[i] [T_i, Q] is the
+    1-based index into passes of the forward pass that fixed each token of segment i."""
+
+    passes: list[Pass] = field(default_factory=list)
+    reveal: dict[int, Tensor] = field(default_factory=dict)
+    codes: Tensor | None = None  # [T, Q] all segments' codes, in order
+
+    def reveal_grid(self) -> Tensor:
+        """[T, Q] over all segments, in order."""
+        return torch.cat([self.reveal[i] for i in sorted(self.reveal)])
 
 
 def parse_dialogue(script: str) -> list[tuple[str, str]]:

@@ -1,0 +1,54 @@
+"""JSON shapes of the API's responses (pydantic models: they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, and what was expected")
+
+
+class DecodingPass(BaseModel):
+    level: int = Field(description="RVQ level decoded by this forward pass, 0-based")
+    iteration: int = Field(description="iteration within the level, 0-based")
+    seconds: float = Field(description="time since its batch's decoding began")
+
+
+class GenerationResult(BaseModel):
+    """A generated clip with how it was made; `format=json` on any generation route."""
+
+    sample_rate: int
+    audio_seconds: float
+    generation_seconds: float = Field(description="wall time of the batch it was decoded in")
+    queue_seconds: float = Field(description="time waiting for the worker")
+    real_time_factor: float = Field(description="generation_seconds / audio_seconds")
+    batch_size: int = Field(description="requests decoded together")
+    wav_base64: str = Field(description="16-bit PCM WAV, base64")
+    spectrogram_png_base64: str = Field(description="log-magnitude spectrogram, PNG, base64")
+    num_quantizers: int
+    codebook_size: int
+    codes: list[list[int]] = Field(description="the generated codec tokens [frames][levels]")
+    reveal: list[list[int]] = Field(
+        description="[frames][levels]: the 1-based index into `passes` of the forward pass that fixed each token")
+    passes: list[DecodingPass]
+
+
+class Health(BaseModel):
+    status: str
+    pending: int = Field(description="requests waiting for the worker")
+    max_pending: int
+    busy: bool = Field(description="the worker is generating")
+    completed: int
+    batches: int
+    sample_rate: int
+    frame_rate: float
+    num_quantizers: int
+    codebook_size: int
+    text_to_speech: bool = Field(description="a text-to-semantic model is loaded (tts and dialogue work)")
+    default_steps: list[int]
+
+
+class Voices(BaseModel):
+    voices: list[str] = Field(description="bundled voice prompts, by name (voices/NAME.wav)")
+    default: str | None
