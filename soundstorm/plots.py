@@ -38,7 +38,8 @@ def spectrogram_png(wav: np.ndarray, sample_rate: int) -> bytes:
     figure = Figure(figsize=(8, 3))
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    axes.specgram(wav + 1e-7, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
+    with np.errstate(divide="ignore"):  # digital silence (a dialogue's pauses) has log 0 = -inf: drawn black
+        axes.specgram(wav, Fs=sample_rate, NFFT=512, noverlap=384, cmap="magma")
     axes.set_xlabel("time (s)")
     axes.set_ylabel("frequency (Hz)")
     figure.tight_layout()

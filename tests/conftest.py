@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pytest
 import torch
 from hypothesis import settings
@@ -12,7 +13,9 @@ from soundstorm import SoundStorm, SoundStormConfig
 torch.set_num_threads(1)
 
 settings.register_profile("soundstorm", max_examples=25, deadline=None, derandomize=True)
-settings.load_profile("soundstorm")
+# HYPOTHESIS_PROFILE=thorough for a long hunt (fresh random examples, 12x as many); CI uses the default.
+settings.register_profile("thorough", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "soundstorm"))
 
 
 def tiny_config(**overrides: object) -> SoundStormConfig:

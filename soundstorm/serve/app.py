@@ -8,8 +8,9 @@
 
 Generation requests are multipart forms (text fields and audio files); they answer a WAV, or
 with `?format=json` a GenerationResult (audio, spectrogram, codes and the decoding trace).
-Validation that needs no model (sizes, ranges, audio decoding, words the phonemizer knows)
-happens here and answers 400/413/422 at once; the rest (a silent or too short voice prompt)
+Validation that needs no model happens here and answers at once: 422 for what the schema says
+(required fields, ranges, lengths, the steps list), 400 for the rest (audio that does not
+decode, words the phonemizer cannot say, an unknown voice), 413 for size; the rest (a silent or too short voice prompt)
 answers 400 from the worker. A full queue answers 503 with Retry-After.
 
 No `from __future__ import annotations` here: FastAPI reads the route signatures' annotations
@@ -26,9 +27,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, Query, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from soundstorm import __version__
@@ -55,7 +58,13 @@ from soundstorm.text.pipeline import (
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 MAX_STEPS_PER_LEVEL = 64
-STEPS_PATTERN = r"^\s*\d{1,3}(\s*,\s*\d{1,3})*\s*$"
+COUNT = r"0*([1-9]|[1-5][0-9]|6[0-4])"  # 1 to MAX_STEPS_PER_LEVEL
+
+
+def steps_pattern(levels: int) -> str:
+    """A comma-separated list of exactly `levels` counts in [1, 64], as a regular expression:
+    the schema then says all a client needs to know."""
+    return rf"^\s*{COUNT}(\s*,\s*{COUNT}){{{levels - 1}}}\s*$"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "invalid input: the detail says what was expected"},
@@ -120,6 +129,16 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
                               "JSON with `format=json`.")
     app.state.generation = generation
     page = PAGE.read_text(encoding="utf-8")
+    steps_message = (f"steps must list {Q} iteration counts (one per level) in [1, {MAX_STEPS_PER_LEVEL}], "
+                     f"e.g. {','.join(map(str, default_steps(Q)))}")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422 body, with a sentence instead of a regular expression for `steps`."""
+        errors = [{**e, "msg": f"{steps_message}; got {e.get('input')!r}"}
+                  if e.get("type") == "string_pattern_mismatch" and e.get("loc", [None])[-1] == "steps" else e
+                  for e in error.errors()]
+        return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
     # ---------------------------------------------------------------- shared validation
 
@@ -127,20 +146,14 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         steps: Annotated[str | None, Form(description=f"SoundStorm iterations per level, comma separated, {Q} "
                                                       f"numbers in [1, {MAX_STEPS_PER_LEVEL}] (default "
                                                       f"{','.join(map(str, default_steps(Q)))})",
-                                          pattern=STEPS_PATTERN, max_length=4 * 64)] = None,
+                                          pattern=steps_pattern(Q), max_length=8 * Q)] = None,
         temperature: Annotated[float, Form(ge=0, le=5, description="SoundStorm sampling temperature")] = 1.0,
         t2s_temperature: Annotated[float, Form(ge=0, le=5, description="text-to-semantic temperature")] = 0.8,
         t2s_top_k: Annotated[int, Form(ge=1, le=65536, description="text-to-semantic top-k")] = 50,
         guidance_scale: Annotated[float, Form(ge=0, le=10, description="classifier-free guidance, 1 = off")] = 1.0,
         seed: Annotated[int, Form(ge=0, le=2**31 - 1, description="the same seed gives the same audio")] = 0,
     ) -> DecodingOptions:
-        levels = None
-        if steps is not None and steps.strip():
-            levels = [int(n) for n in re.split(r"\s*,\s*", steps.strip())]
-            if len(levels) != Q or not all(1 <= n <= MAX_STEPS_PER_LEVEL for n in levels):
-                raise HTTPException(400, f"steps must list {Q} iteration counts (one per level) in "
-                                         f"[1, {MAX_STEPS_PER_LEVEL}], e.g. {','.join(map(str, default_steps(Q)))}; "
-                                         f"got {steps!r}")
+        levels = [int(n) for n in re.split(r"\s*,\s*", steps.strip())] if steps is not None else None  # the pattern held
         return DecodingOptions(steps=levels, temperature=temperature, t2s_temperature=t2s_temperature,
                                t2s_top_k=t2s_top_k, guidance_scale=guidance_scale, seed=seed)
 
