@@ -227,7 +227,7 @@ def main() -> int:
     print(f"models: {described}; {args.concurrency} clients, {args.requests} requests; server threads {args.threads}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
     print("| max batch | req/s | audio s/s | p50 s | p90 s | p99 s | mean batch | 503 | RSS peak MB | "
-          f"overload: ok / 503 / other | RSS after overload MB |")
+          "overload: ok / 503 / other | RSS after overload MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rounds:
         print(f"| {r.max_batch} | {r.requests_per_second:.2f} | {r.audio_seconds_per_second:.2f} | {r.latency_p50:.2f} | "

@@ -5,7 +5,6 @@ must match the schema (status code, content type, body)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +15,8 @@ from tests.live_server import LiveServer
 from tests.speech_models import needs_flite, write_tiny_models
 
 schemathesis = pytest.importorskip("schemathesis")
-from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
 pytestmark = needs_flite
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
 from soundstorm.serve.app import create_app
 from soundstorm.serve.config import ServerConfig
