@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(commands)
     _add_module(commands, "bundle", "soundstorm.text.bundle", "gather trained models into a small models folder")
     _add_module(commands, "eval", "soundstorm.eval.tts_eval", "WER, speaker similarity and consistency of generated speech (Table 1)")
+    _add_module(commands, "eval-tts", "soundstorm.eval.speech_eval", "text to speech from a models folder: WER, similarity, dialogue speed")
     _add_module(commands, "bench", "soundstorm.eval.bench", "speed: SoundStorm against the AR baseline, CPU or GPU")
     _add_module(commands, "serve", "soundstorm.serve.command", "the HTTP API and web page (FastAPI; OpenAPI docs at /docs)")
 

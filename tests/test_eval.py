@@ -77,3 +77,27 @@ def test_eval_end_to_end_on_tiny_models(tmp_path: Path) -> None:
     assert 0.5 < overall["original"]["speaker_similarity"] <= 1.0  # the same voice before and after 0.6 s
     assert len(result["utterances"]) == overall["original"]["utterances"] <= 3
     assert "| SoundStorm | all | all |" in (tmp_path / "out" / "eval.md").read_text()
+
+
+def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
+    if not Path("/usr/share/games/fortunes").is_dir():
+        pytest.skip("fortunes missing: make system-deps")
+    from soundstorm.data.synth import synthesize_corpus
+    from tests.speech_models import write_tiny_models
+
+    manifest = synthesize_corpus(tmp_path / "corpus", hours=0.012, voices=("flite-slt", "flite-kal", "flite-awb"),
+                                 held_out=("flite-awb",), sources=("fortunes",), seed=5, workers=1, valid_fraction=0.0,
+                                 test_fraction=0.99, progress=False)
+    models = write_tiny_models(tmp_path / "models")
+    assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "2",
+                 "--prompt-seconds", "1.0", "--dialogue-seconds", "3", "--steps", "2", "1", "1", "1",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    result = json.loads((tmp_path / "out" / "tts_eval.json").read_text())
+    groups = {r["group"]: r for r in result["rows"]}
+    assert set(groups) == {"training voices", "held-out voices"}
+    assert groups["held-out voices"]["speakers"] == ["flite-awb"]
+    assert groups["training voices"]["reference_wer"] < 0.5  # flite speech: pocketsphinx hears most words
+    assert 0.5 < groups["training voices"]["reference_similarity"] <= 1.0  # another utterance, the same voice
+    assert all(0 <= r["rtf"] and r["utterances"] <= 2 for r in result["rows"])
+    assert result["dialogue"]["turns"] >= 1 and result["dialogue"]["audio_seconds"] > 0
+    assert "| training voices (" in (tmp_path / "out" / "tts_eval.md").read_text()

@@ -1,0 +1,207 @@
+"""`soundstorm eval-tts`: text to speech from a models folder, measured against its goals.
+
+    soundstorm eval-tts --models models/demo --manifest data/synth/manifest.jsonl --out docs/tts-eval
+
+For held-out sentences of the flite and festival voices (pocketsphinx is meaningful on those),
+split `test` (voices seen in training) and `test-unseen-speaker` (voices never seen): the voice
+prompt is the first 3 s of another utterance of the same speaker, and the models folder's
+pipeline (text-to-semantic, SoundStorm, codec) speaks the sentence in that voice. Measured:
+
+- WER and CER (pocketsphinx) of the output, next to those of the synthesizer's own audio of
+  the same sentences; the goal is a ratio of at most 1.3;
+- speaker similarity (resemblyzer) of the output to the prompt, next to that of the
+  synthesizer's audio to the same prompt (the ceiling); goals 0.80 for training voices, 0.70
+  for held-out ones;
+- the time for a dialogue of about --dialogue-seconds (30 s) between two voices, on this
+  machine: the real-time factor, goal at most 0.2.
+
+Writes tts_eval.md and tts_eval.json, with the command, to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from soundstorm.atomic import atomic_write_text
+from soundstorm.data.audio import load_audio
+from soundstorm.data.manifest import ManifestEntry, read_manifest
+from soundstorm.eval.tts_eval import family
+
+GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
+GOALS = {"wer_ratio": 1.3, "similarity": {"training voices": 0.80, "held-out voices": 0.70}, "rtf": 0.2}
+
+
+@dataclass
+class Spoken:
+    id: str
+    speaker: str
+    group: str
+    text: str
+    prompt_id: str
+    reference_hypothesis: str  # ASR of the synthesizer's audio
+    generated_hypothesis: str  # ASR of ours
+    reference_similarity: float  # synthesizer's audio vs the prompt
+    generated_similarity: float  # ours vs the prompt
+    seconds: float  # generation wall time
+    audio_seconds: float
+
+
+def choose(entries: list[ManifestEntry], families: tuple[str, ...], per_group: int,
+           prompt_seconds: float) -> list[tuple[ManifestEntry, ManifestEntry]]:
+    """(sentence, prompt) pairs: a seeded sample of per_group sentences per group, each with the
+    first other utterance of its speaker that lasts at least prompt_seconds."""
+    prompts: dict[str, list[ManifestEntry]] = {}
+    for entry in entries:
+        if entry.duration >= prompt_seconds:
+            prompts.setdefault(entry.speaker, []).append(entry)
+    pairs = []
+    rng = np.random.default_rng(0)
+    for split in GROUPS:
+        candidates = [e for e in entries if e.split == split and e.text and family(e.speaker) in families
+                      and any(p.id != e.id for p in prompts.get(e.speaker, []))]
+        for i in sorted(rng.permutation(len(candidates))[:per_group]):
+            entry = candidates[i]
+            pairs.append((entry, next(p for p in prompts[entry.speaker] if p.id != entry.id)))
+    return pairs
+
+
+def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], seconds: float) -> list[tuple[str, str]]:
+    """Alternating turns of held-out sentences until their synthesizer audio reaches `seconds`."""
+    texts = [e for e in entries if e.split == "test" and e.text]
+    turns, total = [], 0.0
+    for i, entry in enumerate(texts):
+        if total >= seconds:
+            break
+        turns.append((speakers[i % 2], entry.text or ""))
+        total += entry.duration
+    return turns
+
+
+def run(args: argparse.Namespace) -> int:
+    from soundstorm.eval.asr import Recognizer, error_rates
+    from soundstorm.eval.speaker import SpeakerSimilarity
+    from soundstorm.text.commands import models_folder
+    from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    pipeline = SpeechPipeline.from_folder(models_folder(args.models))
+    if pipeline.t2s is None:
+        raise SystemExit("the models folder has no text-to-semantic model (t2s/): nothing to evaluate")
+    entries = read_manifest(args.manifest)
+    root = args.manifest.parent
+    pairs = choose(entries, tuple(args.families), args.per_group, args.prompt_seconds)
+    if not pairs:
+        raise SystemExit(f"{args.manifest}: no held-out sentences of {', '.join(args.families)} voices with a prompt")
+    asr, similarity = Recognizer(), SpeakerSimilarity()
+    sr = pipeline.sample_rate
+    spoken: list[Spoken] = []
+    for index, (entry, prompt_entry) in enumerate(tqdm(pairs, disable=args.quiet or not sys.stderr.isatty(), unit="utt")):
+        reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
+        prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
+        prompt = prompt[: round(args.prompt_seconds * sr)]
+        voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr)
+        try:
+            wav = pipeline.tts(entry.text or "", voice, DecodingOptions(steps=args.steps, seed=index))
+        except ValueError as error:  # a sentence the phonemizer cannot say: report, do not count
+            print(f"skipped {entry.id}: {error}", file=sys.stderr)
+            continue
+        spoken.append(Spoken(
+            entry.id, entry.speaker, GROUPS[entry.split or ""], entry.text or "", prompt_entry.id,
+            asr.transcribe(reference, sr), asr.transcribe(wav, sr), similarity(prompt, reference, sr),
+            similarity(prompt, wav, sr), pipeline.timing.seconds, pipeline.timing.audio_seconds,
+        ))
+
+    rows: list[dict[str, Any]] = []
+    for group in GROUPS.values():
+        members = [s for s in spoken if s.group == group]
+        if not members:
+            continue
+        ours = error_rates([s.text for s in members], [s.generated_hypothesis for s in members])
+        theirs = error_rates([s.text for s in members], [s.reference_hypothesis for s in members])
+        rows.append({
+            "group": group, "utterances": len(members), "speakers": sorted({s.speaker for s in members}),
+            "reference_wer": theirs.wer, "wer": ours.wer, "wer_ratio": ours.wer / max(theirs.wer, 1e-9),
+            "reference_cer": theirs.cer, "cer": ours.cer,
+            "reference_similarity": float(np.mean([s.reference_similarity for s in members])),
+            "similarity": float(np.mean([s.generated_similarity for s in members])),
+            "similarity_goal": GOALS["similarity"][group],
+            "rtf": sum(s.seconds for s in members) / sum(s.audio_seconds for s in members),
+        })
+
+    # The dialogue: two training voices, turns of held-out sentences.
+    voices = [pipeline.voice(load_audio(p.audio_path(root), sample_rate=sr, resample=True, downmix=True)[0], name=p.speaker,
+                             sample_rate=sr)
+              for p in {pair[1].speaker: pair[1] for pair in pairs if pair[0].split == "test"}.values()][:2]
+    dialogue: dict[str, Any] | None = None
+    if len(voices) == 2:
+        turns = dialogue_script(entries, ("A", "B"), args.dialogue_seconds)
+        options = DecodingOptions(steps=args.steps, seed=0)
+        pipeline.dialogue(turns[:1], {"A": voices[0]}, options)  # warm-up: first-call allocations are not the speed
+        start = time.perf_counter()
+        wav = pipeline.dialogue(turns, {"A": voices[0], "B": voices[1]}, options)
+        seconds = time.perf_counter() - start
+        dialogue = {"turns": len(turns), "voices": [v.name for v in voices], "audio_seconds": len(wav) / sr,
+                    "seconds": seconds, "rtf": seconds / (len(wav) / sr), "stages": dict(pipeline.timing.stages),
+                    "threads": torch.get_num_threads()}
+
+    command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
+    markdown = to_markdown(rows, dialogue, command, args.prompt_seconds)
+    print(markdown)
+    if args.out:
+        atomic_write_text(args.out / "tts_eval.md", markdown)
+        atomic_write_text(args.out / "tts_eval.json", json.dumps(
+            {"command": command, "goals": GOALS, "rows": rows, "dialogue": dialogue,
+             "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
+    return 0
+
+
+def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float) -> str:
+    def mark(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    lines = ["# Text to speech: intelligibility, voice, speed", "", f"    {command}", "",
+             f"Each held-out sentence spoken from its text in the voice of a {prompt_seconds:g} s prompt (another "
+             "utterance of the same speaker). WER/CER: pocketsphinx against the transcript, for our audio and the "
+             "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
+             "| voices | n | WER (synthesizer) | WER (ours) | ratio (goal <= 1.3) | CER (synth / ours) | "
+             "similarity (synthesizer) | similarity (ours) | goal | RTF |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['group']} ({', '.join(r['speakers'])}) | {r['utterances']} | {r['reference_wer']:.3f} | {r['wer']:.3f} | "
+            f"{r['wer_ratio']:.2f} ({mark(r['wer_ratio'] <= GOALS['wer_ratio'])}) | {r['reference_cer']:.3f} / {r['cer']:.3f} | "
+            f"{r['reference_similarity']:.3f} | {r['similarity']:.3f} | >= {r['similarity_goal']:.2f} "
+            f"({mark(r['similarity'] >= r['similarity_goal'])}) | {r['rtf']:.3f} |")
+    if dialogue is not None:
+        stages = ", ".join(f"{k} {v:.2f} s" for k, v in dialogue["stages"].items())
+        lines += ["", f"Dialogue: {dialogue['turns']} turns, voices {' and '.join(dialogue['voices'])}: "
+                      f"{dialogue['audio_seconds']:.1f} s of audio in {dialogue['seconds']:.2f} s, real-time factor "
+                      f"{dialogue['rtf']:.3f} (goal <= {GOALS['rtf']}: {mark(dialogue['rtf'] <= GOALS['rtf'])}; "
+                      f"{dialogue['threads']} torch threads; {stages})."]
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", type=Path, help="models folder (default: the bundled models/demo)")
+    parser.add_argument("--manifest", type=Path, required=True, help="manifest with transcripts and test splits")
+    parser.add_argument("--families", nargs="+", default=["flite", "festival"],
+                        help="voice families to test (default flite festival: pocketsphinx is meaningful on them)")
+    parser.add_argument("--per-group", type=int, default=30, help="sentences per group (default 30)")
+    parser.add_argument("--prompt-seconds", type=float, default=3.0)
+    parser.add_argument("--dialogue-seconds", type=float, default=30.0)
+    parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write tts_eval.md and tts_eval.json into this folder")
+    parser.add_argument("--quiet", action="store_true")
