@@ -5,6 +5,8 @@
 #
 #   recipes/demo/build.sh                 # run every step; each resumes where it stopped
 #   MINUTES=50 recipes/demo/build.sh      # stop each training step after 50 min; run again to go on
+#   CODEC=models/demo/codec SEMANTIC=models/demo/semantic recipes/demo/build.sh
+#                                         # keep the bundled codec and tokenizer; train the rest
 #
 # Every step is resumable and skipped once done, so the script can be run again after an
 # interruption, or across sessions with data/ and runs/ kept. A training step stopped early by
@@ -37,20 +39,25 @@ train() {  # train RUN_DIR RECIPE [--set ...]
 "$SOUNDSTORM" corpus synth "$DATA/synth" --hours 5 --quiet
 MANIFEST="$DATA/synth/manifest.jsonl"
 
-train "$RUNS/codec" recipes/soundstream-small.toml --set "data.cache=\"$MANIFEST\""
-train "$RUNS/semantic" recipes/semantic-small.toml --set "data.cache=\"$MANIFEST\""
-[ -d "$RUNS/semantic-km512" ] || "$SOUNDSTORM" semantic kmeans --features "content:$RUNS/semantic/model?output=posteriors" \
-    --manifest "$MANIFEST" --clusters 512 --out "$RUNS/semantic-km512" --quiet
+if [ -z "${CODEC:-}" ]; then
+    train "$RUNS/codec" recipes/soundstream-small.toml --set "data.cache=\"$MANIFEST\""
+    CODEC="$RUNS/codec/model"
+fi
+if [ -z "${SEMANTIC:-}" ]; then
+    train "$RUNS/semantic" recipes/semantic-small.toml --set "data.cache=\"$MANIFEST\""
+    [ -d "$RUNS/semantic-km512" ] || "$SOUNDSTORM" semantic kmeans --features "content:$RUNS/semantic/model?output=posteriors" \
+        --manifest "$MANIFEST" --clusters 512 --out "$RUNS/semantic-km512" --quiet
+    SEMANTIC="$RUNS/semantic-km512"
+fi
 
 # One token cache per codec: a retrained codec gets a new cache instead of a refusal.
 DIGEST=$(python3 -c "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest()[:12])" \
-    "$RUNS/codec/model/model.safetensors")
+    "$CODEC/model.safetensors")
 TOKENS="$DATA/synth-tokens-$DIGEST"
-"$SOUNDSTORM" corpus tokenize "$MANIFEST" "$TOKENS" --codec "soundstream:$RUNS/codec/model" \
-    --semantic "content:$RUNS/semantic-km512" --quiet
+"$SOUNDSTORM" corpus tokenize "$MANIFEST" "$TOKENS" --codec "soundstream:$CODEC" --semantic "content:$SEMANTIC" --quiet
 train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""
 train "$RUNS/t2s" recipes/t2s-small.toml --set "data.cache=\"$TOKENS\""
 
-"$SOUNDSTORM" bundle --codec "$RUNS/codec/model" --semantic "$RUNS/semantic-km512" \
+"$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
     --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" --out models/demo
 echo "== models/demo is ready: make demo"

@@ -8,7 +8,8 @@ Weights are stored in fp16 (halving the size; they load into float32 models), th
 folder is copied as it is (its encoder is already fp16, and its k-means was fitted on those
 weights), and one voice prompt per training speaker of the manifest (its first utterance of at
 least 3 s in the train split) is copied to voices/, with flite-slt's as voices/default.wav.
-The pipeline's compatibility checks run on the result, and the folder is written atomically.
+The pipeline's compatibility checks run on the result, and the folder is written atomically
+(a README.md already in --out is kept).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def bundle(codec: Path, semantic: Path, soundstorm: Path, t2s: Path | None, voic
                     chosen.add(entry.speaker)
             if default_voice in chosen:
                 shutil.copy(staging / "voices" / f"{default_voice}.wav", staging / "voices" / "default.wav")
+        if (out / "README.md").is_file():  # the folder's description (training figures) survives a rebuild
+            shutil.copy(out / "README.md", staging / "README.md")
         SpeechPipeline.from_folder(staging)  # every pair that meets agrees
     return out
 
