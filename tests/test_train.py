@@ -73,6 +73,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(cache_dir: Path, tmp_path:
 
     stopped = Trainer(recipe, tmp_path / "resumed", progress=False, until_step=6).fit()
     assert stopped["stopped_early"] and stopped["step"] == 6
+    assert stopped["best_step"] == 6 and (tmp_path / "resumed" / "best" / "config.json").is_file()  # validated at the stop
     resumed = Trainer(recipe, tmp_path / "resumed", progress=False)
     assert resumed.resume() and resumed.step == 6 and resumed.batch_in_epoch > 0
     resumed = Trainer(recipe, tmp_path / "resumed", progress=False)
@@ -80,6 +81,17 @@ def test_interrupted_and_resumed_equals_uninterrupted(cache_dir: Path, tmp_path:
     assert summary["step"] == 12
     a, b = weights(tmp_path / "straight" / "model"), weights(tmp_path / "resumed" / "model")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_stop_between_validations_validates_and_still_resumes_exactly(cache_dir: Path, tmp_path: Path) -> None:
+    recipe = tiny_recipe(cache_dir, deterministic="true", **{"model.dropout": 0.1})
+    Trainer(recipe, tmp_path / "straight", progress=False).fit()
+    stopped = Trainer(recipe, tmp_path / "resumed", progress=False, until_step=5).fit()  # valid_every is 6
+    assert stopped["stopped_early"] and stopped["best_step"] == 5  # best/ holds the weights of the stop
+    assert (tmp_path / "resumed" / "best" / "model.safetensors").is_file()
+    assert Trainer(recipe, tmp_path / "resumed", progress=False).fit()["step"] == 12
+    a, b = weights(tmp_path / "straight" / "model"), weights(tmp_path / "resumed" / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the extra validation drew no training randomness
 
 
 def test_a_corrupt_checkpoint_is_reported_and_the_previous_one_used(cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

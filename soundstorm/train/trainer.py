@@ -411,6 +411,8 @@ class Trainer:
                     self.save_checkpoint()
                 if self.step < max_steps and self._should_stop(start):
                     stopped_early = True
+                    if self.step % schedule.valid_every != 0:
+                        self.validate()  # so that best/ holds the best weights up to the stop, not an older one
                     self.save_checkpoint()
                     self.log(f"stopped at step {self.step}; run the same command again to resume")
                     break
