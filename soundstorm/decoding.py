@@ -24,12 +24,7 @@ import torch
 from torch import Tensor
 
 from soundstorm import masking
-from soundstorm.model.inputs import (
-    check_codes,
-    check_lengths,
-    check_semantic,
-    check_token_range,
-)
+from soundstorm.model.inputs import check_codes, check_lengths, check_semantic, check_token_range
 
 if TYPE_CHECKING:
     from soundstorm.model.soundstorm import SoundStorm

@@ -135,9 +135,7 @@ class SpeechPipeline:
             raise FileNotFoundError(f"{path} lacks {', '.join(missing)}: a models folder holds codec/, semantic/, "
                                     "soundstorm/ (and t2s/, voices/); recipes/demo builds one")
         t2s = TextToSemantic.from_pretrained(path / "t2s") if (path / "t2s").is_dir() else None
-        from soundstorm.semantic.kmeans_tokenizer import (
-            load_kmeans_tokenizer,  # any kind: content, mfcc, hubert
-        )
+        from soundstorm.semantic.kmeans_tokenizer import load_kmeans_tokenizer  # any kind: content, mfcc, hubert
 
         return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
                    SoundStorm.from_pretrained(path / "soundstorm"), t2s,
@@ -277,7 +275,7 @@ class SpeechPipeline:
 
     def plan_speak(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None) -> Plan:
         options = options or DecodingOptions()
-        return Plan([self._segment(semantic.to(self.device), voice, options, 0)], [0.0], options)
+        return Plan([self._segment(semantic, voice, options, 0)], [0.0], options)
 
     def plan_tts(self, text: str, voice: Voice, options: DecodingOptions | None = None) -> Plan:
         """Semantic tokens of text, sentence by sentence (an over-long text is split, never refused)."""
@@ -346,7 +344,7 @@ class SpeechPipeline:
                 out = self.acoustic_batch([plans[p].segments[i] for p, i in batch], plans[batch[0][0]].options,
                                           recorder.step if recorder else None)
                 codes.update(zip(batch, out))
-                if recorder is not None and traces is not None:
+                if recorder is not None:
                     recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio)
         results = []
         for p, plan in enumerate(plans):
@@ -400,21 +398,19 @@ class _Recorder:
 
     def step(self, step: DecodeStep) -> None:
         self.passes.append((step.level, step.iteration, time.perf_counter() - self.start))
-        known = step.codes != self.mask_id  # [B, T, Q]
-        if self.revealed is None:
-            self.revealed = torch.zeros(step.codes.shape, dtype=torch.long)
-        newly = known.cpu() & (self.revealed == 0)
-        self.revealed[newly] = len(self.passes)
+        if self.revealed is None:  # on the codes' device: no copy to the host in the decoding loop
+            self.revealed = torch.zeros_like(step.codes)
+        self.revealed.masked_fill_((step.codes != self.mask_id) & (self.revealed == 0), len(self.passes))
 
     def add_to(self, traces: Sequence[Trace], batch: list[tuple[int, int]], segments: list[Segment], ratio: int) -> None:
         assert self.revealed is not None
-        touched: dict[int, int] = {}
+        revealed = self.revealed.cpu()
+        offsets: dict[int, int] = {}  # plan -> its passes before this batch's
         for b, ((p, i), segment) in enumerate(zip(batch, segments)):
-            trace = traces[p]
-            offset = touched.setdefault(p, len(trace.passes))  # this batch's passes follow earlier ones
+            offset = offsets.setdefault(p, len(traces[p].passes))
             P, S = len(segment.voice.semantic) * ratio, len(segment.semantic) * ratio
-            trace.reveal[i] = self.revealed[b, P : P + S] + offset
-        for p, offset in touched.items():
+            traces[p].reveal[i] = revealed[b, P : P + S] + offset
+        for p in offsets:
             traces[p].passes += [Pass(level, iteration, seconds) for level, iteration, seconds in self.passes]
 
 
