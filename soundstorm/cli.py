@@ -14,6 +14,7 @@ import torch
 
 from soundstorm.masking import default_steps
 from soundstorm.model.config import PRESETS
+from soundstorm.precision import add_precision_argument
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -95,7 +96,7 @@ def _speech_demo(args: argparse.Namespace, models: Path) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipeline = SpeechPipeline.from_folder(models)
+    pipeline = SpeechPipeline.from_folder(models, precision=args.precision)
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     voices = sorted(p for p in (models / "voices").glob("*.wav") if p.stem != "default")
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    add_precision_argument(demo)
     demo.add_argument("--save", type=Path, help="save the trained toy model to this folder")
     demo.add_argument("--json", action="store_true", help="print the results as JSON")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")

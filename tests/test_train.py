@@ -281,6 +281,30 @@ def test_codec_training_with_both_gan_phases(tmp_path: Path) -> None:
     assert codec.frame_rate == 50 and codec.num_quantizers == trainer.task.config.num_quantizers
 
 
+def test_decoder_only_fine_tune_keeps_every_token(tmp_path: Path) -> None:
+    # recipes/demo/codec-gan.toml: the GAN phase on a codec SoundStorm was trained on. Only the
+    # decoder may move; encoder weights, codebooks (EMA buffers) and so the codes stay as they are.
+    from soundstorm.codecs.soundstream.model import SoundStream
+
+    manifest = make_corpus(tmp_path / "corpus", [1.0] * 6)
+    common = [f'data.cache="{manifest}"', 'model.preset="tiny"', "data.batch_size=2", "data.max_frames=10",
+              "data.num_workers=0", "optimizer.warmup_steps=1", "schedule.valid_every=3",
+              "schedule.checkpoint_every=3", "schedule.valid_batches=1", "optimizer.bf16=false"]
+    first = Trainer(Recipe.load(RECIPES / "soundstream-small.toml", [*common, "optimizer.max_steps=3"]),
+                    tmp_path / "first", progress=False)
+    first.fit()
+    recipe = Recipe.load(RECIPES / "demo" / "codec-gan.toml", [*common, "optimizer.max_steps=3"])
+    assert recipe.options["decoder_only"] and recipe.options["adversarial_start_step"] == 0
+    second = Trainer(recipe, tmp_path / "second", progress=False, init_from=tmp_path / "first" / "model")
+    assert second.fit()["step"] == 3
+    before, after = (SoundStream.from_pretrained(tmp_path / run / "model") for run in ("first", "second"))
+    wav = torch.randn(1, 1, 16000) * 0.1
+    assert torch.equal(before.encode(wav), after.encode(wav))
+    for name, tensor in before.state_dict().items():
+        same = torch.equal(tensor, after.state_dict()[name])
+        assert same != name.startswith("decoder."), f"{name}: {'unchanged' if same else 'changed'}"
+
+
 def test_a_new_run_can_start_from_a_model_folder(cache_dir: Path, tmp_path: Path) -> None:
     first = Trainer(tiny_recipe(cache_dir, **{"optimizer.max_steps": 4}), tmp_path / "first", progress=False)
     first.fit()

@@ -166,3 +166,17 @@ def test_batched_rendering_equals_each_request_alone_and_traces_the_decoding(mod
         levels = torch.tensor([trace.passes[int(k) - 1].level for k in grid.flatten()]).view(grid.shape)
         assert torch.equal(levels, torch.arange(4).expand_as(levels))  # each token fixed while its level ran
     assert len(traces[0].passes) == 16 + 3  # the default steps, one batch for both sentences
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_precision_is_what_soundstorm_and_text_to_semantic_compute_in(models: Path, precision: str,
+                                                                       dtype: torch.dtype) -> None:
+    pipeline = SpeechPipeline.from_folder(models, precision=precision)
+    seen: dict[str, set[torch.dtype]] = {"soundstorm": set(), "t2s": set()}
+    for name, model in (("soundstorm", pipeline.soundstorm), ("t2s", pipeline.t2s)):
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.register_forward_hook(lambda m, i, out, name=name: seen[name].add(out.dtype))
+    wav = pipeline.tts("Hello there.", pipeline.default_voice(), DecodingOptions(steps=[2, 1, 1, 1]))
+    assert seen == {"soundstorm": {dtype}, "t2s": {dtype}}
+    assert wav.dtype == np.float32 and np.isfinite(wav).all()  # the codec decodes in float32 either way

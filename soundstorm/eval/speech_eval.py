@@ -37,6 +37,7 @@ from soundstorm.atomic import atomic_write_text
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.tts_eval import family
+from soundstorm.precision import add_precision_argument
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
 GOALS = {"wer_ratio": 1.3, "similarity": {"training voices": 0.80, "held-out voices": 0.70}, "rtf": 0.2}
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    pipeline = SpeechPipeline.from_folder(models_folder(args.models))
+    pipeline = SpeechPipeline.from_folder(models_folder(args.models), precision=args.precision)
     if pipeline.t2s is None:
         raise SystemExit("the models folder has no text-to-semantic model (t2s/): nothing to evaluate")
     entries = read_manifest(args.manifest)
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
         dialogue = {"turns": len(turns), "voices": [v.name for v in voices], "audio_seconds": len(wav) / sr,
                     "seconds": seconds, "rtf": seconds / (len(wav) / sr), "stages": dict(pipeline.timing.stages),
-                    "threads": torch.get_num_threads()}
+                    "threads": torch.get_num_threads(), "precision": pipeline.precision}
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds)
@@ -189,7 +190,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
         lines += ["", f"Dialogue: {dialogue['turns']} turns, voices {' and '.join(dialogue['voices'])}: "
                       f"{dialogue['audio_seconds']:.1f} s of audio in {dialogue['seconds']:.2f} s, real-time factor "
                       f"{dialogue['rtf']:.3f} (goal <= {GOALS['rtf']}: {mark(dialogue['rtf'] <= GOALS['rtf'])}; "
-                      f"{dialogue['threads']} torch threads; {stages})."]
+                      f"{dialogue['threads']} torch threads, {dialogue.get('precision', 'fp32')}; {stages})."]
     return "\n".join(lines) + "\n"
 
 
@@ -203,5 +204,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
     parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
     parser.add_argument("--threads", type=int, default=0)
+    add_precision_argument(parser)
     parser.add_argument("--out", type=Path, help="write tts_eval.md and tts_eval.json into this folder")
     parser.add_argument("--quiet", action="store_true")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from soundstorm.precision import add_precision_argument
 from soundstorm.serve.config import ServerConfig
 
 
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--device", default="cpu")
+    add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     for field in dataclasses.fields(ServerConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     config = ServerConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ServerConfig)})
     models = models_folder(args.models)
-    pipeline = SpeechPipeline.from_folder(models, device=args.device)
+    pipeline = SpeechPipeline.from_folder(models, device=args.device, precision=args.precision)
     print(f"serving {models} at http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(pipeline, config), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from soundstorm.plots import write_spectrogram
+from soundstorm.precision import add_precision_argument
 from soundstorm.text.pipeline import (
     DecodingOptions,
     SpeechPipeline,
@@ -57,6 +58,7 @@ def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
 
 
@@ -68,7 +70,7 @@ def _options(args: argparse.Namespace) -> DecodingOptions:
 def _pipeline(args: argparse.Namespace) -> SpeechPipeline:
     if args.threads:
         torch.set_num_threads(args.threads)
-    return SpeechPipeline.from_folder(models_folder(args.models), device=args.device)
+    return SpeechPipeline.from_folder(models_folder(args.models), device=args.device, precision=args.precision)
 
 
 def _single_voice(pipeline: SpeechPipeline, voices: list[str]) -> Voice:

@@ -36,6 +36,7 @@ from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
 from soundstorm.decoding import DecodeStep
 from soundstorm.model.soundstorm import SoundStorm
+from soundstorm.precision import autocast, resolve_precision
 from soundstorm.semantic import SemanticTokenizer
 from soundstorm.semantic.rate import check_semantic_matches
 from soundstorm.text.model import TextToSemantic
@@ -106,8 +107,11 @@ class Timing:
 class SpeechPipeline:
     def __init__(self, codec: Codec, semantic: SemanticTokenizer, soundstorm: SoundStorm,
                  t2s: TextToSemantic | None = None, voices_dir: Path | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", precision: str = "auto") -> None:
         self.device = torch.device(device)
+        # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
+        # (soundstorm/precision.py; docs/tts-eval measures the gain).
+        self.precision = resolve_precision(precision, self.device)
         self.codec, self.semantic, self.t2s = codec, semantic, t2s
         self.soundstorm = soundstorm.to(self.device).eval()
         if t2s is not None:
@@ -128,7 +132,7 @@ class SpeechPipeline:
         self.timing = Timing()
 
     @classmethod
-    def from_folder(cls, path: str | Path, device: str | torch.device = "cpu") -> SpeechPipeline:
+    def from_folder(cls, path: str | Path, device: str | torch.device = "cpu", precision: str = "auto") -> SpeechPipeline:
         path = Path(path)
         missing = [name for name in ("codec", "semantic", "soundstorm") if not (path / name).is_dir()]
         if missing:
@@ -139,7 +143,7 @@ class SpeechPipeline:
 
         return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
                    SoundStorm.from_pretrained(path / "soundstorm"), t2s,
-                   path / "voices" if (path / "voices").is_dir() else None, device)
+                   path / "voices" if (path / "voices").is_dir() else None, device, precision)
 
     @property
     def sample_rate(self) -> int:
@@ -212,9 +216,10 @@ class SpeechPipeline:
             ids = self.symbols.join(self.symbols.encode(voice.text), ids, turn=False)
             prompt = voice.semantic
         start = time.perf_counter()
-        tokens = self.t2s.generate(torch.tensor(ids, device=self.device), prompt_semantic=prompt,
-                                   temperature=options.t2s_temperature, top_k=options.t2s_top_k,
-                                   generator=self._generator(options, salt))
+        with autocast(self.precision, self.device):
+            tokens = self.t2s.generate(torch.tensor(ids, device=self.device), prompt_semantic=prompt,
+                                       temperature=options.t2s_temperature, top_k=options.t2s_top_k,
+                                       generator=self._generator(options, salt))
         self.timing.stages["text_to_semantic"] = self.timing.stages.get("text_to_semantic", 0.0) + time.perf_counter() - start
         if len(tokens) == 0:
             raise ValueError(f"the text-to-semantic model produced no tokens for {text!r}")
@@ -249,12 +254,14 @@ class SpeechPipeline:
         prompt_lengths = torch.tensor(prompts) * r
         generators = [torch.Generator(device=self.device).manual_seed(segment.seed) for segment in segments]
         start = time.perf_counter()
-        codes = self.soundstorm.generate(
-            semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
-            prompt_codes=prompt.to(self.device) if P else None, prompt_lengths=prompt_lengths.to(self.device) if P else None,
-            steps=options.steps, temperature=options.temperature, guidance_scale=options.guidance_scale,
-            generator=generators, callback=callback,
-        )  # [B, max T, Q]
+        with autocast(self.precision, self.device):
+            codes = self.soundstorm.generate(
+                semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
+                prompt_codes=prompt.to(self.device) if P else None,
+                prompt_lengths=prompt_lengths.to(self.device) if P else None,
+                steps=options.steps, temperature=options.temperature, guidance_scale=options.guidance_scale,
+                generator=generators, callback=callback,
+            )  # [B, max T, Q]
         self.timing.stages["soundstorm"] = self.timing.stages.get("soundstorm", 0.0) + time.perf_counter() - start
         return [codes[b, int(prompt_lengths[b]) : int(lengths[b])] for b in range(B)]
 
@@ -265,6 +272,8 @@ class SpeechPipeline:
         return self.acoustic_batch([self._segment(semantic, voice, options, salt)], options, callback)[0]
 
     def decode(self, codes: Tensor) -> np.ndarray:
+        # Always float32: the codec is a few percent of the time, and its waveform is what
+        # listeners hear (bf16's 8-bit mantissa would add noise at about -48 dB).
         start = time.perf_counter()
         with torch.inference_mode():
             wav = self.codec.decode(codes[None].cpu())[0, 0].float().numpy()

@@ -3,7 +3,7 @@
 [model] holds SoundStreamConfig fields, or `preset = "small"` plus overrides. [data] cache is
 the manifest (soundstorm corpus synth / scan); crops are max_frames codec frames long.
 [options] holds SoundStreamLossConfig fields (loss weights, quantizer dropout, `adversarial`
-and its start step) and `discriminator`, a table of DiscriminatorConfig fields.
+and its start step, `decoder_only` to keep the tokens) and `discriminator`, a table of DiscriminatorConfig fields.
 
 Two phases per step: the codec (generator) on reconstruction (+ adversarial and feature
 matching) losses, then, once the GAN is on, the discriminator on the same step's audio.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from soundstorm.codecs.soundstream.config import DiscriminatorConfig, SoundStreamConfig
 from soundstorm.codecs.soundstream.discriminator import MultiScaleSTFTDiscriminator
@@ -52,7 +53,11 @@ class SoundStreamTask(Task):
         self._pending: list[Tensor] = []  # this step's reconstructions, for the discriminator phase
 
     def build_modules(self) -> dict[str, nn.Module]:
-        modules: dict[str, nn.Module] = {"model": SoundStream(self.config)}
+        model = SoundStream(self.config)
+        if self.loss_config.decoder_only:
+            for parameter in [*model.encoder.parameters(), *model.quantizer.parameters()]:
+                parameter.requires_grad_(False)  # the trainer's optimizer takes only the decoder
+        modules: dict[str, nn.Module] = {"model": model}
         if self.loss_config.adversarial:
             modules["discriminator"] = MultiScaleSTFTDiscriminator(self.discriminator_config)
         return modules
@@ -76,6 +81,13 @@ class SoundStreamTask(Task):
 
     def loss(self, phase: str, modules: dict[str, nn.Module], batch: AudioBatch, step: int) -> tuple[Tensor | None, dict[str, float]]:
         if phase == "generator":
+            if self.loss_config.decoder_only:
+                # Eval mode stops the EMA codebook updates and dead-code restarts (the trainer
+                # puts every module back in training mode after each validation).
+                model = modules["model"]
+                codec = model.module if isinstance(model, DistributedDataParallel) else model
+                codec.encoder.eval()
+                codec.quantizer.eval()
             result = self.objective.generator_losses(modules["model"], modules.get("discriminator"), batch.wav, step)
             if "discriminator" in modules:
                 self._pending.append(result.reconstruction.detach())

@@ -53,6 +53,10 @@ class SoundStreamLossConfig:
     adversarial_weight: float = 1.0
     feature_weight: float = 2.0  # relative feature matching
     adversarial_start_step: int = 0  # steps of reconstruction-only training before the GAN starts
+    # Train the decoder only: the encoder and the codebooks, and so every token a cache or a
+    # SoundStorm model was made from, stay as they are (a vocoder-style fine-tune, e.g. the
+    # adversarial phase on top of a codec that SoundStorm is already trained on).
+    decoder_only: bool = False
     stft_n_ffts: tuple[int, ...] = (256, 512, 1024)
     mel_n_ffts: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
     mel_n_mels: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)

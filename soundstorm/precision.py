@@ -1,0 +1,55 @@
+"""Inference precision: float32, or bf16 autocast where the hardware runs it fast.
+
+bf16 autocast runs the matrix products (most of a SoundStorm pass) in bfloat16 and keeps
+reductions, norms and the output logits in float32. On a GPU with bf16 support, or a CPU with
+avx512_bf16 or AMX, that is faster; on other CPUs bf16 is emulated and slower than float32,
+so "auto" only turns it on where it pays.
+
+    precision = resolve_precision("auto", torch.device("cpu"))   # "bf16" or "fp32"
+    with autocast(precision, device):
+        codes = model.generate(...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from typing import Literal
+
+import torch
+
+Precision = Literal["fp32", "bf16"]
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """Whether this device has native bf16 arithmetic (a GPU that supports it, or a CPU with
+    avx512_bf16 or AMX tiles)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """"auto" -> "bf16" where bf16_is_fast(device), else "fp32"; "fp32" and "bf16" as given."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return "bf16" if bf16_is_fast(device) else "fp32"
+    return precision  # type: ignore[return-value]
+
+
+def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """bf16 autocast on device for "bf16"; nothing for "fp32"."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """--precision {auto, fp32, bf16} for the commands that generate speech."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="bf16 autocast for SoundStorm and text-to-semantic, or float32 "
+                             "(default auto: bf16 where the hardware has it)")

@@ -1,0 +1,26 @@
+"""Inference precision: "auto" turns bf16 on only where the hardware has it, and autocast
+really runs the matrix products in bf16 (and nothing else for "fp32")."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from soundstorm.precision import autocast, bf16_is_fast, resolve_precision
+
+
+def test_auto_follows_the_hardware_and_explicit_choices_stand() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if bf16_is_fast(cpu) else "fp32")
+    assert resolve_precision("auto", torch.device("meta")) == "fp32"
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        resolve_precision("fp16", cpu)
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_autocast_sets_the_matmul_dtype(precision: str, dtype: torch.dtype) -> None:
+    layer = nn.Linear(8, 8)
+    with torch.inference_mode(), autocast(resolve_precision(precision, torch.device("cpu")), torch.device("cpu")):
+        assert layer(torch.randn(2, 8)).dtype == dtype
