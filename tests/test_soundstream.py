@@ -381,24 +381,34 @@ def test_generator_and_discriminator_steps_with_warmup() -> None:
 
 
 def test_training_on_speech_reduces_the_reconstruction_loss(speech: torch.Tensor) -> None:
-    """About 25 s on one core: 150 steps of 2 x 0.5 s crops. The mel loss sits on a plateau
-    (about 0.7) for the first ~60 steps, while the decoder learns spectral envelopes, then falls."""
+    """About 40 s on one core: 220 steps of 2 x 0.5 s crops. The mel loss sits on a plateau
+    (about 0.7) for the first 60 to 120 steps, while the decoder learns spectral envelopes, then
+    falls. Training batches are random crops whose loss varies a lot with what they hold, so the
+    loss is measured on six fixed held-out crops: after 10 steps (codebooks initialised, on the
+    plateau) and at the end."""
     torch.manual_seed(0)
     model = SoundStream(SoundStreamConfig.preset("tiny", channels=16, latent_dim=32))
     objective = SoundStreamObjective(SoundStreamLossConfig(quantizer_dropout=0.0), model.sample_rate)
     generator = torch.Generator().manual_seed(0)
-    crop, steps = 8000, 150
+    crop, steps = 8000, 220
     starts = torch.randint(0, len(speech) - crop, (steps, 2), generator=generator)
-    batches = (torch.stack([speech[s : s + crop] for s in row.tolist()])[:, None] for row in starts)
-    history = fit(model, batches, objective=objective, lr=1e-3)
-    first = np.mean([h["mel"] for h in history[:10]])
-    last = np.mean([h["mel"] for h in history[-10:]])
-    assert last < 0.75 * first, (first, last)
+    batches = [torch.stack([speech[s : s + crop] for s in row.tolist()])[:, None] for row in starts]
+    fixed = torch.stack([speech[s : s + crop] for s in torch.linspace(0, len(speech) - crop, 6).long().tolist()])[:, None]
+
+    def held_out_mel() -> float:
+        model.eval()
+        with torch.no_grad():
+            loss = float(objective.reconstruction_losses(model(fixed).reconstruction, fixed)["mel"])
+        model.train()
+        return loss
+
+    history = fit(model, batches[:10], objective=objective, lr=1e-3)
+    plateau = held_out_mel()
+    history += fit(model, batches[10:], objective=objective, lr=1e-3)
+    final = held_out_mel()
+    assert final < 0.8 * plateau, (plateau, final)
     log_magnitude = [h["stft_log_magnitude"] for h in history]
-    assert np.mean(log_magnitude[-10:]) < np.mean(log_magnitude[:10])
-
-
-# ---------------------------------------------------------------- checkpoints and the codec
+    assert np.mean(log_magnitude[-20:]) < np.mean(log_magnitude[:10])
 
 
 def test_save_and_load_round_trip_is_exact(trained_folder: Path) -> None:
@@ -428,11 +438,16 @@ def test_codec_through_load_codec(trained_folder: Path) -> None:
         "frame_rate": 50.0,
         "num_quantizers": config.num_quantizers,
         "codebook_size": config.codebook_size,
-        "weights": codec.weights_digest,
+        "encoder_weights": codec.encoder_digest,
     }
     # Retrained in place, the folder keeps its name but not its digest: a token cache tells them apart.
-    assert len(codec.weights_digest) == 16
-    assert SoundStreamCodec(tiny_model(seed=1), name=codec.name).weights_digest != codec.weights_digest
+    assert len(codec.encoder_digest) == 16
+    assert SoundStreamCodec(tiny_model(seed=1), name=codec.name).encoder_digest != codec.encoder_digest
+    # A new decoder makes the same tokens: the digest, and so every cache, stands.
+    retuned = SoundStream.from_pretrained(trained_folder)
+    with torch.no_grad():
+        next(retuned.decoder.parameters()).add_(1.0)
+    assert SoundStreamCodec(retuned, name=codec.name).encoder_digest == codec.encoder_digest
     wav = noise(2, 1000)
     codes = codec.encode(wav)
     assert codes.shape == (2, codec.num_frames(1000), 4) == (2, 4, 4)

@@ -50,9 +50,10 @@ if [ -z "${SEMANTIC:-}" ]; then
     SEMANTIC="$RUNS/semantic-km512"
 fi
 
-# One token cache per codec: a retrained codec gets a new cache instead of a refusal.
-DIGEST=$(python3 -c "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest()[:12])" \
-    "$CODEC/model.safetensors")
+# One token cache per codec encoder: a retrained codec gets a new cache instead of a refusal,
+# and a decoder-only fine-tune (recipes/demo/codec-gan.toml), which makes the same tokens, keeps it.
+DIGEST=$("${PYTHON:-.venv/bin/python}" -c "import sys; from soundstorm.codecs import load_codec
+print(load_codec('soundstream:' + sys.argv[1]).describe()['encoder_weights'][:12])" "$CODEC")
 TOKENS="$DATA/synth-tokens-$DIGEST"
 "$SOUNDSTORM" corpus tokenize "$MANIFEST" "$TOKENS" --codec "soundstream:$CODEC" --semantic "content:$SEMANTIC" --quiet
 train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""

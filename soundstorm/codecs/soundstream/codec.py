@@ -26,10 +26,14 @@ _OPTION = "num_quantizers"
 
 
 def _digest(model: SoundStream) -> str:
-    """sha256 of the weights as float32 (fp16- and fp32-stored copies of one model agree only
-    if the fp32 one was rounded: they are different weights), first 16 hex digits."""
+    """sha256 of the encoder's and the codebooks' weights as float32 (fp16- and fp32-stored
+    copies of one model agree only if the fp32 one was rounded: they are different weights),
+    first 16 hex digits. The decoder is left out: it changes no token, so a decoder-only
+    fine-tune (recipes/demo/codec-gan.toml) keeps every token cache made with the codec."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith("decoder."):
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).numpy().tobytes())
     return digest.hexdigest()[:16]
@@ -65,12 +69,12 @@ class SoundStreamCodec(Codec):
         self.frame_rate = config.frame_rate
         self.num_quantizers = num_quantizers
         self.codebook_size = config.codebook_size
-        self.weights_digest = _digest(model)
+        self.encoder_digest = _digest(model)
 
     def describe(self) -> dict[str, Any]:
-        """The Codec fields, and a digest of the weights: a folder retrained in place keeps its
-        name, and a token cache must not take its new tokens for the old ones."""
-        return {**super().describe(), "weights": self.weights_digest}
+        """The Codec fields, and a digest of the weights that make tokens: a folder retrained in
+        place keeps its name, and a token cache must not take its new tokens for the old ones."""
+        return {**super().describe(), "encoder_weights": self.encoder_digest}
 
     @classmethod
     def from_pretrained(
