@@ -13,7 +13,6 @@ so "auto" only turns it on where it pays.
 from __future__ import annotations
 
 import argparse
-import contextlib
 from typing import Literal
 
 import torch
@@ -41,11 +40,9 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     return precision  # type: ignore[return-value]
 
 
-def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager[None]:
-    """bf16 autocast on device for "bf16"; nothing for "fp32"."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(precision: Precision, device: torch.device) -> torch.autocast:
+    """bf16 autocast on device for "bf16"; a disabled one (float32) for "fp32"."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SOUNDSTORM=${SOUNDSTORM:-.venv/bin/soundstorm}
+PYTHON=${PYTHON:-.venv/bin/python}
 DATA=${DATA:-data}
 RUNS=${RUNS:-runs}
 THREADS=${THREADS:-0}
@@ -52,7 +53,7 @@ fi
 
 # One token cache per codec encoder: a retrained codec gets a new cache instead of a refusal,
 # and a decoder-only fine-tune (recipes/demo/codec-gan.toml), which makes the same tokens, keeps it.
-DIGEST=$("${PYTHON:-.venv/bin/python}" -c "import sys; from soundstorm.codecs import load_codec
+DIGEST=$("$PYTHON" -c "import sys; from soundstorm.codecs import load_codec
 print(load_codec('soundstream:' + sys.argv[1]).describe()['encoder_weights'][:12])" "$CODEC")
 TOKENS="$DATA/synth-tokens-$DIGEST"
 "$SOUNDSTORM" corpus tokenize "$MANIFEST" "$TOKENS" --codec "soundstream:$CODEC" --semantic "content:$SEMANTIC" --quiet

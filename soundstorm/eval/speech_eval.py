@@ -190,7 +190,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
         lines += ["", f"Dialogue: {dialogue['turns']} turns, voices {' and '.join(dialogue['voices'])}: "
                       f"{dialogue['audio_seconds']:.1f} s of audio in {dialogue['seconds']:.2f} s, real-time factor "
                       f"{dialogue['rtf']:.3f} (goal <= {GOALS['rtf']}: {mark(dialogue['rtf'] <= GOALS['rtf'])}; "
-                      f"{dialogue['threads']} torch threads, {dialogue.get('precision', 'fp32')}; {stages})."]
+                      f"{dialogue['threads']} torch threads, {dialogue['precision']}; {stages})."]
     return "\n".join(lines) + "\n"
 
 

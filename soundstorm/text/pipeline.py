@@ -110,7 +110,7 @@ class SpeechPipeline:
                  device: str | torch.device = "cpu", precision: str = "auto") -> None:
         self.device = torch.device(device)
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
-        # (soundstorm/precision.py; docs/tts-eval measures the gain).
+        # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
         self.precision = resolve_precision(precision, self.device)
         self.codec, self.semantic, self.t2s = codec, semantic, t2s
         self.soundstorm = soundstorm.to(self.device).eval()
