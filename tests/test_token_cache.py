@@ -23,8 +23,9 @@ from soundstorm.data.tokenize import build_token_cache
 SAMPLE_RATE = 16000
 
 
-def make_corpus(root: Path, durations: list[float], sample_rate: int = SAMPLE_RATE) -> Path:
-    """Noise-modulated tones of the given durations, and their manifest. Returns its path."""
+def make_corpus(root: Path, durations: list[float], sample_rate: int = SAMPLE_RATE, texts: list[str] | None = None) -> Path:
+    """Noise-modulated tones of the given durations, and their manifest (transcripts `texts`,
+    else "sentence i"). Returns its path."""
     rng = np.random.default_rng(0)
     entries = []
     for i, seconds in enumerate(durations):
@@ -39,7 +40,7 @@ def make_corpus(root: Path, durations: list[float], sample_rate: int = SAMPLE_RA
         entries.append(
             ManifestEntry(
                 id=f"utt{i:03d}", path=f"audio/utt{i:03d}.wav", duration=seconds, sample_rate=sample_rate,
-                speaker=f"spk{i % 3}", text=f"sentence {i}", split="valid" if i % 4 == 0 else "train",
+                speaker=f"spk{i % 3}", text=texts[i] if texts else f"sentence {i}", split="valid" if i % 4 == 0 else "train",
             )
         )
     write_manifest(entries, root / "manifest.jsonl")

@@ -340,3 +340,48 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers(cache_dir: Path,
     assert process.returncode == 0, rest[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stopped_early"] and (out / "checkpoints" / f"step-{summary['step']:08d}").is_dir()
+
+
+@pytest.fixture(scope="module")
+def text_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Utterances whose transcripts grow with their duration, as speech's do."""
+    root = tmp_path_factory.mktemp("t2s")
+    durations = [0.4 + 0.13 * (i % 9) for i in range(32)]
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog"]
+    texts = [" ".join(words[: 1 + i % 9]) for i in range(32)]
+    manifest = make_corpus(root / "corpus", durations, texts=texts)
+    build_token_cache(manifest, root / "cache", FakeCodec(codebook_size=64), FakeSemantic(vocab_size=32), shard_size=16)
+    return root / "cache"
+
+
+def t2s_recipe(cache_dir: Path, eos_weight: float) -> Recipe:
+    values = [f'data.cache="{cache_dir}"', "data.batch_size=8", "model.dim=32", "model.depth=1", "model.heads=2",
+              "model.dropout=0.0", "optimizer.warmup_steps=5", "optimizer.max_steps=60", "optimizer.lr=3e-3",
+              "optimizer.bf16=false", "optimizer.ema_decay=0.0", "schedule.log_every=20", "schedule.valid_every=30", "schedule.checkpoint_every=30",
+              "schedule.valid_batches=4", "options.turn_pairs=0.0", f"options.eos_weight={eos_weight}"]
+    return Recipe.load(RECIPES / "t2s-small.toml", values)
+
+
+def test_t2s_training_measures_its_length_bounds_and_eos_weight_teaches_stopping(text_cache_dir: Path, tmp_path: Path) -> None:
+    from soundstorm.data.cache import TokenCache
+    from soundstorm.text.model import TextToSemantic
+    from soundstorm.text.symbols import TextSymbols
+
+    results = {}
+    for eos_weight in (1.0, 30.0):
+        trainer = Trainer(t2s_recipe(text_cache_dir, eos_weight), tmp_path / f"eos{eos_weight}", progress=False)
+        trainer.fit()
+        results[eos_weight] = trainer.validate()
+    assert {"loss", "accuracy", "eos_accuracy", "eos_probability"} <= set(results[1.0])
+    # The weighted loss puts far more probability on EOS where each utterance ends.
+    assert results[30.0]["eos_probability"] > 1.5 * results[1.0]["eos_probability"], results
+
+    cache, symbols = TokenCache(text_cache_dir), TextSymbols("phonemes")
+    rates = [len(cache.semantic(i)) / len(symbols.encode(cache.items[i].text)) for i in cache.indices("train")]
+    config = TextToSemantic.from_pretrained(tmp_path / "eos30.0" / "model").config
+    assert config.min_tokens_per_symbol == pytest.approx(min(rates))
+    assert config.max_tokens_per_symbol == pytest.approx(max(rates))
+    # A run initialised from it re-measures the rates on its own data instead of refusing the weights.
+    again = Trainer(t2s_recipe(text_cache_dir, 1.0), tmp_path / "again", progress=False,
+                    init_from=tmp_path / "eos30.0" / "model", until_step=1)
+    assert again.fit()["step"] == 1

@@ -16,6 +16,7 @@ L sequence length, D width.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,12 @@ class TextToSemanticConfig(DictConfig):
     ff_mult: float = 4.0
     dropout: float = 0.1
     rope_base: float = 10000.0
+    # Semantic tokens per text symbol, the lowest and highest of the training data's utterances
+    # (soundstorm.train.t2s_task measures them): generate's default bounds on the output length,
+    # so that a model unsure of its EOS neither stops at once nor runs on. None: 1 token at least,
+    # 8 per symbol + 50 at most.
+    min_tokens_per_symbol: float | None = None
+    max_tokens_per_symbol: float | None = None
 
     def __post_init__(self) -> None:
         if self.text_units not in UNITS:
@@ -53,6 +60,20 @@ class TextToSemanticConfig(DictConfig):
             raise ValueError(f"TextToSemanticConfig.dim ({self.dim}) must split into {self.heads} even-sized heads")
         if self.semantic_rate <= 0:
             raise ValueError("TextToSemanticConfig.semantic_rate must be > 0")
+        low, high = self.min_tokens_per_symbol, self.max_tokens_per_symbol
+        if (low is not None and low < 0) or (high is not None and high <= 0) or \
+                (low is not None and high is not None and low > high):
+            raise ValueError(f"TextToSemanticConfig tokens per symbol: need 0 <= min <= max and max > 0, "
+                             f"got min {low!r}, max {high!r}")
+
+    def length_bounds(self, text_symbols: int, prompt_tokens: int = 0) -> tuple[int, int]:
+        """(fewest, most) new semantic tokens for a text of text_symbols symbols (a prompt's text
+        included) whose first prompt_tokens tokens are given: the training data's rates applied
+        to the whole text, less the prompt."""
+        low, high = self.min_tokens_per_symbol, self.max_tokens_per_symbol
+        most = 8 * text_symbols + 50 if high is None else max(1, math.ceil(high * text_symbols) - prompt_tokens)
+        fewest = 1 if low is None else max(1, math.floor(low * text_symbols) - prompt_tokens)
+        return min(fewest, most), most
 
     @property
     def text_vocab_size(self) -> int:
@@ -62,9 +83,11 @@ class TextToSemanticConfig(DictConfig):
 
 @dataclass
 class TextToSemanticOutput:
-    loss: Tensor  # scalar, mean cross-entropy over semantic tokens and EOS
+    loss: Tensor  # scalar, mean cross-entropy over semantic tokens and EOS (EOS weighted by eos_weight)
     correct: Tensor  # correctly predicted tokens
     count: Tensor  # predicted tokens
+    eos_correct: Tensor  # sequences whose EOS is the argmax at their end
+    eos_probability: Tensor  # sum over sequences of p(EOS) at their end
 
 
 class TextToSemantic(nn.Module):
@@ -87,9 +110,12 @@ class TextToSemantic(nn.Module):
             parts.append(text.new_full((1,), self.semantic_offset + self.eos))
         return torch.cat(parts)
 
-    def forward(self, text: Tensor, text_lengths: Tensor, semantic: Tensor, semantic_lengths: Tensor) -> TextToSemanticOutput:
+    def forward(self, text: Tensor, text_lengths: Tensor, semantic: Tensor, semantic_lengths: Tensor,
+                eos_weight: float = 1.0) -> TextToSemanticOutput:
         """Teacher-forced loss. text int64 [B, Lt] and semantic int64 [B, S], padded at the end,
-        with their lengths [B]."""
+        with their lengths [B]. eos_weight > 1 weighs each sequence's one EOS target above its
+        hundreds of semantic targets (the loss is the weighted mean): unweighted, a small model
+        learns the tokens long before it learns where to stop."""
         B = text.shape[0]
         sequences = [self._sequence(text[b, : int(text_lengths[b])], semantic[b, : int(semantic_lengths[b])], eos=True)
                      for b in range(B)]
@@ -104,16 +130,22 @@ class TextToSemantic(nn.Module):
         chosen = targets >= 0
         logits = self.head(hidden[chosen]).float()  # [M, V + 1]
         wanted = targets[chosen]
-        loss = F.cross_entropy(logits, wanted)
-        return TextToSemanticOutput(loss, (logits.argmax(dim=-1) == wanted).sum(), chosen.sum())
+        at_eos = wanted == self.eos
+        weights = torch.where(at_eos, eos_weight, 1.0)
+        loss = (F.cross_entropy(logits, wanted, reduction="none") * weights).sum() / weights.sum()
+        predicted = logits.argmax(dim=-1)
+        eos_probability = logits[at_eos].detach().softmax(dim=-1)[:, self.eos].sum()
+        return TextToSemanticOutput(loss, (predicted == wanted).sum(), chosen.sum(),
+                                    (predicted[at_eos] == self.eos).sum(), eos_probability)
 
     @torch.inference_mode()
     def generate(self, text: Tensor, prompt_semantic: Tensor | None = None, max_tokens: int | None = None,
-                 temperature: float = 1.0, top_k: int | None = None, min_tokens: int = 1,
+                 temperature: float = 1.0, top_k: int | None = None, min_tokens: int | None = None,
                  generator: torch.Generator | None = None) -> Tensor:
         """Semantic tokens int64 [S] for one text int64 [Lt] (ids of TextSymbols(config.text_units),
         prompt text included), continuing prompt_semantic [P] (not repeated in the output).
-        Stops at EOS, or after max_tokens (default: 8 per text symbol + 50)."""
+        Stops at EOS, never before min_tokens nor after max_tokens (defaults: the training data's
+        rates, TextToSemanticConfig.length_bounds)."""
         if text.dim() != 1 or text.dtype != torch.long or len(text) == 0:
             raise ValueError(f"text must be a non-empty int64 [Lt], got {text.dtype} {tuple(text.shape)}")
         if int(text.min()) < 0 or int(text.max()) >= self.config.text_vocab_size:
@@ -121,7 +153,9 @@ class TextToSemantic(nn.Module):
         prompt = text.new_zeros(0) if prompt_semantic is None else prompt_semantic.to(text.device)
         if len(prompt) and (int(prompt.min()) < 0 or int(prompt.max()) >= self.config.semantic_vocab_size):
             raise ValueError(f"prompt semantic tokens must be in [0, {self.config.semantic_vocab_size})")
-        limit = max_tokens if max_tokens is not None else 8 * len(text) + 50
+        fewest, most = self.config.length_bounds(len(text), len(prompt))
+        limit = max_tokens if max_tokens is not None else most
+        min_tokens = min(min_tokens if min_tokens is not None else fewest, limit)
         cache = KVCache()
         hidden = self.decoder(self.embedding(self._sequence(text, prompt, eos=False)[None]), cache)[:, -1]  # [1, D]
         out: list[int] = []

@@ -9,13 +9,16 @@ are used (no crops). [options]:
   one after the other: it teaches the model the dialogue's turn marker and to continue a
   prompt, the two ways TTS and dialogue use a prefix (soundstorm/text/model.py).
 - max_tokens (default 400): utterances with more semantic tokens are skipped.
+- eos_weight (default 1): the weight of each sequence's EOS target in the training loss
+  (TextToSemantic.forward); validation reports the unweighted loss, and how often EOS is the
+  argmax at the true end (eos_accuracy) with its mean probability there (eos_probability).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,7 @@ from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.recipe import Recipe
 from soundstorm.train.task import Task, register_task, sharded_loader
 
-OPTIONS = {"turn_pairs": 0.3, "max_tokens": 400}
+OPTIONS = {"turn_pairs": 0.3, "max_tokens": 400, "eos_weight": 1.0}
 
 
 @dataclass
@@ -53,6 +56,7 @@ class TextSemanticDataset(Dataset[tuple[list[int], np.ndarray]]):
         self.turn_pairs, self.seed, self.epoch = turn_pairs, seed, 0
         self.positions: list[int] = []
         self.texts: list[list[int]] = []
+        self.rates: list[float] = []  # semantic tokens per text symbol, per utterance
         skipped = 0
         for i in cache.indices(split):
             item, tokens = cache.items[i], cache.semantic(i)
@@ -65,6 +69,7 @@ class TextSemanticDataset(Dataset[tuple[list[int], np.ndarray]]):
                 skipped += 1
                 continue
             self.positions.append(i)
+            self.rates.append(len(tokens) / len(self.texts[-1]))
         if not self.positions:
             raise ValueError(f"{cache.root}: no utterances of split {split!r} with transcripts and semantic tokens")
         if skipped:
@@ -106,12 +111,17 @@ def collate_text(items: Sequence[tuple[list[int], np.ndarray]]) -> TextBatch:
 
 @register_task("t2s")
 class TextToSemanticTask(Task):
+    measured_config_fields = ("min_tokens_per_symbol", "max_tokens_per_symbol")
+
     def __init__(self, recipe: Recipe, context: DistributedContext) -> None:
         super().__init__(recipe, context)
         unknown = sorted(set(recipe.options) - set(OPTIONS))
         if unknown:
             raise ValueError(f"unknown [options] for task t2s: {unknown}; known: {sorted(OPTIONS)}")
         options = {**OPTIONS, **recipe.options}
+        self.eos_weight = float(options["eos_weight"])
+        if self.eos_weight <= 0:
+            raise ValueError(f"[options] eos_weight must be > 0, got {options['eos_weight']!r}")
         if not recipe.data.cache:
             raise ValueError("the recipe needs data.cache: a token cache with semantic tokens and transcripts")
         cache = TokenCache(recipe.data.cache)
@@ -132,6 +142,8 @@ class TextToSemanticTask(Task):
                                              options["turn_pairs"], recipe.seed)
         self.valid_set = TextSemanticDataset(cache, data.valid_split, symbols, options["max_tokens"]) \
             if data.valid_split else None
+        rates = {"min_tokens_per_symbol": min(self.train_set.rates), "max_tokens_per_symbol": max(self.train_set.rates)}
+        self.config = replace(self.config, **{name: value for name, value in rates.items() if name not in recipe.model})
 
     def build_modules(self) -> dict[str, nn.Module]:
         return {"model": TextToSemantic(self.config)}
@@ -148,20 +160,26 @@ class TextToSemanticTask(Task):
         return (batch for batch, _ in zip(loader, range(self.recipe.schedule.valid_batches)))
 
     def loss(self, phase: str, modules: dict[str, nn.Module], batch: TextBatch, step: int) -> tuple[Tensor, dict[str, float]]:
-        out = modules["model"](batch.text, batch.text_lengths, batch.semantic, batch.semantic_lengths)
-        return out.loss, {"accuracy": float(out.correct) / max(1, int(out.count))}
+        out = modules["model"](batch.text, batch.text_lengths, batch.semantic, batch.semantic_lengths,
+                               eos_weight=self.eos_weight)
+        sequences = len(batch.text_lengths)
+        return out.loss, {"accuracy": float(out.correct) / max(1, int(out.count)),
+                          "eos_accuracy": float(out.eos_correct) / sequences}
 
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], batches: Iterable[TextBatch]) -> dict[str, float]:
-        totals = torch.zeros(3, dtype=torch.float64)  # loss * count, correct, count
+        totals = torch.zeros(6, dtype=torch.float64)  # loss * count, correct, count, EOS correct, p(EOS), sequences
         for batch in batches:
             batch = self.move(batch)
             with self.autocast():
                 out = modules["model"](batch.text, batch.text_lengths, batch.semantic, batch.semantic_lengths)
-            totals += torch.tensor([float(out.loss) * int(out.count), int(out.correct), int(out.count)], dtype=torch.float64)
+            totals += torch.tensor([float(out.loss) * int(out.count), int(out.correct), int(out.count),
+                                    int(out.eos_correct), float(out.eos_probability), len(batch.text_lengths)],
+                                   dtype=torch.float64)
         totals = self.context.all_reduce_sum(totals)
-        count = max(1.0, float(totals[2]))
-        return {"loss": float(totals[0]) / count, "accuracy": float(totals[1]) / count}
+        count, sequences = max(1.0, float(totals[2])), max(1.0, float(totals[5]))
+        return {"loss": float(totals[0]) / count, "accuracy": float(totals[1]) / count,
+                "eos_accuracy": float(totals[3]) / sequences, "eos_probability": float(totals[4]) / sequences}
 
     def export(self, module: nn.Module, path: Path) -> None:
         module.save_pretrained(path)  # type: ignore[operator]

@@ -42,6 +42,10 @@ class Task(ABC):
     def phases(self) -> list[Phase]:
         return [Phase("main", ("model",))]
 
+    # Fields of the exported config measured on this run's data rather than learned (a model
+    # initialised from another run's weights may differ in them: --init-from ignores them).
+    measured_config_fields: tuple[str, ...] = ()
+
     @property
     def export_module(self) -> str:
         """The module that EMA averages and `export` saves."""

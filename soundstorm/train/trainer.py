@@ -203,6 +203,9 @@ class Trainer:
         module = self.modules[self.task.export_module]
         found = read_config(path, type(module).__name__)
         expected = json.loads(json.dumps(self.task.config.to_dict()))  # type: ignore[attr-defined]
+        for name in self.task.measured_config_fields:  # this run's data decides them, not the weights
+            found.pop(name, None)
+            expected.pop(name, None)
         if found != expected:
             differing = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
             raise ValueError(f"--init-from {path}: its config differs from this recipe's in {differing}")
