@@ -6,9 +6,10 @@ on held-out utterances, for one or more models side by side.
 
 For each utterance of the cache's valid split: its text, decoded greedily (temperature 0) and
 sampled (temperature 0.8, top-k 50, the pipeline's defaults; one seed per utterance, the same for
-every model). Reported per model and mode: how often decoding ended by EOS rather than at the
-length bound, and the median and 10th-90th percentiles of generated / true length. A model that
-never learned EOS runs to its bound (5.35x with the old 8 per symbol + 50); a good one stays near 1.
+every model), and with --eos-threshold each also stopping once p(EOS) reaches a threshold.
+Reported per model and mode: how often decoding ended by EOS rather than at the length bound, and
+the median and 10th-90th percentiles of generated / true length. A model that never learned EOS
+runs to its bound (5.35x with the old 8 per symbol + 50); a good one stays near 1.
 The utterances are those the t2s task trains on (TextSemanticDataset: a speakable transcript).
 """
 
@@ -33,9 +34,20 @@ from soundstorm.train.t2s_task import TextSemanticDataset  # noqa: E402
 MODES = {"greedy": {"temperature": 0.0, "top_k": None}, "sampled": {"temperature": 0.8, "top_k": 50}}
 
 
-def measure(model: TextToSemantic, items: list[tuple[list[int], int]]) -> dict[str, dict[str, float]]:
+def decoding_modes(eos_thresholds: list[float]) -> dict[str, dict[str, float | None]]:
+    """Greedy and sampled, each as it is and with each EOS probability threshold."""
+    modes: dict[str, dict[str, float | None]] = {}
+    for name, options in MODES.items():
+        modes[name] = dict(options)
+        for threshold in eos_thresholds:
+            modes[f"{name}, p(EOS) >= {threshold:g}"] = {**options, "eos_threshold": threshold}
+    return modes
+
+
+def measure(model: TextToSemantic, items: list[tuple[list[int], int]],
+            modes: dict[str, dict[str, float | None]]) -> dict[str, dict[str, float]]:
     results = {}
-    for mode, options in MODES.items():
+    for mode, options in modes.items():
         ratios, by_eos = [], 0
         for k, (ids, true_length) in enumerate(items):
             text = torch.tensor(ids)
@@ -57,6 +69,8 @@ def main() -> int:
     parser.add_argument("--utterances", type=int, default=40)
     parser.add_argument("--split", default="valid")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--eos-threshold", type=float, nargs="*", default=[],
+                        help="also decode with these EOS probability thresholds (TextToSemantic.generate)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.threads:
@@ -71,7 +85,7 @@ def main() -> int:
     items = [(dataset.texts[k], len(cache.semantic(dataset.positions[k])))  # type: ignore[arg-type]
              for k in range(min(args.utterances, len(dataset)))]
     report = {"cache": str(args.cache), "split": args.split, "utterances": len(items),
-              "models": {name: measure(model, items) for name, model in models.items()}}
+              "models": {name: measure(model, items, decoding_modes(args.eos_threshold)) for name, model in models.items()}}
     print(f"{len(items)} utterances of {args.cache} ({args.split})\n")
     print("| model | decoding | stopped by EOS | median generated / true length | 10th-90th percentile |")
     print("|---|---|---:|---:|---:|")

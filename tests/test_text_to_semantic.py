@@ -104,3 +104,36 @@ def test_cached_greedy_generation_equals_an_uncached_argmax_loop() -> None:
                 break
             tokens.append(token)
     assert generated.tolist() == tokens
+
+
+def eos_probabilities_along(model: TextToSemantic, text: torch.Tensor, tokens: list[int]) -> list[float]:
+    """p(EOS) before each of tokens and after the last, by uncached forward passes."""
+    probabilities = []
+    with torch.no_grad():
+        for k in range(len(tokens) + 1):
+            ids = model._sequence(text, torch.tensor(tokens[:k], dtype=torch.long), eos=False)
+            logits = model.head(model.decoder(model.embedding(ids[None])))[0, -1].float()
+            probabilities.append(float(logits.softmax(dim=-1)[model.eos]))
+    return probabilities
+
+
+def test_an_eos_threshold_stops_at_the_first_step_past_min_tokens_where_p_eos_reaches_it() -> None:
+    model = tiny()
+    with torch.no_grad():
+        model.head.bias[model.eos] = -1.0  # EOS never the argmax here, but never negligible either
+    text = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6])
+    path = model.generate(text, temperature=0, min_tokens=2, max_tokens=12).tolist()
+    assert len(path) == 12  # without a threshold it runs to the bound
+    p_eos = eos_probabilities_along(model, text, path)
+    stop = max(range(2, 12), key=lambda k: p_eos[k])  # the most likely stopping point after min_tokens
+    thresholded = model.generate(text, temperature=0, min_tokens=2, max_tokens=12, eos_threshold=p_eos[stop])
+    first = next(k for k in range(2, 12) if p_eos[k] >= p_eos[stop])
+    assert thresholded.tolist() == path[:first]  # the same tokens, cut where p(EOS) first reached it
+    # min_tokens still wins over any threshold, sampled as greedy; 1.0 never stops an uncertain model.
+    sampled = model.generate(text, temperature=1.0, min_tokens=3, max_tokens=12, eos_threshold=1e-9,
+                             generator=torch.Generator().manual_seed(0))
+    assert len(sampled) == 3
+    assert len(model.generate(text, temperature=0, min_tokens=2, max_tokens=12, eos_threshold=1.0)) == 12
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="eos_threshold"):
+            model.generate(text, eos_threshold=bad)

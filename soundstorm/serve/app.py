@@ -59,6 +59,7 @@ from soundstorm.text.pipeline import (
 PAGE = Path(__file__).parent / "static" / "index.html"
 MAX_STEPS_PER_LEVEL = 64
 COUNT = r"0*([1-9]|[1-5][0-9]|6[0-4])"  # 1 to MAX_STEPS_PER_LEVEL
+T2S_EOS_THRESHOLD = DecodingOptions.t2s_eos_threshold or 0.0  # the form's 0 is the options' None
 
 
 def steps_pattern(levels: int) -> str:
@@ -150,12 +151,15 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         temperature: Annotated[float, Form(ge=0, le=5, description="SoundStorm sampling temperature")] = 1.0,
         t2s_temperature: Annotated[float, Form(ge=0, le=5, description="text-to-semantic temperature")] = 0.8,
         t2s_top_k: Annotated[int, Form(ge=1, le=65536, description="text-to-semantic top-k")] = 50,
+        t2s_eos_threshold: Annotated[float, Form(ge=0, le=1, description="stop the text-to-semantic model once "
+                                                 "p(EOS) reaches this; 0: only when EOS is drawn")] = T2S_EOS_THRESHOLD,
         guidance_scale: Annotated[float, Form(ge=0, le=10, description="classifier-free guidance, 1 = off")] = 1.0,
         seed: Annotated[int, Form(ge=0, le=2**31 - 1, description="the same seed gives the same audio")] = 0,
     ) -> DecodingOptions:
         levels = [int(n) for n in re.split(r"\s*,\s*", steps.strip())] if steps is not None else None  # the pattern held
         return DecodingOptions(steps=levels, temperature=temperature, t2s_temperature=t2s_temperature,
-                               t2s_top_k=t2s_top_k, guidance_scale=guidance_scale, seed=seed)
+                               t2s_top_k=t2s_top_k, t2s_eos_threshold=t2s_eos_threshold or None,
+                               guidance_scale=guidance_scale, seed=seed)
 
     async def read_audio(upload: UploadFile, what: str) -> tuple[np.ndarray, int]:
         data = await upload.read(config.max_upload_bytes + 1)

@@ -55,6 +55,9 @@ def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="SoundStorm sampling temperature (default 1)")
     parser.add_argument("--t2s-temperature", type=float, default=0.8, help="text-to-semantic temperature (default 0.8)")
     parser.add_argument("--t2s-top-k", type=int, default=50, help="text-to-semantic top-k (default 50)")
+    parser.add_argument("--t2s-eos-threshold", type=float, default=DecodingOptions.t2s_eos_threshold or 0.0,
+                        help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "
+                             f"(default {DecodingOptions.t2s_eos_threshold or 0:g})")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -64,7 +67,8 @@ def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
 
 def _options(args: argparse.Namespace) -> DecodingOptions:
     return DecodingOptions(steps=args.steps, temperature=args.temperature, t2s_temperature=args.t2s_temperature,
-                           t2s_top_k=args.t2s_top_k, guidance_scale=args.guidance_scale, seed=args.seed)
+                           t2s_top_k=args.t2s_top_k, t2s_eos_threshold=args.t2s_eos_threshold or None,
+                           guidance_scale=args.guidance_scale, seed=args.seed)
 
 
 def _pipeline(args: argparse.Namespace) -> SpeechPipeline:

@@ -141,11 +141,19 @@ class TextToSemantic(nn.Module):
     @torch.inference_mode()
     def generate(self, text: Tensor, prompt_semantic: Tensor | None = None, max_tokens: int | None = None,
                  temperature: float = 1.0, top_k: int | None = None, min_tokens: int | None = None,
-                 generator: torch.Generator | None = None) -> Tensor:
+                 eos_threshold: float | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Semantic tokens int64 [S] for one text int64 [Lt] (ids of TextSymbols(config.text_units),
         prompt text included), continuing prompt_semantic [P] (not repeated in the output).
         Stops at EOS, never before min_tokens nor after max_tokens (defaults: the training data's
-        rates, TextToSemanticConfig.length_bounds)."""
+        rates, TextToSemanticConfig.length_bounds).
+
+        eos_threshold: also stop as soon as the model gives EOS at least this probability (its own
+        distribution, before temperature and top-k), as Tacotron's stop token does. At the end of
+        an utterance EOS competes with the silence tokens that every utterance ends in, and "more
+        silence" often keeps the argmax although EOS holds a large share (docs/t2s_stopping.md).
+        None: stop only when EOS is the token decoded."""
+        if eos_threshold is not None and not 0.0 < eos_threshold <= 1.0:
+            raise ValueError(f"eos_threshold must be in (0, 1] or None, got {eos_threshold!r}")
         if text.dim() != 1 or text.dtype != torch.long or len(text) == 0:
             raise ValueError(f"text must be a non-empty int64 [Lt], got {text.dtype} {tuple(text.shape)}")
         if int(text.min()) < 0 or int(text.max()) >= self.config.text_vocab_size:
@@ -163,6 +171,8 @@ class TextToSemantic(nn.Module):
             logits = self.head(hidden).float()  # [1, V + 1]
             if len(out) < min_tokens:
                 logits[:, self.eos] = float("-inf")
+            elif eos_threshold is not None and float(logits.softmax(dim=-1)[0, self.eos]) >= eos_threshold:
+                break
             if temperature == 0:
                 token = int(logits.argmax(dim=-1))
             else:

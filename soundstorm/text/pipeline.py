@@ -64,6 +64,9 @@ class DecodingOptions:
     temperature: float = 1.0  # SoundStorm sampling
     t2s_temperature: float = 0.8  # text-to-semantic sampling
     t2s_top_k: int | None = 50
+    # Stop the text-to-semantic model once p(EOS) reaches this (None: only when EOS is drawn);
+    # TextToSemantic.generate, docs/t2s_stopping.md.
+    t2s_eos_threshold: float | None = None
     guidance_scale: float = 1.0
     seed: int = 0
 
@@ -219,6 +222,7 @@ class SpeechPipeline:
         with autocast(self.precision, self.device):
             tokens = self.t2s.generate(torch.tensor(ids, device=self.device), prompt_semantic=prompt,
                                        temperature=options.t2s_temperature, top_k=options.t2s_top_k,
+                                       eos_threshold=options.t2s_eos_threshold,
                                        generator=self._generator(options, salt))
         self.timing.stages["text_to_semantic"] = self.timing.stages.get("text_to_semantic", 0.0) + time.perf_counter() - start
         if len(tokens) == 0:
