@@ -50,7 +50,8 @@ def test_dialogue_script_format() -> None:
 def test_tts_dialogue_resynth_and_generate(models: Path, tmp_path: Path) -> None:
     out = tmp_path / "tts.wav"
     assert main(["tts", "Hello there. This is a second sentence.", "--models", str(models), "-o", str(out),
-                 "--spectrogram", str(tmp_path / "tts.png"), "--steps", "2", "1", "1", "1"]) == 0
+                 "--spectrogram", str(tmp_path / "tts.png"), "--steps", "2", "1", "1", "1",
+                 "--t2s-eos-threshold", "0.3"]) == 0
     wav, rate = sf.read(out)
     assert rate == 16000 and len(wav) > 0 and np.isfinite(wav).all()
     assert (tmp_path / "tts.png").read_bytes()[:4] == b"\x89PNG"
@@ -82,7 +83,11 @@ def test_a_prompt_keeps_its_tokens_and_decoding_is_seeded(models: Path) -> None:
     assert np.array_equal(first, second) and len(first) == 24 * 320
 
 
-def test_bad_input_gets_clear_errors(models: Path, tmp_path: Path) -> None:
+def test_bad_input_gets_clear_errors(models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["tts", "Hello.", "--models", str(models), "-o", str(tmp_path / "x.wav"), "--t2s-eos-threshold", "1.5"])
+    assert "--t2s-eos-threshold: expected a number in [0, 1], got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
     pipeline = SpeechPipeline.from_folder(models)
     voice = pipeline.default_voice()
     with pytest.raises(ValueError, match="empty"):

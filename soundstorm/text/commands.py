@@ -46,6 +46,17 @@ def models_folder(argument: Path | None) -> Path:
     return Path(os.environ.get("SOUNDSTORM_MODELS", DEFAULT_MODELS))
 
 
+def probability(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value:g}")
+    return value
+
+
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
     parser.add_argument("--voice", action="append", default=[], help=voice_help)
@@ -55,7 +66,7 @@ def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="SoundStorm sampling temperature (default 1)")
     parser.add_argument("--t2s-temperature", type=float, default=0.8, help="text-to-semantic temperature (default 0.8)")
     parser.add_argument("--t2s-top-k", type=int, default=50, help="text-to-semantic top-k (default 50)")
-    parser.add_argument("--t2s-eos-threshold", type=float, default=DecodingOptions.t2s_eos_threshold or 0.0,
+    parser.add_argument("--t2s-eos-threshold", type=probability, default=DecodingOptions.t2s_eos_threshold or 0.0,
                         help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "
                              f"(default {DecodingOptions.t2s_eos_threshold or 0:g})")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
