@@ -66,9 +66,10 @@ def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="SoundStorm sampling temperature (default 1)")
     parser.add_argument("--t2s-temperature", type=float, default=0.8, help="text-to-semantic temperature (default 0.8)")
     parser.add_argument("--t2s-top-k", type=int, default=50, help="text-to-semantic top-k (default 50)")
-    parser.add_argument("--t2s-eos-threshold", type=probability, default=DecodingOptions.t2s_eos_threshold or 0.0,
+    eos_threshold = DecodingOptions.t2s_eos_threshold or 0.0  # the option's 0 is DecodingOptions' None
+    parser.add_argument("--t2s-eos-threshold", type=probability, default=eos_threshold,
                         help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "
-                             f"(default {DecodingOptions.t2s_eos_threshold or 0:g})")
+                             f"(default {eos_threshold:g})")
     parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
