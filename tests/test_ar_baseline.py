@@ -43,6 +43,19 @@ def test_cached_decoding_equals_the_full_forward_pass(splits: list[int]) -> None
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize(("dropout", "attention_dropout", "random_in_training"),
+                         [(0.0, 0.5, True), (0.0, None, False), (0.5, 0.0, True)])
+def test_decoder_attention_dropout_is_its_own_setting(dropout: float, attention_dropout: float | None,
+                                                      random_in_training: bool) -> None:
+    """attention_dropout drops attention weights, dropout the residual branches; None follows dropout."""
+    decoder = CausalDecoder(dim=16, depth=2, heads=2, ff_dim=32, dropout=dropout,
+                            attention_dropout=attention_dropout).train()
+    assert all(block.attention.dropout == (dropout if attention_dropout is None else attention_dropout)
+               for block in decoder.blocks)
+    x = torch.randn(2, 9, 16)
+    assert (not torch.equal(decoder(x), decoder(x))) == random_in_training
+
+
 def test_cached_stage_logits_equal_uncached() -> None:
     model = tiny_model()
     ids = torch.randint(0, 10 + 2 * 16 + 1, (2, 12))

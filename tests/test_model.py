@@ -160,11 +160,28 @@ def test_unconditional_model_refuses_semantic_tokens() -> None:
         ("conv_kernel_size", 4, "odd"),
         ("semantic_vocab_size", -1, ">= 0"),
         ("dropout", 1.0, r"\[0, 1\)"),
+        ("attention_dropout", -0.1, r"attention_dropout must be in \[0, 1\)"),
     ],
 )
 def test_config_validation(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         tiny_config(**{field: value})
+
+
+@pytest.mark.parametrize(("dropout", "attention_dropout", "random_in_training"),
+                         [(0.0, 0.5, True), (0.0, None, False), (0.0, 0.0, False)])
+def test_attention_dropout_is_its_own_setting(dropout: float, attention_dropout: float | None,
+                                               random_in_training: bool) -> None:
+    """Only the attention weights drop here (every other dropout is 0): two training-mode passes
+    differ exactly when attention_dropout > 0, and None follows `dropout`."""
+    model = SoundStorm(tiny_config(dropout=dropout, attention_dropout=attention_dropout)).train()
+    codes, semantic = batch()
+    mask = masking.sample_training_mask(torch.full((codes.shape[0],), codes.shape[1]), codes.shape[1], codes.shape[2],
+                                        generator=torch.Generator().manual_seed(0))
+    first, second = (model(codes, semantic, mask=mask).logits for _ in range(2))
+    assert (not torch.equal(first, second)) == random_in_training
+    model.eval()
+    assert torch.equal(model(codes, semantic, mask=mask).logits, model(codes, semantic, mask=mask).logits)
 
 
 def test_config_dict_round_trip_and_unknown_fields() -> None:

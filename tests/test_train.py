@@ -318,6 +318,10 @@ def test_a_new_run_can_start_from_a_model_folder(cache_dir: Path, tmp_path: Path
     other = Trainer(tiny_recipe(cache_dir, **{"model.depth": 1}), tmp_path / "third", progress=False)
     with pytest.raises(ValueError, match=r"config differs from this recipe's in \['depth'\]"):
         other.initialize_from(tmp_path / "first" / "model")
+    # Regularization is the fine-tune's own choice: dropout settings may differ from the weights'.
+    regularized = Trainer(tiny_recipe(cache_dir, **{"model.dropout": 0.2, "model.attention_dropout": 0.0}),
+                          tmp_path / "fourth", progress=False)
+    regularized.initialize_from(tmp_path / "first" / "model")
 
 
 def test_sigterm_to_the_whole_process_group_with_loader_workers(cache_dir: Path, tmp_path: Path) -> None:

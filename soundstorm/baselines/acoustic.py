@@ -55,7 +55,7 @@ class Stage(nn.Module):
         self.K = config.codebook_size
         self.embedding = nn.Embedding(vocab_size, config.dim)
         self.decoder = CausalDecoder(config.dim, config.depth, config.heads, int(config.ff_mult * config.dim),
-                                     config.dropout, config.rope_base)
+                                     config.dropout, config.rope_base, config.attention_dropout)
         self.head = nn.Linear(config.dim, levels * config.codebook_size)
 
     def hidden(self, ids: Tensor, cache: KVCache | None = None) -> Tensor:

@@ -22,6 +22,11 @@ class ARAcousticConfig(DictConfig):
     heads: int = 8
     ff_mult: float = 4.0
     dropout: float = 0.0
+    # Dropout on the attention weights; None: `dropout`, as before this field existed. 0 lets
+    # PyTorch's CPU attention use its fused kernel: with dropout it falls back to materializing
+    # the weights, 1.5x the time of a demo SoundStorm training step and 10x the forward pass of
+    # the demo AR baseline over 2251 tokens (measured, docs/ar_quality.md).
+    attention_dropout: float | None = None
     rope_base: float = 10000.0
 
     def __post_init__(self) -> None:
@@ -31,6 +36,10 @@ class ARAcousticConfig(DictConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ARAcousticConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"ARAcousticConfig.{name} must be in [0, 1), got {value}")
         if not self.coarse_levels < self.num_quantizers:
             raise ValueError(f"ARAcousticConfig.coarse_levels ({self.coarse_levels}) must leave at least one "
                              f"of the {self.num_quantizers} levels to the fine stage")

@@ -54,10 +54,12 @@ class FeedForward(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    """dropout applies to the output projection; attention_dropout to the attention weights."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, attention_dropout: float) -> None:
         super().__init__()
         self.heads = heads
-        self.dropout = dropout
+        self.attention_dropout = attention_dropout
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
@@ -70,7 +72,7 @@ class SelfAttention(nn.Module):
         cos, sin = rotary
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         attended = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=key_mask, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=key_mask, dropout_p=self.attention_dropout if self.training else 0.0
         )  # [B, H, T, Dh]
         return self.out_dropout(self.out(rearrange(attended, "b h t d -> b t (h d)")))
 
@@ -104,10 +106,11 @@ class ConvModule(nn.Module):
 class ConformerBlock(nn.Module):
     """Macaron block: half FF, self-attention, convolution, half FF, final norm."""
 
-    def __init__(self, dim: int, heads: int, ff_dim: int, kernel_size: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, ff_dim: int, kernel_size: int, dropout: float,
+                 attention_dropout: float) -> None:
         super().__init__()
         self.ff_in = FeedForward(dim, ff_dim, dropout)
-        self.attention = SelfAttention(dim, heads, dropout)
+        self.attention = SelfAttention(dim, heads, dropout, attention_dropout)
         self.conv = ConvModule(dim, kernel_size, dropout)
         self.ff_out = FeedForward(dim, ff_dim, dropout)
         self.norm = nn.LayerNorm(dim)
@@ -136,11 +139,14 @@ class Conformer(nn.Module):
         kernel_size: int,
         dropout: float,
         rope_base: float,
+        attention_dropout: float | None = None,
     ) -> None:
+        """attention_dropout: on the attention weights (None: `dropout`)."""
         super().__init__()
         self.rotary = RotaryEmbedding(dim // heads, rope_base)
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.blocks = nn.ModuleList(
-            ConformerBlock(dim, heads, ff_dim, kernel_size, dropout) for _ in range(depth)
+            ConformerBlock(dim, heads, ff_dim, kernel_size, dropout, attention_dropout) for _ in range(depth)
         )
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:

@@ -35,6 +35,8 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
+    """dropout: on the attention weights, in training (the block drops the residual branch)."""
+
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
         self.heads = heads
@@ -68,9 +70,9 @@ class CausalSelfAttention(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float) -> None:
         super().__init__()
-        self.attention = CausalSelfAttention(dim, heads, dropout)
+        self.attention = CausalSelfAttention(dim, heads, attention_dropout)
         self.ff = FeedForward(dim, ff_dim, dropout)
         self.dropout = nn.Dropout(dropout)
 
@@ -82,10 +84,13 @@ class DecoderBlock(nn.Module):
 class CausalDecoder(nn.Module):
     """Pre-norm decoder blocks over embeddings [B, T, D] -> hidden states [B, T, D]."""
 
-    def __init__(self, dim: int, depth: int, heads: int, ff_dim: int, dropout: float, rope_base: float = 10000.0) -> None:
+    def __init__(self, dim: int, depth: int, heads: int, ff_dim: int, dropout: float, rope_base: float = 10000.0,
+                 attention_dropout: float | None = None) -> None:
+        """attention_dropout: on the attention weights (None: `dropout`)."""
         super().__init__()
         self.rotary = RotaryEmbedding(dim // heads, rope_base)
-        self.blocks = nn.ModuleList(DecoderBlock(dim, heads, ff_dim, dropout) for _ in range(depth))
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        self.blocks = nn.ModuleList(DecoderBlock(dim, heads, ff_dim, dropout, attention_dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:

@@ -63,6 +63,7 @@ class SoundStorm(nn.Module):
             kernel_size=config.conv_kernel_size,
             dropout=config.dropout,
             rope_base=config.rope_base,
+            attention_dropout=config.attention_dropout,
         )
         # One linear head per level, stacked so that only the level being trained or decoded
         # is ever computed.

@@ -41,6 +41,11 @@ class TextToSemanticConfig(DictConfig):
     heads: int = 4
     ff_mult: float = 4.0
     dropout: float = 0.1
+    # Dropout on the attention weights; None: `dropout`, as before this field existed. 0 lets
+    # PyTorch's CPU attention use its fused kernel: with dropout it falls back to materializing
+    # the weights, 1.5x the time of a demo SoundStorm training step and 10x the forward pass of
+    # the demo AR baseline over 2251 tokens (measured, docs/ar_quality.md).
+    attention_dropout: float | None = None
     rope_base: float = 10000.0
     # Semantic tokens per text symbol, the lowest and highest of the training data's utterances
     # (soundstorm.train.t2s_task measures them): generate's default bounds on the output length,
@@ -56,6 +61,10 @@ class TextToSemanticConfig(DictConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"TextToSemanticConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"TextToSemanticConfig.{name} must be in [0, 1), got {value}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"TextToSemanticConfig.dim ({self.dim}) must split into {self.heads} even-sized heads")
         if self.semantic_rate <= 0:
@@ -100,7 +109,7 @@ class TextToSemantic(nn.Module):
         self.eos = V  # output vocabulary: semantic ids, EOS
         self.embedding = nn.Embedding(Tv + 1 + V + 1, config.dim)
         self.decoder = CausalDecoder(config.dim, config.depth, config.heads, int(config.ff_mult * config.dim),
-                                     config.dropout, config.rope_base)
+                                     config.dropout, config.rope_base, config.attention_dropout)
         self.head = nn.Linear(config.dim, V + 1)
 
     def _sequence(self, text: Tensor, semantic: Tensor, eos: bool) -> Tensor:

@@ -52,6 +52,9 @@ from soundstorm.train.task import build_task
 CHECKPOINTS_DIR = "checkpoints"
 # Recipe fields that must not change when a run is resumed.
 FIXED_ON_RESUME = ("task", "model", "seed")
+# Config fields that regularize training and leave the weights' meaning alone: a fine-tune from a
+# model folder may change them (e.g. attention_dropout = 0 for CPU speed).
+REGULARIZATION_FIELDS = ("dropout", "attention_dropout")
 
 
 def log_spectrogram_image(wav: torch.Tensor, n_fft: int = 512) -> torch.Tensor:
@@ -203,7 +206,7 @@ class Trainer:
         module = self.modules[self.task.export_module]
         found = read_config(path, type(module).__name__)
         expected = json.loads(json.dumps(self.task.config.to_dict()))  # type: ignore[attr-defined]
-        for name in self.task.measured_config_fields:  # this run's data decides them, not the weights
+        for name in (*self.task.measured_config_fields, *REGULARIZATION_FIELDS):  # not the weights' business
             found.pop(name, None)
             expected.pop(name, None)
         if found != expected:
