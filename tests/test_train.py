@@ -389,3 +389,25 @@ def test_t2s_training_measures_its_length_bounds_and_eos_weight_teaches_stopping
     again = Trainer(t2s_recipe(text_cache_dir, 1.0), tmp_path / "again", progress=False,
                     init_from=tmp_path / "eos30.0" / "model", until_step=1)
     assert again.fit()["step"] == 1
+
+
+def test_ema_warms_up_so_that_a_short_run_forgets_its_initialization() -> None:
+    """Weights that jump from 0 to 1 and stay: after 1250 updates at decay 0.999 a fixed-decay
+    average would still hold 0.999 ** 1250 = 29% of the zeros; the warmed-up one holds almost
+    none, and its decay reaches the configured value only late."""
+    from soundstorm.train.ema import EMA, warmed_up_decay
+
+    module = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+    ema = EMA(module, decay=0.999)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(1.0)
+    for step in range(1250):
+        ema.update(module, step)
+    weight = ema.module.weight
+    assert float(weight.min()) > 0.99 > 1 - 0.999 ** 1250
+    assert warmed_up_decay(0.999, 0) == 0.1 and warmed_up_decay(0.999, 100) < 0.92
+    assert warmed_up_decay(0.999, 20_000) == 0.999 and warmed_up_decay(0.5, 8) == 0.5

@@ -315,7 +315,7 @@ class Trainer:
             metrics[f"{phase.name}/loss"] = total
             metrics[f"{phase.name}/lr"] = self.schedulers[phase.name].get_last_lr()[0]
         if self.ema is not None:
-            self.ema.update(self.modules[self.task.export_module])
+            self.ema.update(self.modules[self.task.export_module], self.step)
         return metrics
 
     def validate(self) -> dict[str, float]:
