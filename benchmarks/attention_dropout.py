@@ -36,24 +36,25 @@ from soundstorm.text.model import TextToSemantic, TextToSemanticConfig  # noqa: 
 K, Q, V = 1024, 8, 512  # the demo codec and semantic tokenizer
 
 
-def soundstorm_case(attention_dropout: float) -> tuple[nn.Module, Callable[[nn.Module], Tensor]]:
-    model = SoundStorm(SoundStormConfig(codebook_size=K, num_quantizers=Q, semantic_vocab_size=V, dim=256, depth=6,
-                                        heads=4, dropout=0.1, attention_dropout=attention_dropout))
-    B, T = 16, 500
+def acoustic_case(model: nn.Module, batch: int) -> tuple[nn.Module, Callable[[nn.Module], Tensor]]:
+    """SoundStorm and the AR baseline take the same training inputs: codes, semantic, lengths."""
+    T = 500
     g = torch.Generator().manual_seed(0)
-    codes, semantic = torch.randint(K, (B, T, Q), generator=g), torch.randint(V, (B, T // 2), generator=g)
-    lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
+    codes, semantic = torch.randint(K, (batch, T, Q), generator=g), torch.randint(V, (batch, T // 2), generator=g)
+    lengths = torch.randint(T // 2, T + 1, (batch,), generator=g)
     return model, lambda m: m(codes, semantic, lengths, generator=torch.Generator().manual_seed(0)).loss
+
+
+def soundstorm_case(attention_dropout: float) -> tuple[nn.Module, Callable[[nn.Module], Tensor]]:
+    return acoustic_case(SoundStorm(SoundStormConfig(codebook_size=K, num_quantizers=Q, semantic_vocab_size=V, dim=256,
+                                                     depth=6, heads=4, dropout=0.1,
+                                                     attention_dropout=attention_dropout)), batch=16)
 
 
 def ar_case(attention_dropout: float) -> tuple[nn.Module, Callable[[nn.Module], Tensor]]:
-    model = ARAcousticModel(ARAcousticConfig(codebook_size=K, num_quantizers=Q, semantic_vocab_size=V, dim=256,
-                                             depth=6, heads=4, dropout=0.1, attention_dropout=attention_dropout))
-    B, T = 4, 500
-    g = torch.Generator().manual_seed(0)
-    codes, semantic = torch.randint(K, (B, T, Q), generator=g), torch.randint(V, (B, T // 2), generator=g)
-    lengths = torch.randint(T // 2, T + 1, (B,), generator=g)
-    return model, lambda m: m(codes, semantic, lengths, generator=torch.Generator().manual_seed(0)).loss
+    return acoustic_case(ARAcousticModel(ARAcousticConfig(codebook_size=K, num_quantizers=Q, semantic_vocab_size=V,
+                                                          dim=256, depth=6, heads=4, dropout=0.1,
+                                                          attention_dropout=attention_dropout)), batch=4)
 
 
 def t2s_case(attention_dropout: float) -> tuple[nn.Module, Callable[[nn.Module], Tensor]]:

@@ -23,8 +23,8 @@ class SoundStormConfig:
     dropout: float = 0.0  # dropout in attention, feed-forward and convolution modules
     # Dropout on the attention weights; None: `dropout`, as before this field existed. 0 lets
     # PyTorch's CPU attention use its fused kernel: with dropout it falls back to materializing
-    # the weights, 1.5x the time of a demo SoundStorm training step and 10x the forward pass of
-    # the demo AR baseline over 2251 tokens (measured, docs/ar_quality.md).
+    # the weights: 1.6x the time of a demo SoundStorm training step and 4.6x a training step of
+    # the demo AR baseline over 2251 tokens (measured: benchmarks/attention_dropout.py, docs/benchmarks.md).
     attention_dropout: float | None = None
     rope_base: float = 10000.0  # base of the rotary position embedding frequencies
 
