@@ -25,7 +25,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
+from soundstorm.text.commands import add_decoding_arguments, decoding_options, models_folder
+from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
 GOALS = {"wer_ratio": 1.3, "similarity": {"training voices": 0.80, "held-out voices": 0.70}, "rtf": 0.2}
@@ -92,12 +94,11 @@ def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], sec
 def run(args: argparse.Namespace) -> int:
     from soundstorm.eval.asr import Recognizer, error_rates
     from soundstorm.eval.speaker import SpeakerSimilarity
-    from soundstorm.text.commands import models_folder
-    from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = SpeechPipeline.from_folder(models_folder(args.models), precision=args.precision)
+    options = decoding_options(args)
     if pipeline.t2s is None:
         raise SystemExit("the models folder has no text-to-semantic model (t2s/): nothing to evaluate")
     entries = read_manifest(args.manifest)
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
         prompt = prompt[: round(args.prompt_seconds * sr)]
         voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr)
         try:
-            wav = pipeline.tts(entry.text or "", voice, DecodingOptions(steps=args.steps, seed=index))
+            # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
+            wav = pipeline.tts(entry.text or "", voice, replace(options, seed=options.seed * len(pairs) + index))
         except ValueError as error:  # a sentence the phonemizer cannot say: report, do not count
             print(f"skipped {entry.id}: {error}", file=sys.stderr)
             continue
@@ -148,7 +150,6 @@ def run(args: argparse.Namespace) -> int:
     dialogue: dict[str, Any] | None = None
     if len(voices) == 2:
         turns = dialogue_script(entries, ("A", "B"), args.dialogue_seconds)
-        options = DecodingOptions(steps=args.steps, seed=0)
         pipeline.dialogue(turns[:1], {"A": voices[0]}, options)  # warm-up: first-call allocations are not the speed
         start = time.perf_counter()
         wav = pipeline.dialogue(turns, {"A": voices[0], "B": voices[1]}, options)
@@ -158,17 +159,18 @@ def run(args: argparse.Namespace) -> int:
                     "threads": torch.get_num_threads(), "precision": pipeline.precision}
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
-    markdown = to_markdown(rows, dialogue, command, args.prompt_seconds)
+    markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options)
     print(markdown)
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
-            {"command": command, "goals": GOALS, "rows": rows, "dialogue": dialogue,
+            {"command": command, "options": asdict(options), "goals": GOALS, "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
 
 
-def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float) -> str:
+def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,
+                options: DecodingOptions) -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "not met"
 
@@ -176,6 +178,9 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              f"Each held-out sentence spoken from its text in the voice of a {prompt_seconds:g} s prompt (another "
              "utterance of the same speaker). WER/CER: pocketsphinx against the transcript, for our audio and the "
              "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
+             f"Decoding: SoundStorm steps {options.steps or 'default (16, 1, ...)'}, temperature {options.temperature:g}, "
+             f"guidance {options.guidance_scale:g}; text-to-semantic temperature {options.t2s_temperature:g}, "
+             f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}.", "",
              "| voices | n | WER (synthesizer) | WER (ours) | ratio (goal <= 1.3) | CER (synth / ours) | "
              "similarity (synthesizer) | similarity (ours) | goal | RTF |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -202,8 +207,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-group", type=int, default=30, help="sentences per group (default 30)")
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
-    parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
     parser.add_argument("--threads", type=int, default=0)
+    add_decoding_arguments(parser)
     add_precision_argument(parser)
     parser.add_argument("--out", type=Path, help="write tts_eval.md and tts_eval.json into this folder")
     parser.add_argument("--quiet", action="store_true")

@@ -57,30 +57,41 @@ def probability(text: str) -> float:
     return value
 
 
+def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """The DecodingOptions knobs, shared by the speech commands and `soundstorm eval-tts`."""
+    defaults = DecodingOptions()
+    parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help=f"SoundStorm sampling temperature (default {defaults.temperature:g})")
+    parser.add_argument("--t2s-temperature", type=float, default=defaults.t2s_temperature,
+                        help=f"text-to-semantic temperature (default {defaults.t2s_temperature:g})")
+    parser.add_argument("--t2s-top-k", type=int, default=defaults.t2s_top_k,
+                        help=f"text-to-semantic top-k (default {defaults.t2s_top_k})")
+    eos_threshold = defaults.t2s_eos_threshold or 0.0  # the option's 0 is DecodingOptions' None
+    parser.add_argument("--t2s-eos-threshold", type=probability, default=eos_threshold,
+                        help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "
+                             f"(default {eos_threshold:g})")
+    parser.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale,
+                        help=f"classifier-free guidance (default {defaults.guidance_scale:g}: off)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+
+
+def decoding_options(args: argparse.Namespace) -> DecodingOptions:
+    """DecodingOptions from the arguments of add_decoding_arguments."""
+    return DecodingOptions(steps=args.steps, temperature=args.temperature, t2s_temperature=args.t2s_temperature,
+                           t2s_top_k=args.t2s_top_k, t2s_eos_threshold=args.t2s_eos_threshold or None,
+                           guidance_scale=args.guidance_scale, seed=args.seed)
+
+
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="WAV file to write")
     parser.add_argument("--voice", action="append", default=[], help=voice_help)
     parser.add_argument("--models", type=Path, help="models folder (default: the bundled models/demo)")
     parser.add_argument("--spectrogram", type=Path, help="also write a spectrogram PNG here")
-    parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="SoundStorm sampling temperature (default 1)")
-    parser.add_argument("--t2s-temperature", type=float, default=0.8, help="text-to-semantic temperature (default 0.8)")
-    parser.add_argument("--t2s-top-k", type=int, default=50, help="text-to-semantic top-k (default 50)")
-    eos_threshold = DecodingOptions.t2s_eos_threshold or 0.0  # the option's 0 is DecodingOptions' None
-    parser.add_argument("--t2s-eos-threshold", type=probability, default=eos_threshold,
-                        help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "
-                             f"(default {eos_threshold:g})")
-    parser.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance (default 1: off)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_decoding_arguments(parser)
     parser.add_argument("--device", default="cpu")
     add_precision_argument(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-
-
-def _options(args: argparse.Namespace) -> DecodingOptions:
-    return DecodingOptions(steps=args.steps, temperature=args.temperature, t2s_temperature=args.t2s_temperature,
-                           t2s_top_k=args.t2s_top_k, t2s_eos_threshold=args.t2s_eos_threshold or None,
-                           guidance_scale=args.guidance_scale, seed=args.seed)
 
 
 def _pipeline(args: argparse.Namespace) -> SpeechPipeline:
@@ -110,7 +121,7 @@ def _write(pipeline: SpeechPipeline, wav: np.ndarray, args: argparse.Namespace) 
 
 def run_tts(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
-    return _write(pipeline, pipeline.tts(args.text, _single_voice(pipeline, args.voice), _options(args)), args)
+    return _write(pipeline, pipeline.tts(args.text, _single_voice(pipeline, args.voice), decoding_options(args)), args)
 
 
 def run_dialogue(args: argparse.Namespace) -> int:
@@ -124,12 +135,12 @@ def run_dialogue(args: argparse.Namespace) -> int:
     else:
         shared = _single_voice(pipeline, args.voice)
         voices = {speaker: shared for speaker, _ in turns}
-    return _write(pipeline, pipeline.dialogue(turns, voices, _options(args)), args)
+    return _write(pipeline, pipeline.dialogue(turns, voices, decoding_options(args)), args)
 
 
 def run_resynth(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
-    return _write(pipeline, pipeline.resynth(args.input, _single_voice(pipeline, args.voice), _options(args)), args)
+    return _write(pipeline, pipeline.resynth(args.input, _single_voice(pipeline, args.voice), decoding_options(args)), args)
 
 
 def read_tokens(path: Path) -> torch.Tensor:
@@ -151,7 +162,7 @@ def read_tokens(path: Path) -> torch.Tensor:
 def run_generate(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     tokens = read_tokens(args.tokens)
-    return _write(pipeline, pipeline.speak(tokens, _single_voice(pipeline, args.voice), _options(args)), args)
+    return _write(pipeline, pipeline.speak(tokens, _single_voice(pipeline, args.voice), decoding_options(args)), args)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
