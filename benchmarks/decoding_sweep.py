@@ -59,9 +59,11 @@ def main() -> int:
     results = {}
     for name in args.settings:
         folder = args.out / slug(name)
-        code = soundstorm(["eval-tts", "--models", str(args.models), "--manifest", str(args.manifest),
-                           "--per-group", str(args.per_group), "--threads", str(args.threads),
-                           "--out", str(folder), "--quiet", *SETTINGS[name]])
+        command = ["eval-tts", "--models", shown(args.models), "--manifest", str(args.manifest),
+                   "--per-group", str(args.per_group), "--threads", str(args.threads),
+                   "--out", str(folder), "--quiet", *SETTINGS[name]]
+        sys.argv = ["soundstorm", *command]  # eval-tts writes the command it was run by from sys.argv
+        code = soundstorm(command)
         if code != 0:
             return code
         results[name] = json.loads((folder / "tts_eval.json").read_text())
