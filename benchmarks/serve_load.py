@@ -146,14 +146,24 @@ async def send(client: httpx.AsyncClient, source: bytes) -> tuple[int, float, fl
     return response.status_code, latency, audio, int(response.headers.get("x-batch-size", 0))
 
 
-async def load(url: str, source: bytes, total: int, concurrency: int) -> tuple[list[tuple[int, float, float, int]], float]:
+async def load(url: str, source: bytes, total: int, concurrency: int,
+               retry_after_s: float | None = None) -> tuple[list[tuple[int, float, float, int]], float]:
+    """`total` requests from `concurrency` clients, each back to back; every response is in the
+    list. With `retry_after_s` the clients behave like polite ones: a 503 is resent after that
+    pause until it is served, so `total` responses are 200 and the rest of the list are refusals
+    (without it, a refusal uses up a request, and how many are served depends on the machine)."""
     results: list[tuple[int, float, float, int]] = []
     remaining = [total]
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         while remaining[0] > 0:
             remaining[0] -= 1
-            results.append(await send(client, source))
+            response = await send(client, source)
+            results.append(response)
+            while retry_after_s is not None and response[0] == 503:
+                await asyncio.sleep(retry_after_s)
+                response = await send(client, source)
+                results.append(response)
 
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
         start = time.perf_counter()

@@ -12,7 +12,10 @@ from soundstorm.toy import ToyTask, train_toy_model
 @pytest.mark.slow
 def test_iterative_decoding_beats_one_shot_on_the_toy_task() -> None:
     task = ToyTask()
-    model, losses = train_toy_model(task, max_seconds=75.0, max_steps=1500, seed=0)
+    # A fixed number of steps, not a time budget: on a loaded machine a time budget trains too
+    # little, and an undertrained model collapses to one voice in both decodings (1.0 and 1.0).
+    model, losses = train_toy_model(task, max_seconds=float("inf"), max_steps=1500, seed=0)
+    assert len(losses) == 1500
     assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20, "training did not reduce the loss"
 
     _, semantic, _ = task.sample(64, torch.Generator().manual_seed(1))

@@ -34,10 +34,12 @@ def test_concurrent_clients_get_200_or_503_and_memory_stays_bounded(tmp_path: Pa
         warm, _ = asyncio.run(serve_load.load(server.url, source, total=8, concurrency=2))
         assert {status for status, *_ in warm} == {200}
         after_warmup = process.memory_info().rss
-        results, seconds = asyncio.run(serve_load.load(server.url, source, total=60, concurrency=12))
+        # 12 clients against 3 waiting places and batches of 4: some must be refused at any speed;
+        # they retry after a pause (as Retry-After asks), so all 24 are served in the end.
+        results, seconds = asyncio.run(serve_load.load(server.url, source, total=24, concurrency=12, retry_after_s=0.2))
         statuses = [status for status, *_ in results]
-        assert len(results) == 60 and set(statuses) <= {200, 503}
-        assert statuses.count(503) > 0 and statuses.count(200) >= 8  # it refused the overflow and served the rest
+        assert set(statuses) <= {200, 503} and statuses.count(200) == 24
+        assert statuses.count(503) > 0  # it refused the overflow instead of queueing it
         assert max(batch for status, _, _, batch in results if status == 200) > 1  # waiting requests were batched
         assert process.memory_info().rss - after_warmup < 300 * 2**20
         assert httpx.get(f"{server.url}/api/health", timeout=10).json()["pending"] == 0
