@@ -89,10 +89,16 @@ def sample_codes(probs: Tensor, generator: Generators, lengths: Sequence[int] | 
     `generator` may be one per example (see draw_uniform; `lengths` [B] then bounds each
     example's draws).
     """
-    cdf = probs.cumsum(dim=-1)  # [B, T, K]
-    total = cdf[..., -1:]  # [B, T, 1]
-    uniform = draw_uniform(probs.shape[:2], generator, probs.device, probs.dtype, lengths)[..., None]  # [B, T, 1]
-    codes = torch.searchsorted(cdf, uniform * total, right=True).squeeze(-1)  # [B, T]
+    uniform = draw_uniform(probs.shape[:2], generator, probs.device, probs.dtype, lengths)  # [B, T]
+    return invert_cdf(probs, uniform)
+
+
+def invert_cdf(probs: Tensor, uniform: Tensor) -> Tensor:
+    """The code whose CDF interval holds each uniform: probs [..., K], uniform [...] in [0, 1)
+    -> codes [...] int64 (see sample_codes)."""
+    cdf = probs.cumsum(dim=-1)  # [..., K]
+    total = cdf[..., -1:]  # [..., 1]
+    codes = torch.searchsorted(cdf, uniform[..., None] * total, right=True).squeeze(-1)  # [...]
     return torch.where(codes < probs.shape[-1], codes, probs.argmax(dim=-1))
 
 
@@ -256,39 +262,48 @@ def generate(
     if guided and backbone_valid is not None:
         backbone_valid = torch.cat([backbone_valid, backbone_valid], dim=0)
 
-    def level_logits(level: int) -> Tensor:
+    def level_logits(level: int, where: Tensor) -> Tensor:
+        """Logits [M, K] of level `level` at the M positions where `where` [B, T] is True, in
+        row-major order. Only the tokens still to be decided need the output head, the softmax
+        and the sampling: at most half the grid on average over a level's iterations, less with
+        a prompt (a third of a dialogue turn's frames) or padding."""
         inputs = torch.cat([codes, codes], dim=0) if guided else codes
-        hidden = model.hidden_states(inputs, condition, backbone_valid)
-        logits = model.level_logits(hidden, level)  # [B or 2B, T, K] float32
+        hidden = model.hidden_states(inputs, condition, backbone_valid)  # [B or 2B, T, D]
         if guided:
+            cond, null = hidden.chunk(2, dim=0)
+            logits = model.level_logits(torch.cat([cond[where], null[where]]), level)  # [2M, K]
             cond, null = logits.chunk(2, dim=0)
-            logits = null + guidance_scale * (cond - null)
-        return logits
+            return null + guidance_scale * (cond - null)
+        return model.level_logits(hidden[where], level)  # [M, K] float32
 
     # ---- level by level, coarse to fine --------------------------------------------------
     forward_pass = 0
     for level, num_iterations in enumerate(steps):
         level_codes = codes[:, :, level]  # [B, T] a view: writes land in `codes`
         for iteration in range(num_iterations):
-            logits = level_logits(level)  # [B, T, K]
-            forward_pass += 1
             still_masked = to_decode & (level_codes == mask_id)  # [B, T]
+            logits = level_logits(level, still_masked)  # [M, K], M = still-masked tokens
+            forward_pass += 1
             is_last = iteration == num_iterations - 1
             tau = temperature * (1.0 - iteration / num_iterations) if anneal_temperature else temperature
+            # The random streams are drawn over the whole [B, T] grid, as they always were, and
+            # read at the still-masked tokens: an example's draws stay the same in any batch.
             if (is_last and greedy_last) or tau == 0.0:
-                probs = logits.softmax(dim=-1)
-                sampled = probs.argmax(dim=-1)  # [B, T]
+                probs = logits.softmax(dim=-1)  # [M, K]
+                sampled_masked = probs.argmax(dim=-1)  # [M]
             else:
                 probs = filter_logits(logits / tau, top_k, top_p).softmax(dim=-1)
-                sampled = sample_codes(probs, generator, draw_lengths)  # [B, T]
-            confidence = probs.gather(-1, sampled[..., None]).squeeze(-1).log()  # [B, T]
+                uniform = draw_uniform(still_masked.shape, generator, device, probs.dtype, draw_lengths)  # [B, T]
+                sampled_masked = invert_cdf(probs, uniform[still_masked])  # [M]
+            # Only still-masked tokens of this level compete for the budget.
+            confidence = torch.full(still_masked.shape, float("-inf"), device=device, dtype=probs.dtype)  # [B, T]
+            confidence[still_masked] = probs.gather(-1, sampled_masked[:, None]).squeeze(-1).log()
+            sampled = torch.zeros_like(level_codes).masked_scatter_(still_masked, sampled_masked)  # [B, T]
             noise_scale = gumbel_scale * (1.0 - (iteration + 1) / num_iterations)
             if noise_scale > 0:
                 uniform = draw_uniform(confidence.shape, generator, device, lengths=draw_lengths)  # [B, T]
                 gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
-                confidence = confidence + noise_scale * gumbel
-            # Only still-masked tokens of this level compete for the budget.
-            confidence = confidence.masked_fill(~still_masked, float("-inf"))
+                confidence = confidence + noise_scale * gumbel  # -inf stays -inf
             stay_masked = masking.num_masked_after(iteration + 1, num_iterations, num_to_decode)  # [B]
             num_reveal = still_masked.sum(dim=1) - stay_masked  # [B]
             order = confidence.argsort(dim=1, descending=True, stable=True)  # [B, T]

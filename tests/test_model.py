@@ -210,3 +210,26 @@ def test_runs_under_bf16_autocast() -> None:
         generated = model.generate(semantic, temperature=0)
     assert out.logits.dtype == torch.float32 and torch.isfinite(out.loss)
     assert generated.shape == codes.shape
+
+
+def test_rotary_is_rotate_half_and_its_offset_tables_are_slices_of_the_full_table() -> None:
+    from soundstorm.model.conformer import RotaryEmbedding, apply_rotary
+
+    rotary = RotaryEmbedding(head_dim=8, base=10000.0)
+    cos, sin = rotary(12)  # [T, Dh]
+    x = torch.randn(2, 3, 12, 8)  # [B, H, T, Dh]
+    # The textbook rotate-half form, with the plain (unsigned) sin table.
+    angles = torch.outer(torch.arange(12, dtype=torch.float32), rotary.inv_freq)
+    plain_cos, plain_sin = torch.cat([angles.cos()] * 2, dim=-1), torch.cat([angles.sin()] * 2, dim=-1)
+    first, second = x.chunk(2, dim=-1)
+    expected = x * plain_cos + torch.cat([-second, first], dim=-1) * plain_sin
+    assert torch.equal(apply_rotary(x, cos, sin), expected)
+    # Incremental decoding asks for positions offset..offset+T-1 only.
+    offset_cos, offset_sin = rotary(4, offset=7)
+    assert torch.equal(offset_cos, cos[7:11]) and torch.equal(offset_sin, sin[7:11])
+    # A rotation: norms are kept, and q . k depends only on the distance between positions.
+    rotated = apply_rotary(x, cos, sin)
+    torch.testing.assert_close(rotated.norm(dim=-1), x.norm(dim=-1))
+    q, k = torch.randn(8), torch.randn(8)
+    same = apply_rotary(q.expand(12, 8), cos, sin), apply_rotary(k.expand(12, 8), cos, sin)
+    torch.testing.assert_close((same[0][5] * same[1][2]).sum(), (same[0][9] * same[1][6]).sum())

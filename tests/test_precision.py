@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from soundstorm.precision import autocast, bf16_is_fast, resolve_precision
+from soundstorm.precision import autocast, bf16_is_fast, resolve_precision, resolve_step_precision
 
 
 def test_auto_follows_the_hardware_and_explicit_choices_stand() -> None:
@@ -17,6 +17,15 @@ def test_auto_follows_the_hardware_and_explicit_choices_stand() -> None:
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ValueError, match="auto, fp32, bf16"):
         resolve_precision("fp16", cpu)
+
+
+def test_one_token_decoders_stay_float32_on_a_cpu_unless_bf16_is_asked_for() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_step_precision("auto", cpu) == "fp32"
+    assert resolve_step_precision("bf16", cpu) == "bf16" and resolve_step_precision("fp32", cpu) == "fp32"
+    assert resolve_step_precision("auto", torch.device("meta")) == resolve_precision("auto", torch.device("meta"))
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        resolve_step_precision("fp16", cpu)
 
 
 @pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])

@@ -156,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - start
         dialogue = {"turns": len(turns), "voices": [v.name for v in voices], "audio_seconds": len(wav) / sr,
                     "seconds": seconds, "rtf": seconds / (len(wav) / sr), "stages": dict(pipeline.timing.stages),
-                    "threads": torch.get_num_threads(), "precision": pipeline.precision}
+                    "threads": torch.get_num_threads(), "precision": pipeline.precision,
+                    "t2s_precision": pipeline.t2s_precision}
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options)
@@ -195,7 +196,8 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
         lines += ["", f"Dialogue: {dialogue['turns']} turns, voices {' and '.join(dialogue['voices'])}: "
                       f"{dialogue['audio_seconds']:.1f} s of audio in {dialogue['seconds']:.2f} s, real-time factor "
                       f"{dialogue['rtf']:.3f} (goal <= {GOALS['rtf']}: {mark(dialogue['rtf'] <= GOALS['rtf'])}; "
-                      f"{dialogue['threads']} torch threads, {dialogue['precision']}; {stages})."]
+                      f"{dialogue['threads']} torch threads, SoundStorm {dialogue['precision']}, text-to-semantic "
+                      f"{dialogue.get('t2s_precision', dialogue['precision'])}; {stages})."]
     return "\n".join(lines) + "\n"
 
 

@@ -24,20 +24,22 @@ class RotaryEmbedding(nn.Module):
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
         self.register_buffer("inv_freq", inv_freq.float(), persistent=False)  # [Dh / 2]
 
-    def forward(self, num_frames: int) -> tuple[Tensor, Tensor]:
-        """cos and sin tables, each [T, Dh], float32."""
-        positions = torch.arange(num_frames, device=self.inv_freq.device, dtype=torch.float32)
+    def forward(self, num_frames: int, offset: int = 0) -> tuple[Tensor, Tensor]:
+        """cos and signed sin tables of positions offset..offset+T-1, each [T, Dh], float32
+        (the sin table's first half is negated: see apply_rotary)."""
+        positions = torch.arange(offset, offset + num_frames, device=self.inv_freq.device, dtype=torch.float32)
         angles = torch.outer(positions, self.inv_freq)  # [T, Dh / 2]
-        angles = torch.cat([angles, angles], dim=-1)  # [T, Dh]
-        return angles.cos(), angles.sin()
+        cos, sin = angles.cos(), angles.sin()
+        return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate x [B, H, T, Dh] by the position tables cos, sin [T, Dh]."""
+    """Rotate x [..., T, Dh] by the tables cos, sin [T, Dh] of RotaryEmbedding, rotate-half
+    convention: halves [a, b] -> [a cos - b sin, b cos + a sin]. The roll and the signed sin
+    table do in four elementwise ops what chunk, neg and cat do in six (the text-to-semantic
+    model's one-token steps are bound by the number of ops); the result is bit for bit the same."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # x may be bf16 under autocast
-    first, second = x.chunk(2, dim=-1)
-    rotated = torch.cat([-second, first], dim=-1)
-    return x * cos + rotated * sin
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
 class FeedForward(nn.Module):
@@ -68,9 +70,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor], key_mask: Tensor | None) -> Tensor:
         """x [B, T, D]; key_mask [B, 1, 1, T] bool, True = attend (None: attend everywhere)."""
         qkv = self.qkv(self.norm(x))  # [B, T, 3D]
-        q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.heads)
-        cos, sin = rotary
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        qkv = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.heads)
+        q, k = apply_rotary(qkv[:2], *rotary).unbind(0)  # [B, H, T, Dh] each, one rotation for both
+        v = qkv[2]
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, dropout_p=self.attention_dropout if self.training else 0.0
         )  # [B, H, T, Dh]

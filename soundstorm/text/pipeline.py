@@ -36,7 +36,7 @@ from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
 from soundstorm.decoding import DecodeStep
 from soundstorm.model.soundstorm import SoundStorm
-from soundstorm.precision import autocast, resolve_precision
+from soundstorm.precision import autocast, resolve_precision, resolve_step_precision
 from soundstorm.semantic import SemanticTokenizer
 from soundstorm.semantic.rate import check_semantic_matches
 from soundstorm.text.model import TextToSemantic
@@ -115,6 +115,8 @@ class SpeechPipeline:
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
         # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
         self.precision = resolve_precision(precision, self.device)
+        # The text-to-semantic model's one-token steps: float32 on a CPU unless bf16 is asked for.
+        self.t2s_precision = resolve_step_precision(precision, self.device)
         self.codec, self.semantic, self.t2s = codec, semantic, t2s
         self.soundstorm = soundstorm.to(self.device).eval()
         if t2s is not None:
@@ -219,7 +221,7 @@ class SpeechPipeline:
             ids = self.symbols.join(self.symbols.encode(voice.text), ids, turn=False)
             prompt = voice.semantic
         start = time.perf_counter()
-        with autocast(self.precision, self.device):
+        with autocast(self.t2s_precision, self.device):
             tokens = self.t2s.generate(torch.tensor(ids, device=self.device), prompt_semantic=prompt,
                                        temperature=options.t2s_temperature, top_k=options.t2s_top_k,
                                        eos_threshold=options.t2s_eos_threshold,
