@@ -152,6 +152,13 @@ def test_bundle_and_the_speech_demo(models: Path, tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("SOUNDSTORM_MODELS", str(out))
     assert main(["demo", "--out-dir", str(tmp_path / "demo")]) == 0
     assert sf.info(tmp_path / "demo" / "tts.wav").duration > 0 and sf.info(tmp_path / "demo" / "dialogue.wav").duration > 0
+    # A rebuild keeps the folder's description and its measured decoding defaults.
+    (out / "README.md").write_text("# trained on ...\n")
+    (out / "decoding.json").write_text('{"steps": [4, 1, 1, 1]}')
+    assert main(["bundle", "--codec", str(models / "codec"), "--semantic", str(models / "semantic"),
+                 "--soundstorm", str(models / "soundstorm"), "--out", str(out)]) == 0
+    assert (out / "README.md").read_text() == "# trained on ...\n"
+    assert SpeechPipeline.from_folder(out).default_steps == [4, 1, 1, 1]
 
 
 def test_batched_rendering_equals_each_request_alone_and_traces_the_decoding(models: Path) -> None:
@@ -185,3 +192,31 @@ def test_precision_is_what_soundstorm_and_text_to_semantic_compute_in(models: Pa
     wav = pipeline.tts("Hello there.", pipeline.default_voice(), DecodingOptions(steps=[2, 1, 1, 1]))
     assert seen == {"soundstorm": {dtype}, "t2s": {dtype}}
     assert wav.dtype == np.float32 and np.isfinite(wav).all()  # the codec decodes in float32 either way
+
+
+def test_auto_precision_keeps_the_text_to_semantic_steps_in_float32_on_a_cpu(models: Path) -> None:
+    from soundstorm.precision import bf16_is_fast
+
+    pipeline = SpeechPipeline.from_folder(models, precision="auto")
+    assert pipeline.t2s_precision == "fp32"
+    assert pipeline.precision == ("bf16" if bf16_is_fast(torch.device("cpu")) else "fp32")
+
+
+def test_a_models_folder_can_carry_its_measured_decoding_steps(models: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    shutil.copytree(models, folder)
+    assert SpeechPipeline.from_folder(folder).default_steps == [16, 1, 1, 1]  # none given: the paper's
+    (folder / "decoding.json").write_text('{"steps": [3, 2, 1, 1]}')
+    pipeline = SpeechPipeline.from_folder(folder)
+    assert pipeline.default_steps == [3, 2, 1, 1]
+    voice = pipeline.default_voice()
+    for options, passes in ((DecodingOptions(), 3 + 2 + 1 + 1), (DecodingOptions(steps=[1, 1, 1, 1]), 4)):
+        traces = [Trace()]
+        pipeline.render([pipeline.plan_tts("Hello there.", voice, options)], traces=traces)
+        assert len(traces[0].passes) == passes  # the folder's default, unless the request names steps
+    for bad, message in (('{"steps": [3, 1]}', "4 positive iteration counts"), ('{"steps": [0, 1, 1, 1]}', "positive"),
+                         ('{"stpes": [3, 1, 1, 1]}', "must be JSON like"), ("[8, 1", "must be JSON like"),
+                         ('{"steps": 8}', "must be a list")):
+        (folder / "decoding.json").write_text(bad)
+        with pytest.raises(ValueError, match=message):
+            SpeechPipeline.from_folder(folder)

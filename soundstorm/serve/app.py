@@ -36,7 +36,6 @@ from starlette.exceptions import HTTPException
 
 from soundstorm import __version__
 from soundstorm.data.sentences import split_sentences
-from soundstorm.masking import default_steps
 from soundstorm.plots import spectrogram_png
 from soundstorm.serve.config import ServerConfig
 from soundstorm.serve.queue import GenerationQueue, QueueFull, Result
@@ -131,7 +130,7 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
     app.state.generation = generation
     page = PAGE.read_text(encoding="utf-8")
     steps_message = (f"steps must list {Q} iteration counts (one per level) in [1, {MAX_STEPS_PER_LEVEL}], "
-                     f"e.g. {','.join(map(str, default_steps(Q)))}")
+                     f"e.g. {','.join(map(str, pipeline.default_steps))}")
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -146,7 +145,7 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
     def options_form(
         steps: Annotated[str | None, Form(description=f"SoundStorm iterations per level, comma separated, {Q} "
                                                       f"numbers in [1, {MAX_STEPS_PER_LEVEL}] (default "
-                                                      f"{','.join(map(str, default_steps(Q)))})",
+                                                      f"{','.join(map(str, pipeline.default_steps))})",
                                           pattern=steps_pattern(Q), max_length=8 * Q)] = None,
         temperature: Annotated[float, Form(ge=0, le=5, description="SoundStorm sampling temperature")] = 1.0,
         t2s_temperature: Annotated[float, Form(ge=0, le=5, description="text-to-semantic temperature")] = 0.8,
@@ -255,7 +254,7 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         return Health(status="ok", pending=generation.pending, max_pending=config.max_pending, busy=generation.busy,
                       completed=generation.completed, batches=generation.batches, sample_rate=codec.sample_rate,
                       frame_rate=codec.frame_rate, num_quantizers=Q, codebook_size=K,
-                      text_to_speech=pipeline.t2s is not None, default_steps=default_steps(Q))
+                      text_to_speech=pipeline.t2s is not None, default_steps=pipeline.default_steps)
 
     @app.get("/api/voices", response_model=Voices)
     async def list_voices() -> Voices:

@@ -9,7 +9,8 @@ folder is copied as it is (its encoder is already fp16, and its k-means was fitt
 weights), and one voice prompt per training speaker of the manifest (its first utterance of at
 least 3 s in the train split) is copied to voices/, with flite-slt's as voices/default.wav.
 The pipeline's compatibility checks run on the result, and the folder is written atomically
-(a README.md already in --out is kept).
+(a README.md and a decoding.json already in --out are kept: re-measure the latter, with
+`soundstorm eval-tts --steps ...`, when the models change).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def bundle(codec: Path, semantic: Path, soundstorm: Path, t2s: Path | None, voic
     from soundstorm.codecs.soundstream import SoundStream
     from soundstorm.model.soundstorm import SoundStorm
     from soundstorm.text.model import TextToSemantic
-    from soundstorm.text.pipeline import SpeechPipeline
+    from soundstorm.text.pipeline import DECODING_FILE, SpeechPipeline
 
     with atomic_folder(out) as staging:
         SoundStream.from_pretrained(codec).save_pretrained(staging / "codec", dtype=torch.float16)
@@ -50,8 +51,9 @@ def bundle(codec: Path, semantic: Path, soundstorm: Path, t2s: Path | None, voic
                     chosen.add(entry.speaker)
             if default_voice in chosen:
                 shutil.copy(staging / "voices" / f"{default_voice}.wav", staging / "voices" / "default.wav")
-        if (out / "README.md").is_file():  # the folder's description (training figures) survives a rebuild
-            shutil.copy(out / "README.md", staging / "README.md")
+        for kept in ("README.md", DECODING_FILE):  # the folder's description and measured decoding defaults
+            if (out / kept).is_file():
+                shutil.copy(out / kept, staging / kept)
         SpeechPipeline.from_folder(staging)  # every pair that meets agrees
     return out
 

@@ -17,10 +17,13 @@ the text-to-semantic model is trained on), while SoundStorm gives it its own spe
 
 A models folder holds `codec/` (a SoundStream folder), `semantic/` (a k-means tokenizer
 folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is checked once, here.
+An optional `decoding.json` ({"steps": [8, 1, ...]}) holds the SoundStorm schedule measured
+best for those models, used when a request names none (else the paper's 16, 1, ...).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +37,7 @@ from torch import Tensor
 from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
+from soundstorm import masking
 from soundstorm.decoding import DecodeStep
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.precision import autocast, resolve_precision, resolve_step_precision
@@ -42,6 +46,7 @@ from soundstorm.semantic.rate import check_semantic_matches
 from soundstorm.text.model import TextToSemantic
 from soundstorm.text.symbols import TextSymbols
 
+DECODING_FILE = "decoding.json"  # a models folder's measured decoding defaults
 PROMPT_SECONDS = 3.0  # the paper's voice prompt
 MIN_PROMPT_SECONDS = 0.5
 SILENT_DB = -50.0
@@ -60,7 +65,7 @@ class Voice:
 
 @dataclass
 class DecodingOptions:
-    steps: list[int] | None = None  # SoundStorm iterations per level (default [16, 1, ...])
+    steps: list[int] | None = None  # SoundStorm iterations per level (default: SpeechPipeline.default_steps)
     temperature: float = 1.0  # SoundStorm sampling
     t2s_temperature: float = 0.8  # text-to-semantic sampling
     t2s_top_k: int | None = 50
@@ -110,7 +115,8 @@ class Timing:
 class SpeechPipeline:
     def __init__(self, codec: Codec, semantic: SemanticTokenizer, soundstorm: SoundStorm,
                  t2s: TextToSemantic | None = None, voices_dir: Path | None = None,
-                 device: str | torch.device = "cpu", precision: str = "auto") -> None:
+                 device: str | torch.device = "cpu", precision: str = "auto",
+                 default_steps: Sequence[int] | None = None) -> None:
         self.device = torch.device(device)
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
         # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
@@ -123,6 +129,13 @@ class SpeechPipeline:
             t2s.to(self.device).eval()
         self.voices_dir = voices_dir
         config = soundstorm.config
+        Q = config.num_quantizers
+        if default_steps is not None and (len(default_steps) != Q or any(
+                not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in default_steps)):
+            raise ValueError(f"default steps must list {Q} positive iteration counts, one per level, e.g. "
+                             f"{masking.default_steps(Q)}; got {list(default_steps)}")
+        # What a request that names no schedule gets: the models folder's measured choice, else the paper's.
+        self.default_steps = list(default_steps) if default_steps is not None else masking.default_steps(Q)
         check_codec_matches(codec, config)
         check_semantic_matches(semantic.vocab_size, semantic.rate, codec.frame_rate, config,
                                what=f"the semantic tokenizer {semantic.name}")
@@ -148,7 +161,8 @@ class SpeechPipeline:
 
         return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
                    SoundStorm.from_pretrained(path / "soundstorm"), t2s,
-                   path / "voices" if (path / "voices").is_dir() else None, device, precision)
+                   path / "voices" if (path / "voices").is_dir() else None, device, precision,
+                   read_decoding_defaults(path))
 
     @property
     def sample_rate(self) -> int:
@@ -265,7 +279,8 @@ class SpeechPipeline:
                 semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
-                steps=options.steps, temperature=options.temperature, guidance_scale=options.guidance_scale,
+                steps=options.steps if options.steps is not None else self.default_steps,
+                temperature=options.temperature, guidance_scale=options.guidance_scale,
                 generator=generators, callback=callback,
             )  # [B, max T, Q]
         self.timing.stages["soundstorm"] = self.timing.stages.get("soundstorm", 0.0) + time.perf_counter() - start
@@ -448,6 +463,20 @@ class Trace:
     def reveal_grid(self) -> Tensor:
         """[T, Q] over all segments, in order."""
         return torch.cat([self.reveal[i] for i in sorted(self.reveal)])
+
+
+def read_decoding_defaults(folder: Path) -> list[int] | None:
+    """The steps of folder/decoding.json ({"steps": [...]}), or None where there is none."""
+    path = folder / DECODING_FILE
+    if not path.is_file():
+        return None
+    try:
+        steps = json.loads(path.read_text(encoding="utf-8"))["steps"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f'{path} must be JSON like {{"steps": [8, 1, 1, 1, 1, 1, 1, 1]}}: {error}') from None
+    if not isinstance(steps, list):
+        raise ValueError(f"{path}: steps must be a list of iteration counts, got {steps!r}")
+    return steps
 
 
 def parse_dialogue(script: str) -> list[tuple[str, str]]:
