@@ -220,3 +220,28 @@ def test_a_models_folder_can_carry_its_measured_decoding_steps(models: Path, tmp
         (folder / "decoding.json").write_text(bad)
         with pytest.raises(ValueError, match=message):
             SpeechPipeline.from_folder(folder)
+
+
+def test_a_frame_budget_splits_soundstorm_batches_and_leaves_every_segment_as_it_was(models: Path) -> None:
+    pipeline = SpeechPipeline.from_folder(models)
+    voice = pipeline.default_voice()  # its prompt: P frames
+    P = len(voice.semantic) * pipeline.ratio
+    plan = pipeline.plan_speak(torch.arange(10) % 16, voice, DecodingOptions(seed=4))
+    others = [pipeline.plan_speak(torch.arange(n) % 16, voice, DecodingOptions(seed=n)) for n in (8, 6, 4)]
+    plans = [plan, *others]  # segments of P + 20, 16, 12 and 8 frames
+    pipeline.batch_frames = None
+    calls: list[int] = []
+    original = pipeline.acoustic_batch
+    pipeline.acoustic_batch = lambda segments, *a, **k: calls.append(len(segments)) or original(segments, *a, **k)  # type: ignore[method-assign]
+    unbounded = pipeline.render(plans)
+    assert calls == [4]
+    calls.clear()
+    pipeline.batch_frames = 2 * (P + 20)  # two of the longest fit; the rest are shorter
+    budgeted = pipeline.render(plans)
+    assert calls == [2, 2]
+    calls.clear()
+    pipeline.batch_frames = 1  # smaller than any segment: each alone, never refused
+    alone = pipeline.render(plans)
+    assert calls == [1, 1, 1, 1]
+    for a, b, c in zip(unbounded, budgeted, alone):
+        assert np.array_equal(a, b) and np.array_equal(a, c)

@@ -51,6 +51,10 @@ PROMPT_SECONDS = 3.0  # the paper's voice prompt
 MIN_PROMPT_SECONDS = 0.5
 SILENT_DB = -50.0
 TURN_PAUSE_SECONDS = 0.25
+# On a CPU a SoundStorm batch pays up to about this many padded frames (batch x longest): past
+# it, activations fall out of the caches and padding grows, and one batch of a dialogue's six
+# turns (2328 frames) costs 1.2x two batches of three (benchmarks/batch_frames.py). None on a GPU.
+CPU_BATCH_FRAMES = 1200
 
 
 @dataclass
@@ -128,6 +132,8 @@ class SpeechPipeline:
         if t2s is not None:
             t2s.to(self.device).eval()
         self.voices_dir = voices_dir
+        # render()'s frame budget per SoundStorm batch (None: max_batch segments, whatever their length).
+        self.batch_frames: int | None = CPU_BATCH_FRAMES if self.device.type == "cpu" else None
         config = soundstorm.config
         Q = config.num_quantizers
         if default_steps is not None and (len(default_steps) != Q or any(
@@ -256,8 +262,11 @@ class SpeechPipeline:
                        callback: Callable[[DecodeStep], None] | None = None) -> list[Tensor]:
         """Codec tokens [T_i, Q] of each segment's new semantic tokens (T_i = S_i * r), in its
         voice, in one batched decoding run. Each segment samples from its own generator, so its
-        result is the one it would get alone (soundstorm/decoding.py, draw_uniform); `options`
-        gives the rest (steps, temperature, guidance), the same for all."""
+        result is the one it would get alone (soundstorm/decoding.py, draw_uniform) up to float
+        rounding: padding changes the shapes of the matrix products, which can flip a near-tie
+        between codes and the samples after it (a few percent of a real model's tokens under
+        bf16: benchmarks/batch_frames.py). `options` gives the rest (steps, temperature,
+        guidance), the same for all."""
         options = options or DecodingOptions()
         if not segments:
             return []
@@ -357,8 +366,10 @@ class SpeechPipeline:
 
     def render(self, plans: Sequence[Plan], max_batch: int = 8, traces: Sequence[Trace] | None = None) -> list[np.ndarray]:
         """Audio float32 [N] of each plan. The segments of all plans that share decoding options
-        go through SoundStorm together, up to max_batch at once (longest first, so a batch holds
-        segments of similar length); a trace per plan records how its tokens were revealed."""
+        go through SoundStorm together, longest first, a batch holding up to max_batch segments
+        and (where self.batch_frames is set) up to batch_frames padded frames, its first segment
+        always; a trace per plan records how its tokens were revealed. A segment samples the
+        same in any batch, up to float rounding (acoustic_batch)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         codes: dict[tuple[int, int], Tensor] = {}
@@ -366,10 +377,14 @@ class SpeechPipeline:
         for p, plan in enumerate(plans):
             for i in range(len(plan.segments)):
                 groups.setdefault(plan.options.acoustic_key(), []).append((p, i))
+
+        def frames(member: tuple[int, int]) -> int:  # prompt and new frames
+            segment = plans[member[0]].segments[member[1]]
+            return (len(segment.voice.semantic) + len(segment.semantic)) * self.ratio
+
         for members in groups.values():
-            members.sort(key=lambda pi: -len(plans[pi[0]].segments[pi[1]].semantic))
-            for first in range(0, len(members), max_batch):
-                batch = members[first : first + max_batch]
+            members.sort(key=lambda member: -frames(member))
+            for batch in self._batches(members, max_batch, frames):
                 recorder = _Recorder(self.soundstorm.config.mask_id) if traces is not None else None
                 out = self.acoustic_batch([plans[p].segments[i] for p, i in batch], plans[batch[0][0]].options,
                                           recorder.step if recorder else None)
@@ -388,6 +403,19 @@ class SpeechPipeline:
             for p, plan in enumerate(plans):
                 traces[p].codes = torch.cat([codes[(p, i)].cpu() for i in range(len(plan.segments))])
         return results
+
+    def _batches(self, members: list[tuple[int, int]], max_batch: int,
+                 frames: Callable[[tuple[int, int]], int]) -> list[list[tuple[int, int]]]:
+        """Split members (longest first) into batches of at most max_batch, and of at most
+        self.batch_frames padded frames (the batch's size times its first, longest member)."""
+        batches: list[list[tuple[int, int]]] = []
+        for member in members:
+            if batches and len(batches[-1]) < max_batch and (
+                    self.batch_frames is None or (len(batches[-1]) + 1) * frames(batches[-1][0]) <= self.batch_frames):
+                batches[-1].append(member)
+            else:
+                batches.append([member])
+        return batches
 
     # ------------------------------------------------------------------ tasks
 
