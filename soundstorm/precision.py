@@ -45,8 +45,9 @@ def resolve_step_precision(precision: str, device: torch.device) -> Precision:
     """The precision of a model that decodes one token per forward pass (the text-to-semantic
     model). "auto" is float32 on a CPU: each step multiplies one position by every weight, so
     its time goes to reading weights and launching ops, and autocast's casts of the weights at
-    every step cost more than bf16 saves (the six turns of benchmarks/dialogue_speed.py: 1.56 s
-    in float32, 1.96 s under bf16 autocast, one thread). Elsewhere as resolve_precision."""
+    every step cost more than bf16 saves (the six turns of benchmarks/dialogue_speed.py: 1.33 s
+    in float32 against 1.57 s under bf16 autocast on 2 threads, 1.84 s against 2.70 s on one).
+    Elsewhere as resolve_precision."""
     resolved = resolve_precision(precision, device)
     return "fp32" if precision == "auto" and device.type == "cpu" else resolved
 
