@@ -109,8 +109,8 @@ def _check_options(
     top_k: int | None,
     top_p: float | None,
     gumbel_scale: float,
-    guidance_scale: float,
-) -> list[int]:
+    guidance_scale: float | Sequence[float],
+) -> tuple[list[int], list[float]]:
     steps = list(steps)
     if len(steps) != num_quantizers or any(not isinstance(n, int) or n < 1 for n in steps):
         raise ValueError(
@@ -125,9 +125,11 @@ def _check_options(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if gumbel_scale < 0:
         raise ValueError(f"gumbel_scale must be >= 0, got {gumbel_scale}")
-    if guidance_scale < 0:
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
-    return steps
+    scales = [float(guidance_scale)] * num_quantizers if isinstance(guidance_scale, (int, float)) else list(guidance_scale)
+    if len(scales) != num_quantizers or any(not isinstance(g, (int, float)) or g < 0 for g in scales):
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance): one number, or one per level "
+                         f"({num_quantizers} levels); got {guidance_scale}")
+    return steps, [float(g) for g in scales]
 
 
 @torch.inference_mode()
@@ -145,7 +147,7 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     gumbel_scale: float = 0.0,
-    guidance_scale: float = 1.0,
+    guidance_scale: float | Sequence[float] = 1.0,
     greedy_last: bool = True,
     generator: Generators = None,
     callback: Callable[[DecodeStep], None] | None = None,
@@ -168,7 +170,9 @@ def generate(
         gumbel_scale: Gumbel noise added to the log-confidence used for ranking, annealed
             linearly to 0 at a level's last iteration (MaskGIT's choice temperature).
         guidance_scale: classifier-free guidance, logits = null + scale * (cond - null);
-            1 = off. Needs a model trained with condition dropout; costs a doubled batch.
+            1 = off. One scale, or one per level (a level at 1 runs unguided, at the
+            unguided cost). Needs a model trained with condition dropout; a guided level's
+            passes run a doubled batch.
         greedy_last: take the argmax at the last iteration of every level (the paper does).
         generator: random source for sampling and Gumbel noise: one for the batch, or one per
             example (then each example's result is the same in any batch, as alone).
@@ -180,7 +184,7 @@ def generate(
     config = model.config
     K, Q, mask_id = config.codebook_size, config.num_quantizers, config.mask_id
     device = next(model.parameters()).device
-    steps = _check_options(
+    steps, scales = _check_options(
         masking.default_steps(Q) if steps is None else steps,
         Q, temperature, top_k, top_p, gumbel_scale, guidance_scale,
     )
@@ -209,7 +213,7 @@ def generate(
     B, T = batch_size, num_frames
     lengths = check_lengths(lengths, B, T).to(device)
     semantic_tokens = check_semantic(semantic_tokens, config, B, T, lengths)
-    if guidance_scale != 1.0 and semantic_tokens is None:
+    if any(g != 1.0 for g in scales) and semantic_tokens is None:
         raise ValueError("classifier-free guidance needs a conditional model and semantic_tokens")
 
     per_example = generator is not None and not isinstance(generator, torch.Generator)
@@ -255,26 +259,26 @@ def generate(
         )[:, None]
         semantic_tokens = semantic_tokens.to(device).masked_fill(~semantic_valid, config.null_semantic_id)
         condition = model.embed_condition(semantic_tokens, T)  # [B, T, D]
-        if guidance_scale != 1.0:
-            condition = torch.cat([condition, model.null_condition(B, T)], dim=0)  # [2B, T, D]
-    guided = guidance_scale != 1.0
     backbone_valid = None if not bool((lengths < T).any()) else valid
-    if guided and backbone_valid is not None:
-        backbone_valid = torch.cat([backbone_valid, backbone_valid], dim=0)
+    # A guided level runs the conditional and the null condition as one doubled batch.
+    guided_condition = guided_valid = None
+    if any(g != 1.0 for g in scales):
+        guided_condition = torch.cat([condition, model.null_condition(B, T)], dim=0)  # [2B, T, D]
+        guided_valid = None if backbone_valid is None else torch.cat([backbone_valid, backbone_valid], dim=0)
 
     def level_logits(level: int, where: Tensor) -> Tensor:
         """Logits [M, K] of level `level` at the M positions where `where` [B, T] is True, in
         row-major order. Only the tokens still to be decided need the output head, the softmax
         and the sampling: at most half the grid on average over a level's iterations, less with
         a prompt (a third of a dialogue turn's frames) or padding."""
-        inputs = torch.cat([codes, codes], dim=0) if guided else codes
-        hidden = model.hidden_states(inputs, condition, backbone_valid)  # [B or 2B, T, D]
-        if guided:
-            cond, null = hidden.chunk(2, dim=0)
-            logits = model.level_logits(torch.cat([cond[where], null[where]]), level)  # [2M, K]
-            cond, null = logits.chunk(2, dim=0)
-            return null + guidance_scale * (cond - null)
-        return model.level_logits(hidden[where], level)  # [M, K] float32
+        if scales[level] == 1.0:
+            hidden = model.hidden_states(codes, condition, backbone_valid)  # [B, T, D]
+            return model.level_logits(hidden[where], level)  # [M, K] float32
+        hidden = model.hidden_states(torch.cat([codes, codes], dim=0), guided_condition, guided_valid)  # [2B, T, D]
+        cond, null = hidden.chunk(2, dim=0)
+        logits = model.level_logits(torch.cat([cond[where], null[where]]), level)  # [2M, K]
+        cond, null = logits.chunk(2, dim=0)
+        return null + scales[level] * (cond - null)
 
     # ---- level by level, coarse to fine --------------------------------------------------
     forward_pass = 0

@@ -35,7 +35,7 @@ decoding_options = st.fixed_dictionaries(
         "top_k": st.sampled_from([None, 1, 4]),
         "top_p": st.sampled_from([None, 0.5, 0.95]),
         "gumbel_scale": st.sampled_from([0.0, 1.0, 4.5]),
-        "guidance_scale": st.sampled_from([1.0, 0.0, 3.0]),
+        "guidance_scale": st.sampled_from([1.0, 0.0, 3.0, [3.0, 1.0, 1.0], [1.0, 2.0, 0.0]]),
         "greedy_last": st.booleans(),
     }
 )
@@ -258,3 +258,22 @@ def test_sample_codes_matches_the_distribution_and_never_draws_zero_probability_
     frequencies = torch.bincount(draws.flatten(), minlength=6).double() / draws.numel()
     assert frequencies[[0, 2, 5]].sum() == 0
     torch.testing.assert_close(frequencies, probs.double(), atol=5e-3, rtol=0)
+
+
+def test_guidance_per_level_doubles_only_the_guided_levels_batches() -> None:
+    model = tiny_model()
+    recorder = Recorder(model)
+    B, T = 2, 10
+    semantic = torch.randint(10, (B, T // 2), generator=torch.Generator().manual_seed(0))
+    steps = [3, 2, 1]
+    per_level = model.generate(semantic, steps=steps, guidance_scale=[2.5, 1.0, 1.0],
+                               generator=torch.Generator().manual_seed(1))
+    assert [seen.shape[0] for seen in recorder.inputs] == [2 * B] * 3 + [B] * 3  # level 0 guided only
+    # One scale for every level is the same as that scale listed per level.
+    everywhere = model.generate(semantic, steps=steps, guidance_scale=2.5, generator=torch.Generator().manual_seed(1))
+    listed = model.generate(semantic, steps=steps, guidance_scale=[2.5] * 3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(everywhere, listed)
+    assert per_level.shape == (B, T, Q)
+    for bad in ([2.0, 1.0], [2.0, -1.0, 1.0]):
+        with pytest.raises(ValueError, match="one per level"):
+            model.generate(semantic, steps=steps, guidance_scale=bad)

@@ -245,3 +245,15 @@ def test_a_frame_budget_splits_soundstorm_batches_and_leaves_every_segment_as_it
     assert calls == [1, 1, 1, 1]
     for a, b, c in zip(unbounded, budgeted, alone):
         assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_guidance_is_one_scale_or_one_per_level_on_the_command_line() -> None:
+    import argparse
+
+    from soundstorm.text.commands import add_decoding_arguments, decoding_options
+
+    parser = argparse.ArgumentParser()
+    add_decoding_arguments(parser)
+    assert decoding_options(parser.parse_args([])).guidance_scale == 1.0
+    assert decoding_options(parser.parse_args(["--guidance-scale", "2"])).guidance_scale == 2.0
+    assert decoding_options(parser.parse_args(["--guidance-scale", "2", "1", "1", "1"])).guidance_scale == [2.0, 1.0, 1.0, 1.0]

@@ -180,7 +180,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              "utterance of the same speaker). WER/CER: pocketsphinx against the transcript, for our audio and the "
              "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
              f"Decoding: SoundStorm steps {options.steps or f'default {default_steps or (16, 1, ...)}'}, temperature {options.temperature:g}, "
-             f"guidance {options.guidance_scale:g}; text-to-semantic temperature {options.t2s_temperature:g}, "
+             f"guidance {options.guidance_scale}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}.", "",
              "| voices | n | WER (synthesizer) | WER (ours) | ratio (goal <= 1.3) | CER (synth / ours) | "
              "similarity (synthesizer) | similarity (ours) | goal | RTF |",

@@ -213,7 +213,7 @@ class SoundStorm(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         gumbel_scale: float = 0.0,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | Sequence[float] = 1.0,
         greedy_last: bool = True,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback: Callable[[DecodeStep], None] | None = None,

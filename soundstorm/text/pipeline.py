@@ -76,13 +76,14 @@ class DecodingOptions:
     # Stop the text-to-semantic model once p(EOS) reaches this (None: only when EOS is drawn);
     # TextToSemantic.generate, docs/t2s_stopping.md.
     t2s_eos_threshold: float | None = None
-    guidance_scale: float = 1.0
+    guidance_scale: float | list[float] = 1.0  # one scale, or one per level (1 = off)
     seed: int = 0
 
     def acoustic_key(self) -> tuple:
         """What SoundStorm's decoding depends on besides the tokens: segments that agree on it
         can share a batch (each keeps its own random stream: Segment.seed)."""
-        return (tuple(self.steps) if self.steps is not None else None, self.temperature, self.guidance_scale)
+        guidance = tuple(self.guidance_scale) if isinstance(self.guidance_scale, list) else self.guidance_scale
+        return (tuple(self.steps) if self.steps is not None else None, self.temperature, guidance)
 
 
 @dataclass
