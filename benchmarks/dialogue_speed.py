@@ -4,8 +4,10 @@ SoundStorm, codec), in several variants side by side in one run.
     .venv/bin/python benchmarks/dialogue_speed.py --threads 2 --json docs/dialogue_speed.json
     .venv/bin/python benchmarks/dialogue_speed.py --variants auto auto:8,1,1,1,1,1,1,1
 
-A variant is a --precision (auto, fp32, bf16: soundstorm/precision.py) and optionally, after a
-colon, SoundStorm's iterations per level (default the paper's 16, 1, ...). The bundled models
+A variant is a --precision (auto, fp32, bf16: soundstorm/precision.py), optionally followed by
+`:STEPS`, SoundStorm's iterations per level (default: the models folder's decoding.json, else
+the paper's 16, 1, ...), and `:GUIDANCE`, one classifier-free guidance scale or one per level
+(`auto::2,1,1,1,1,1,1,1`: the default steps, guidance on the first level). The bundled models
 (or --models) speak a fixed script of about 30 s (the issue's target) in two bundled voices,
 with the same seed for every run. The variants are interleaved --repeats times so that
 machine noise falls on all alike; the table gives medians, the real-time factor (seconds of
@@ -54,10 +56,11 @@ def main() -> int:
 
     variants = {variant: parse_variant(variant) for variant in args.variants}
     pipelines = {variant: SpeechPipeline.from_folder(args.models, precision=precision)
-                 for variant, (precision, _) in variants.items()}
+                 for variant, (precision, _, _) in variants.items()}
     first = pipelines[args.variants[0]]
     voices = {name: first.voice(args.models / "voices" / f"{voice}.wav") for name, voice in zip("AB", args.voices)}
-    options = {variant: DecodingOptions(seed=0, steps=steps) for variant, (_, steps) in variants.items()}
+    options = {variant: DecodingOptions(seed=0, steps=steps, guidance_scale=guidance)
+               for variant, (_, steps, guidance) in variants.items()}
     for variant, pipeline in pipelines.items():  # warm-up: first-call allocations are not the speed
         pipeline.dialogue(SCRIPT[:1], voices, options[variant])
 
@@ -75,7 +78,8 @@ def main() -> int:
         median = {key: statistics.median(r[key] for r in results) for key in results[0]}
         pipeline = pipelines[variant]
         rows.append({"variant": variant, "soundstorm_precision": pipeline.precision,
-                     "t2s_precision": pipeline.t2s_precision, "steps": variants[variant][1], **median,
+                     "t2s_precision": pipeline.t2s_precision, "steps": variants[variant][1] or pipeline.default_steps,
+                     "guidance_scale": variants[variant][2], **median,
                      "rtf": median["seconds"] / median["audio_seconds"]})
     base = rows[0]["seconds"]
     print(f"Dialogue of {len(SCRIPT)} turns, {args.threads} torch threads, medians of {args.repeats} "
@@ -93,14 +97,17 @@ def main() -> int:
     return 0
 
 
-def parse_variant(variant: str) -> tuple[str, list[int] | None]:
-    """"auto" -> ("auto", None); "auto:8,1,1" -> ("auto", [8, 1, 1])."""
-    precision, _, steps = variant.partition(":")
+def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[float]]:
+    """"auto" -> ("auto", None, 1.0); "auto:8,1,1" -> ("auto", [8, 1, 1], 1.0);
+    "auto::2,1,1" -> ("auto", None, [2.0, 1.0, 1.0]); "auto::2" -> ("auto", None, 2.0)."""
+    precision, _, rest = variant.partition(":")
+    steps, _, guidance = rest.partition(":")
     try:
-        return precision, [int(n) for n in steps.split(",")] if steps else None
+        scales = [float(g) for g in guidance.split(",")] if guidance else [1.0]
+        return precision, [int(n) for n in steps.split(",")] if steps else None, scales[0] if len(scales) == 1 else scales
     except ValueError:
-        raise SystemExit(f"a variant is PRECISION[:STEPS] like auto:8,1,1,1,1,1,1,1, got {variant!r}") from None
-
+        raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE]] like auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1, "
+                         f"got {variant!r}") from None
 
 if __name__ == "__main__":
     raise SystemExit(main())
