@@ -214,9 +214,21 @@ def test_a_models_folder_can_carry_its_measured_decoding_steps(models: Path, tmp
         traces = [Trace()]
         pipeline.render([pipeline.plan_tts("Hello there.", voice, options)], traces=traces)
         assert len(traces[0].passes) == passes  # the folder's default, unless the request names steps
+    # Guidance too: per level, the first level's passes run a doubled batch, the rest do not.
+    (folder / "decoding.json").write_text('{"steps": [3, 1, 1, 1], "guidance_scale": [2, 1, 1, 1]}')
+    pipeline = SpeechPipeline.from_folder(folder)
+    assert pipeline.default_guidance_scale == [2.0, 1.0, 1.0, 1.0]
+    batches: list[int] = []
+    pipeline.soundstorm.conformer.register_forward_hook(lambda module, inputs, output: batches.append(output.shape[0]))
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions())])
+    assert batches == [2, 2, 2, 1, 1, 1]
+    batches.clear()
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions(guidance_scale=1.0))])
+    assert batches == [1] * 6  # a request's own guidance wins
     for bad, message in (('{"steps": [3, 1]}', "4 positive iteration counts"), ('{"steps": [0, 1, 1, 1]}', "positive"),
                          ('{"stpes": [3, 1, 1, 1]}', "must be JSON like"), ("[8, 1", "must be JSON like"),
-                         ('{"steps": 8}', "must be a list")):
+                         ('{"steps": 8}', "must be a list"), ('{"guidance_scale": [2, 1]}', "one per level"),
+                         ('{"guidance_scale": -1}', "one number >= 0")):
         (folder / "decoding.json").write_text(bad)
         with pytest.raises(ValueError, match=message):
             SpeechPipeline.from_folder(folder)
@@ -254,6 +266,6 @@ def test_guidance_is_one_scale_or_one_per_level_on_the_command_line() -> None:
 
     parser = argparse.ArgumentParser()
     add_decoding_arguments(parser)
-    assert decoding_options(parser.parse_args([])).guidance_scale == 1.0
+    assert decoding_options(parser.parse_args([])).guidance_scale is None  # the models folder's default
     assert decoding_options(parser.parse_args(["--guidance-scale", "2"])).guidance_scale == 2.0
     assert decoding_options(parser.parse_args(["--guidance-scale", "2", "1", "1", "1"])).guidance_scale == [2.0, 1.0, 1.0, 1.0]

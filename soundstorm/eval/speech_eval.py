@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
                     "t2s_precision": pipeline.t2s_precision}
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
-    markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps)
+    markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps,
+                           pipeline.default_guidance_scale)
     print(markdown)
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
@@ -171,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,
-                options: DecodingOptions, default_steps: list[int] | None = None) -> str:
+                options: DecodingOptions, default_steps: list[int] | None = None,
+                default_guidance: float | list[float] = 1.0) -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "not met"
 
@@ -180,7 +182,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              "utterance of the same speaker). WER/CER: pocketsphinx against the transcript, for our audio and the "
              "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
              f"Decoding: SoundStorm steps {options.steps or f'default {default_steps or (16, 1, ...)}'}, temperature {options.temperature:g}, "
-             f"guidance {options.guidance_scale}; text-to-semantic temperature {options.t2s_temperature:g}, "
+             f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}.", "",
              "| voices | n | WER (synthesizer) | WER (ours) | ratio (goal <= 1.3) | CER (synth / ours) | "
              "similarity (synthesizer) | similarity (ours) | goal | RTF |",

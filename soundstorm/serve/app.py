@@ -116,6 +116,8 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
     generation = GenerationQueue(pipeline, config.max_pending, config.max_batch, config.batch_wait_ms / 1000)
     voices = VoiceBook(pipeline)
     Q, K = pipeline.soundstorm.config.num_quantizers, pipeline.soundstorm.config.codebook_size
+    guidance = pipeline.default_guidance_scale
+    default_guidance = [guidance] * Q if isinstance(guidance, float) else list(guidance)  # one per level
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -152,7 +154,9 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         t2s_top_k: Annotated[int, Form(ge=1, le=65536, description="text-to-semantic top-k")] = 50,
         t2s_eos_threshold: Annotated[float, Form(ge=0, le=1, description="stop the text-to-semantic model once "
                                                  "p(EOS) reaches this; 0: only when EOS is drawn")] = T2S_EOS_THRESHOLD,
-        guidance_scale: Annotated[float, Form(ge=0, le=10, description="classifier-free guidance, 1 = off")] = 1.0,
+        guidance_scale: Annotated[float | None, Form(ge=0, le=10, description="classifier-free guidance on every "
+                                                     "level, 1 = off (default: the models folder's, "
+                                                     "/api/health default_guidance_scale)")] = None,
         seed: Annotated[int, Form(ge=0, le=2**31 - 1, description="the same seed gives the same audio")] = 0,
     ) -> DecodingOptions:
         levels = [int(n) for n in re.split(r"\s*,\s*", steps.strip())] if steps is not None else None  # the pattern held
@@ -254,7 +258,8 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         return Health(status="ok", pending=generation.pending, max_pending=config.max_pending, busy=generation.busy,
                       completed=generation.completed, batches=generation.batches, sample_rate=codec.sample_rate,
                       frame_rate=codec.frame_rate, num_quantizers=Q, codebook_size=K,
-                      text_to_speech=pipeline.t2s is not None, default_steps=pipeline.default_steps)
+                      text_to_speech=pipeline.t2s is not None, default_steps=pipeline.default_steps,
+                      default_guidance_scale=default_guidance)
 
     @app.get("/api/voices", response_model=Voices)
     async def list_voices() -> Voices:

@@ -47,6 +47,7 @@ class Health(BaseModel):
     codebook_size: int
     text_to_speech: bool = Field(description="a text-to-semantic model is loaded (tts and dialogue work)")
     default_steps: list[int]
+    default_guidance_scale: list[float]  # per level, used when a request gives no guidance_scale
 
 
 class Voices(BaseModel):

@@ -72,9 +72,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--t2s-eos-threshold", type=probability, default=eos_threshold,
                         help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "
                              f"(default {eos_threshold:g})")
-    parser.add_argument("--guidance-scale", type=float, nargs="+", default=[defaults.guidance_scale],
-                        help=f"classifier-free guidance: one scale, or one per level (e.g. 2 1 1 1 1 1 1 1: the "
-                             f"first level only, at half the cost) (default {defaults.guidance_scale:g}: off)")
+    parser.add_argument("--guidance-scale", type=float, nargs="+",
+                        help="classifier-free guidance: one scale, or one per level (e.g. 2 1 1 1 1 1 1 1: the "
+                             "first level only); 1 = off (default: the models folder's decoding.json, else 1)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
@@ -82,7 +82,8 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
     """DecodingOptions from the arguments of add_decoding_arguments."""
     return DecodingOptions(steps=args.steps, temperature=args.temperature, t2s_temperature=args.t2s_temperature,
                            t2s_top_k=args.t2s_top_k, t2s_eos_threshold=args.t2s_eos_threshold or None,
-                           guidance_scale=args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
+                           guidance_scale=None if args.guidance_scale is None else
+                           args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
                            seed=args.seed)
 
 

@@ -17,8 +17,9 @@ the text-to-semantic model is trained on), while SoundStorm gives it its own spe
 
 A models folder holds `codec/` (a SoundStream folder), `semantic/` (a k-means tokenizer
 folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is checked once, here.
-An optional `decoding.json` ({"steps": [8, 1, ...]}) holds the SoundStorm schedule measured
-best for those models, used when a request names none (else the paper's 16, 1, ...).
+An optional `decoding.json` ({"steps": [4, 1, ...], "guidance_scale": [2, 1, ...]}) holds the
+SoundStorm schedule and classifier-free guidance measured best for those models, used when a
+request names none (else the paper's 16, 1, ... and no guidance).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class DecodingOptions:
     # Stop the text-to-semantic model once p(EOS) reaches this (None: only when EOS is drawn);
     # TextToSemantic.generate, docs/t2s_stopping.md.
     t2s_eos_threshold: float | None = None
-    guidance_scale: float | list[float] = 1.0  # one scale, or one per level (1 = off)
+    # One scale, or one per level (1 = off); None: SpeechPipeline.default_guidance_scale.
+    guidance_scale: float | list[float] | None = None
     seed: int = 0
 
     def acoustic_key(self) -> tuple:
@@ -121,7 +123,8 @@ class SpeechPipeline:
     def __init__(self, codec: Codec, semantic: SemanticTokenizer, soundstorm: SoundStorm,
                  t2s: TextToSemantic | None = None, voices_dir: Path | None = None,
                  device: str | torch.device = "cpu", precision: str = "auto",
-                 default_steps: Sequence[int] | None = None) -> None:
+                 default_steps: Sequence[int] | None = None,
+                 default_guidance_scale: float | Sequence[float] | None = None) -> None:
         self.device = torch.device(device)
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
         # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
@@ -143,6 +146,14 @@ class SpeechPipeline:
                              f"{masking.default_steps(Q)}; got {list(default_steps)}")
         # What a request that names no schedule gets: the models folder's measured choice, else the paper's.
         self.default_steps = list(default_steps) if default_steps is not None else masking.default_steps(Q)
+        guidance = 1.0 if default_guidance_scale is None else default_guidance_scale
+        scales = [guidance] if isinstance(guidance, (int, float)) else list(guidance)
+        if len(scales) not in (1, Q) or any(isinstance(g, bool) or not isinstance(g, (int, float)) or g < 0
+                                            for g in scales):
+            raise ValueError(f"the default guidance scale must be one number >= 0 or one per level ({Q}); "
+                             f"got {default_guidance_scale!r}")
+        self.default_guidance_scale: float | list[float] = (
+            float(scales[0]) if isinstance(guidance, (int, float)) else [float(g) for g in scales])
         check_codec_matches(codec, config)
         check_semantic_matches(semantic.vocab_size, semantic.rate, codec.frame_rate, config,
                                what=f"the semantic tokenizer {semantic.name}")
@@ -169,7 +180,7 @@ class SpeechPipeline:
         return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
                    SoundStorm.from_pretrained(path / "soundstorm"), t2s,
                    path / "voices" if (path / "voices").is_dir() else None, device, precision,
-                   read_decoding_defaults(path))
+                   *read_decoding_defaults(path))
 
     @property
     def sample_rate(self) -> int:
@@ -290,7 +301,8 @@ class SpeechPipeline:
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
                 steps=options.steps if options.steps is not None else self.default_steps,
-                temperature=options.temperature, guidance_scale=options.guidance_scale,
+                temperature=options.temperature,
+                guidance_scale=options.guidance_scale if options.guidance_scale is not None else self.default_guidance_scale,
                 generator=generators, callback=callback,
             )  # [B, max T, Q]
         self.timing.stages["soundstorm"] = self.timing.stages.get("soundstorm", 0.0) + time.perf_counter() - start
@@ -494,18 +506,22 @@ class Trace:
         return torch.cat([self.reveal[i] for i in sorted(self.reveal)])
 
 
-def read_decoding_defaults(folder: Path) -> list[int] | None:
-    """The steps of folder/decoding.json ({"steps": [...]}), or None where there is none."""
+def read_decoding_defaults(folder: Path) -> tuple[list[int] | None, float | list[float] | None]:
+    """(steps, guidance_scale) of folder/decoding.json, each None where it does not say."""
     path = folder / DECODING_FILE
     if not path.is_file():
-        return None
+        return None, None
+    example = '{"steps": [4, 1, 1, 1, 1, 1, 1, 1], "guidance_scale": [2, 1, 1, 1, 1, 1, 1, 1]}'
     try:
-        steps = json.loads(path.read_text(encoding="utf-8"))["steps"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise ValueError(f'{path} must be JSON like {{"steps": [8, 1, 1, 1, 1, 1, 1, 1]}}: {error}') from None
-    if not isinstance(steps, list):
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} must be JSON like {example}: {error}") from None
+    if not isinstance(settings, dict) or not {"steps", "guidance_scale"} & set(settings):
+        raise ValueError(f"{path} must be JSON like {example}, with steps and/or guidance_scale")
+    steps, guidance = settings.get("steps"), settings.get("guidance_scale")
+    if steps is not None and not isinstance(steps, list):
         raise ValueError(f"{path}: steps must be a list of iteration counts, got {steps!r}")
-    return steps
+    return steps, guidance
 
 
 def parse_dialogue(script: str) -> list[tuple[str, str]]:
