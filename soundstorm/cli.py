@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -205,7 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad input (a voice prompt, a models folder, decoding options...): its message says what
+        # was expected; a traceback would only bury it. SOUNDSTORM_TRACEBACK=1 shows it anyway.
+        if os.environ.get("SOUNDSTORM_TRACEBACK"):
+            raise
+        print(f"soundstorm {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

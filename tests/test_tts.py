@@ -88,6 +88,13 @@ def test_bad_input_gets_clear_errors(models: Path, tmp_path: Path, capsys: pytes
         main(["tts", "Hello.", "--models", str(models), "-o", str(tmp_path / "x.wav"), "--t2s-eos-threshold", "1.5"])
     assert "--t2s-eos-threshold: expected a number in [0, 1], got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "x.wav").exists()
+    # Errors found past argument parsing: one line that says what was expected, no traceback.
+    assert main(["tts", "Hello.", "--models", str(models), "-o", str(tmp_path / "x.wav"), "--guidance-scale", "2", "1"]) == 2
+    assert capsys.readouterr().err == ("soundstorm tts: error: guidance_scale must be >= 0 (1 = no guidance): one number, "
+                                       "or one per level (4 levels); got [2.0, 1.0]\n")
+    assert main(["tts", "Hello.", "--models", str(tmp_path / "absent"), "-o", str(tmp_path / "x.wav")]) == 2
+    assert "lacks codec, semantic, soundstorm" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()
     pipeline = SpeechPipeline.from_folder(models)
     voice = pipeline.default_voice()
     with pytest.raises(ValueError, match="empty"):
