@@ -79,7 +79,8 @@ def main() -> int:
         pipeline = pipelines[variant]
         rows.append({"variant": variant, "soundstorm_precision": pipeline.precision,
                      "t2s_precision": pipeline.t2s_precision, "steps": variants[variant][1] or pipeline.default_steps,
-                     "guidance_scale": variants[variant][2], **median,
+                     "guidance_scale": variants[variant][2] if variants[variant][2] is not None
+                     else pipeline.default_guidance_scale, **median,
                      "rtf": median["seconds"] / median["audio_seconds"]})
     base = rows[0]["seconds"]
     print(f"Dialogue of {len(SCRIPT)} turns, {args.threads} torch threads, medians of {args.repeats} "
@@ -97,14 +98,16 @@ def main() -> int:
     return 0
 
 
-def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[float]]:
-    """"auto" -> ("auto", None, 1.0); "auto:8,1,1" -> ("auto", [8, 1, 1], 1.0);
-    "auto::2,1,1" -> ("auto", None, [2.0, 1.0, 1.0]); "auto::2" -> ("auto", None, 2.0)."""
+def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[float] | None]:
+    """"auto" -> ("auto", None, None): the models folder's defaults (decoding.json);
+    "auto:8,1,1" -> ("auto", [8, 1, 1], None); "auto::2,1,1" -> ("auto", None, [2.0, 1.0, 1.0]);
+    "auto::2" -> ("auto", None, 2.0)."""
     precision, _, rest = variant.partition(":")
     steps, _, guidance = rest.partition(":")
     try:
-        scales = [float(g) for g in guidance.split(",")] if guidance else [1.0]
-        return precision, [int(n) for n in steps.split(",")] if steps else None, scales[0] if len(scales) == 1 else scales
+        scales = [float(g) for g in guidance.split(",")] if guidance else None
+        guidance_scale = None if scales is None else scales[0] if len(scales) == 1 else scales
+        return precision, [int(n) for n in steps.split(",")] if steps else None, guidance_scale
     except ValueError:
         raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE]] like auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1, "
                          f"got {variant!r}") from None
