@@ -181,7 +181,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              f"Each held-out sentence spoken from its text in the voice of a {prompt_seconds:g} s prompt (another "
              "utterance of the same speaker). WER/CER: pocketsphinx against the transcript, for our audio and the "
              "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
-             f"Decoding: SoundStorm steps {options.steps or f'default {default_steps or (16, 1, ...)}'}, temperature {options.temperature:g}, "
+             f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
              f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}.", "",
              "| voices | n | WER (synthesizer) | WER (ours) | ratio (goal <= 1.3) | CER (synth / ours) | "

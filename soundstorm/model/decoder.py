@@ -76,11 +76,10 @@ class CausalSelfAttention(nn.Module):
         qkv = rearrange(self.qkv(self.norm(x)), "b t (three h d) -> three b h t d", three=3, h=self.heads)
         q, k = apply_rotary(qkv[:2], cos, sin).unbind(0)  # [B, H, T, Dh] each, one rotation for both
         v = qkv[2]
-        past = 0
-        if cache is not None:
-            past = cache.lengths[layer] if layer < len(cache.lengths) else 0
-            k, v = cache.append(layer, k, v)  # [B, H, P + T, Dh]
         T = q.shape[2]
+        if cache is not None:
+            k, v = cache.append(layer, k, v)  # [B, H, P + T, Dh]
+        past = k.shape[2] - T
         if past == 0:
             attended = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1,
                                                       dropout_p=self.dropout if self.training else 0.0)

@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from soundstorm import masking
 from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
-from soundstorm import masking
 from soundstorm.decoding import DecodeStep
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.precision import autocast, resolve_precision, resolve_step_precision
