@@ -528,3 +528,33 @@ def test_audio_crop_dataset(tmp_path: Path) -> None:
     # Another seed gives other windows.
     other = AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=16000, crop_seconds=0.5, split="train", seed=4)
     assert not torch.equal(other[0].wav, long.wav)
+
+
+def test_speed_perturbation_moves_pitch_and_duration_by_the_drawn_factor(tmp_path: Path) -> None:
+    # A 1 s, 500 Hz tone: sped up by s it must last 1/s seconds and sound at 500 s Hz. A wrong
+    # direction of the resampling (s Hz read as 1/s) or a factor outside the range fails here.
+    rate, seconds, tone = 16000, 1.0, 500.0
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * tone * t)).astype(np.float32), rate)
+    write_manifest([ManifestEntry(id="tone", path="tone.wav", duration=seconds, sample_rate=rate, speaker="s",
+                                  split="train")], tmp_path / "manifest.jsonl")
+    dataset = AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=2.0, seed=5,
+                               speed_range=(0.8, 1.25))
+    speeds = []
+    for epoch in range(12):
+        dataset.set_epoch(epoch)
+        crop = dataset[0]
+        assert 0.8 <= crop.speed <= 1.25
+        assert abs(crop.length - rate * seconds / crop.speed) <= 2  # the whole file fits the 2 s crop
+        wav = crop.wav[0, : crop.length].numpy()
+        spectrum = np.abs(np.fft.rfft(wav * np.hanning(len(wav)), n=1 << 16))
+        peak = np.argmax(spectrum) * rate / (1 << 16)
+        assert abs(peak - tone * crop.speed) < 3.0, (epoch, crop.speed, peak)
+        assert torch.equal(dataset[0].wav, crop.wav)  # deterministic for (seed, epoch, index)
+        speeds.append(crop.speed)
+    assert min(speeds) < 0.95 and max(speeds) > 1.05  # the draws spread over the range
+
+    plain = AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=2.0, seed=5)
+    assert plain[0].speed == 1.0 and plain[0].length == rate
+    with pytest.raises(ValueError, match="speed_range"):
+        AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=2.0, speed_range=(1.2, 0.9))

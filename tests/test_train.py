@@ -185,6 +185,8 @@ def test_every_recipe_loads(path: Path) -> None:
         assert config.frame_rate > 0
         options = dict(recipe.options)
         options.pop("discriminator", None)
+        low, high = options.pop("speed_perturbation", (1.0, 1.0))
+        assert 0.5 <= low <= high <= 2.0
         SoundStreamLossConfig.from_dict(options)
     elif recipe.task == "semantic":
         from soundstorm.semantic.content import ContentEncoderConfig
@@ -268,10 +270,14 @@ def test_codec_training_with_both_gan_phases(tmp_path: Path) -> None:
         f'data.cache="{manifest}"', 'model.preset="tiny"', "data.batch_size=2", "data.max_frames=10",
         "data.num_workers=0", "optimizer.max_steps=4", "optimizer.warmup_steps=1", "schedule.log_every=1",
         "schedule.valid_every=4", "schedule.checkpoint_every=2", "schedule.valid_batches=1",
-        "options.adversarial_start_step=2", "schedule.sample_every=4",
+        "options.adversarial_start_step=2", "schedule.sample_every=4", "options.speed_perturbation=[0.9, 1.1]",
     ])
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
     assert [p.name for p in trainer.phases] == ["generator", "discriminator"]
+    assert trainer.task.train_set.speed_range == (0.9, 1.1) and trainer.task.valid_set.speed_range is None
+    with pytest.raises(ValueError, match=r"speed_perturbation must be \[low, high\]"):
+        Trainer(Recipe.load(RECIPES / "soundstream-small.toml", [f'data.cache="{manifest}"', 'model.preset="tiny"',
+                                                                 "options.speed_perturbation=1.1"]), tmp_path / "bad")
     before = [p.detach().clone() for p in trainer.modules["discriminator"].parameters()]
     summary = trainer.fit()
     assert summary["step"] == 4 and summary["best_valid_loss"] is not None

@@ -8,7 +8,10 @@
             ...
 
 Files are read with `load_audio` (resampled to `sample_rate`, downmixed to mono), so a
-corpus at any rate works. A file shorter than a crop is zero-padded at the end and its
+corpus at any rate works. With `speed_range` each example is first played faster or slower by a
+factor drawn per epoch (Kaldi's speed perturbation: resampled with soxr, so pitch and formants
+move together, as in a shorter or longer vocal tract): a corpus of a few voices then shows a
+codec many more, which is what it needs to keep voices it never heard. A file shorter than a crop is zero-padded at the end and its
 `length` says how many samples are real. Crops are deterministic: example i of epoch e always
 gets the same window for a given seed, whatever the worker or process that loads it.
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -35,7 +39,8 @@ class AudioCrop:
     wav: Tensor  # float32 [1, N]; zeros after `length`
     length: int  # real samples in wav: N unless the file is shorter than a crop
     index: int  # the example's position in the dataset
-    start: int = 0  # first sample of the window in the file
+    start: int = 0  # first sample of the window in the file (after speed perturbation)
+    speed: float = 1.0  # the speed perturbation factor applied (1: none)
 
 
 @dataclass
@@ -73,6 +78,7 @@ class AudioCropDataset(Dataset[AudioCrop]):
         seed: int = 0,
         random_crop: bool = True,
         where: Callable[[ManifestEntry], bool] | None = None,
+        speed_range: tuple[float, float] | None = None,
     ) -> None:
         """
         Args:
@@ -83,6 +89,8 @@ class AudioCropDataset(Dataset[AudioCrop]):
             seed: with the epoch and the position, fixes each crop's window.
             random_crop: a random window per epoch; False takes the start of each file.
             where: keep only the entries it accepts (e.g. those with phone timings).
+            speed_range: (low, high) speed factors; each example, each epoch, is sped up by a
+                factor drawn log-uniformly from it (>1: faster and higher). None: as recorded.
         """
         if not isinstance(sample_rate, int) or sample_rate < 1:
             raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
@@ -99,6 +107,12 @@ class AudioCropDataset(Dataset[AudioCrop]):
             splits = sorted({str(e.split) for e in entries})
             accepted = " that the filter accepts" if where is not None else ""
             raise ValueError(f"{self.manifest_path} has no entries of split {split!r}{accepted}; its splits: {splits}")
+        if speed_range is not None:
+            low, high = (float(v) for v in speed_range)
+            if not 0.5 <= low <= high <= 2.0:
+                raise ValueError(f"speed_range must be (low, high) with 0.5 <= low <= high <= 2.0, got {speed_range!r}")
+            speed_range = (low, high)
+        self.speed_range = speed_range
         self.sample_rate = sample_rate
         self.seed = seed
         self.random_crop = random_crop
@@ -110,6 +124,15 @@ class AudioCropDataset(Dataset[AudioCrop]):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def speed(self, position: int) -> float:
+        """Speed factor of example `position` this epoch (1.0 without `speed_range`)."""
+        if self.speed_range is None:
+            return 1.0
+        low, high = self.speed_range
+        # A stream apart from the crop's, so switching perturbation on leaves the windows' draws alone.
+        generator = np.random.default_rng([self.seed, self.epoch, position, 1])
+        return float(np.exp(generator.uniform(np.log(low), np.log(high))))
 
     def crop_start(self, position: int, num_samples: int) -> int:
         """First sample of example `position`'s window this epoch, for a file of num_samples."""
@@ -123,8 +146,12 @@ class AudioCropDataset(Dataset[AudioCrop]):
             raise IndexError(f"position {position} out of range for {len(self.entries)} examples")
         entry = self.entries[position]
         wav, _ = load_audio(entry.audio_path(self.root), sample_rate=self.sample_rate, resample=True, downmix=True)
+        speed = self.speed(position)
+        if speed != 1.0:
+            # Read as sample_rate * speed Hz and brought back to sample_rate: `speed` times shorter.
+            wav = soxr.resample(wav, self.sample_rate * speed, self.sample_rate).astype(np.float32, copy=False)
         start = self.crop_start(position, len(wav))
         window = wav[start : start + self.crop_samples]  # [<= N]
         crop = torch.zeros(1, self.crop_samples)  # [1, N]
         crop[0, : len(window)] = torch.from_numpy(window)
-        return AudioCrop(wav=crop, length=len(window), index=position, start=start)
+        return AudioCrop(wav=crop, length=len(window), index=position, start=start, speed=speed)

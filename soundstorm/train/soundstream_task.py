@@ -3,7 +3,9 @@
 [model] holds SoundStreamConfig fields, or `preset = "small"` plus overrides. [data] cache is
 the manifest (soundstorm corpus synth / scan); crops are max_frames codec frames long.
 [options] holds SoundStreamLossConfig fields (loss weights, quantizer dropout, `adversarial`
-and its start step, `decoder_only` to keep the tokens) and `discriminator`, a table of DiscriminatorConfig fields.
+and its start step, `decoder_only` to keep the tokens), `discriminator`, a table of DiscriminatorConfig
+fields, and `speed_perturbation = [low, high]`, speed factors for the training crops
+(AudioCropDataset's speed_range; validation crops stay as recorded).
 
 Two phases per step: the codec (generator) on reconstruction (+ adversarial and feature
 matching) losses, then, once the GAN is on, the discriminator on the same step's audio.
@@ -38,6 +40,7 @@ class SoundStreamTask(Task):
             self.config = SoundStreamConfig.preset(preset, **model) if preset else SoundStreamConfig.from_dict(model)
             options = dict(recipe.options)
             self.discriminator_config = DiscriminatorConfig(**options.pop("discriminator", {}))
+            speed_range = options.pop("speed_perturbation", None)
             self.loss_config = SoundStreamLossConfig.from_dict(options)
         except TypeError as error:
             raise ValueError(f"the soundstream recipe: {error}") from error
@@ -45,8 +48,11 @@ class SoundStreamTask(Task):
         if not data.cache:
             raise ValueError("the recipe needs data.cache: the corpus manifest (soundstorm corpus synth / scan)")
         crop_seconds = data.max_frames / self.config.frame_rate
+        if speed_range is not None and (not isinstance(speed_range, (list, tuple)) or len(speed_range) != 2):
+            raise ValueError(f"the soundstream recipe: options.speed_perturbation must be [low, high], got {speed_range!r}")
         self.train_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
-                                          split=data.train_split, seed=recipe.seed)
+                                          split=data.train_split, seed=recipe.seed,
+                                          speed_range=tuple(speed_range) if speed_range is not None else None)
         self.valid_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
                                           split=data.valid_split, random_crop=False) if data.valid_split else None
         self.objective = SoundStreamObjective(self.loss_config, self.config.sample_rate).to(context.device)
