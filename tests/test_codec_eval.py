@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,15 @@ def test_codec_eval_end_to_end(tmp_path: Path, speech: np.ndarray) -> None:
     table = (out / "codec_eval.md").read_text()
     assert "| 12 | 6.00 |" in table and "**test-unseen-speaker**: 1 utterance," in table
     assert report["splits"][0]["opus_reference"] == []  # a level reaches Opus's range: no reference needed
+    # Per-clip scores: the split's means are their means, and the paired script reads them.
+    (item,) = report["splits"][0]["items"]
+    assert item["id"] == "u0" and item["speaker"] == "slt" and set(item["codec"]) == {"2", "12"}
+    assert all(item["codec"]["12"][m] == rows[1]["codec"][m] for m in ("pesq", "stoi", "mel_distance"))
+    assert item["opus"]["6"]["stoi"] == rows[1]["opus"]["stoi"]
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "paired_codec_eval.py"
+    done = subprocess.run([sys.executable, str(script), str(out / "codec_eval.json"), str(out / "codec_eval.json")],
+                          check=True, capture_output=True, text=True)
+    assert "| test | all | 1 | 12 | +0.0000 +- nan |" in done.stdout  # a run against itself: no difference
 
     # Every level below Opus's 6 kbit/s minimum: Opus alone at 6 kbit/s is the reference.
     args = parser.parse_args(["--codec", f"encodec:{folder}", "--manifest", str(corpus / "manifest.jsonl"),

@@ -21,7 +21,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +66,25 @@ class OpusReference:
 
 
 @dataclass(frozen=True)
+class ItemScores:
+    """One utterance's scores, for paired comparisons of two codecs on the same clips
+    (benchmarks/paired_codec_eval.py) and breakdowns by speaker."""
+
+    id: str
+    speaker: str | None
+    seconds: float
+    codec: dict[str, dict[str, float]]  # str(Q) -> metric -> value (NaN: could not score)
+    opus: dict[str, dict[str, float]]  # str(kbit/s) -> metric -> value, every Opus bitrate scored
+
+
+@dataclass(frozen=True)
 class SplitResult:
     split: str
     num_items: int
     seconds: float  # of audio
     rows: list[LevelResult]
     opus_reference: list[OpusReference]  # Opus alone at bitrates no level of the codec has
+    items: list[ItemScores] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -175,10 +188,12 @@ def evaluate_codec(
         scores: dict[tuple[str, int], list[dict[str, float]]] = {}  # (system, Q) -> per-utterance
         decode_seconds = dict.fromkeys(levels, 0.0)
         split_seconds = 0.0
+        per_item: list[ItemScores] = []
         for entry in items:
             wav, _ = load_audio(entry.audio_path(root), sample_rate=codec.sample_rate, resample=True, downmix=True)
             seconds = len(wav) / codec.sample_rate
             split_seconds += seconds
+            item = ItemScores(id=entry.id, speaker=entry.speaker, seconds=seconds, codec={}, opus={})
             batch = torch.from_numpy(wav)[None, None]  # [1, 1, N]
             with torch.inference_mode():
                 start = time.perf_counter()
@@ -189,14 +204,18 @@ def evaluate_codec(
                     decoded = codec.decode_long(codes[..., :q])  # [1, 1, N']
                     decode_seconds[q] += time.perf_counter() - start
                     out = decoded[0, 0].float().cpu().numpy()
-                    scores.setdefault(("codec", q), []).append(_score(wav, out, codec.sample_rate))
+                    item.codec[str(q)] = _score(wav, out, codec.sample_rate)
+                    scores.setdefault(("codec", q), []).append(item.codec[str(q)])
                     kbps = bitrate_kbps(q, codec.codebook_size, codec.frame_rate)
                     if opus and OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
                         coded = opus_roundtrip(wav, codec.sample_rate, kbps)
-                        scores.setdefault(("opus", q), []).append(_score(wav, coded, codec.sample_rate))
+                        item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
+                        scores.setdefault(("opus", q), []).append(item.opus[f"{kbps:g}"])
             for i, kbps in enumerate(opus_reference_kbps):
                 coded = opus_roundtrip(wav, codec.sample_rate, kbps)
-                scores.setdefault(("opus-reference", i), []).append(_score(wav, coded, codec.sample_rate))
+                item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
+                scores.setdefault(("opus-reference", i), []).append(item.opus[f"{kbps:g}"])
+            per_item.append(item)
             audio_seconds += seconds
             bar.update(1)
         rows = [
@@ -211,7 +230,7 @@ def evaluate_codec(
         ]
         references = [OpusReference(kbps, _mean(scores[("opus-reference", i)])) for i, kbps in enumerate(opus_reference_kbps)]
         results.append(SplitResult(split=split, num_items=len(items), seconds=split_seconds, rows=rows,
-                                   opus_reference=references))
+                                   opus_reference=references, items=per_item))
     bar.close()
     return CodecEvalReport(
         codec=codec.describe(), manifest=manifest_name, encode_rtf=encode_seconds / audio_seconds, splits=results

@@ -1,0 +1,79 @@
+"""Two `soundstorm codec eval` runs compared clip by clip: paired differences with their
+standard errors, by split and by speaker, and the gap that remains to Opus.
+
+    .venv/bin/python benchmarks/paired_codec_eval.py runs/codec-eval-a/codec_eval.json runs/codec-eval-b/codec_eval.json
+
+Both runs must have scored the same clips (the same manifest, --splits and --max-items). For
+each split, each speaker in it and each number of levels both runs decoded: the mean of (B - A)
+for PESQ, STOI and mel distance, +- the standard error of that mean, then B's mean against the
+Opus bitrate the runs share (the 6 kbit/s reference by default), as B - Opus +- its standard error.
+A clip a metric could not score in either run is left out of that metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+METRICS = ("pesq", "stoi", "mel_distance")
+
+
+def mean_and_error(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0] if values else math.nan), math.nan
+    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def paired(a: list[dict], b: list[dict], metric: str) -> str:
+    values = [y[metric] - x[metric] for x, y in zip(a, b) if x[metric] is not None and y[metric] is not None]
+    mean, error = mean_and_error(values)
+    return f"{mean:+.4f} +- {error:.4f}"
+
+
+def items_by_split(report: dict) -> dict[str, dict[str, dict]]:
+    return {split["split"]: {item["id"]: item for item in split.get("items", [])} for split in report["splits"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("a", type=Path, help="codec_eval.json of the baseline codec")
+    parser.add_argument("b", type=Path, help="codec_eval.json of the codec compared with it")
+    args = parser.parse_args()
+    a_run, b_run = (items_by_split(json.loads(path.read_text(encoding="utf-8"))) for path in (args.a, args.b))
+    if not any(a_run.values()):
+        raise SystemExit(f"{args.a} holds no per-clip scores: it predates them; run codec eval again")
+    print(f"B = {args.b}\nA = {args.a}\n")
+    print("| split | speaker | n | levels | PESQ B - A | STOI B - A | mel dist. B - A | Opus kbit/s | PESQ B - Opus | STOI B - Opus |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for split, a_items in a_run.items():
+        b_items = b_run.get(split, {})
+        shared = [key for key in a_items if key in b_items]
+        if not shared:
+            continue
+        if len(shared) != len(a_items) or len(shared) != len(b_items):
+            raise SystemExit(f"split {split}: the runs scored different clips ({len(a_items)} and {len(b_items)}, "
+                             f"{len(shared)} shared): use the same manifest, --splits and --max-items")
+        speakers = sorted({str(a_items[key]["speaker"]) for key in shared})
+        levels = [q for q in a_items[shared[0]]["codec"] if q in b_items[shared[0]]["codec"]]
+        opus_rates = [k for k in b_items[shared[0]]["opus"]]
+        for speaker in ["all", *speakers] if len(speakers) > 1 else ["all"]:
+            keys = [key for key in shared if speaker == "all" or str(a_items[key]["speaker"]) == speaker]
+            for q in levels:
+                a_scores = [a_items[key]["codec"][q] for key in keys]
+                b_scores = [b_items[key]["codec"][q] for key in keys]
+                cells = [paired(a_scores, b_scores, metric) for metric in METRICS]
+                opus_cells = ["", "", ""]
+                if q == levels[-1] and opus_rates:
+                    rate = opus_rates[-1]  # the highest Opus bitrate scored: the reference
+                    opus_scores = [b_items[key]["opus"][rate] for key in keys]
+                    opus_cells = [rate, paired(opus_scores, b_scores, "pesq"), paired(opus_scores, b_scores, "stoi")]
+                print(f"| {split} | {speaker} | {len(keys)} | {q} | {' | '.join(cells)} | {' | '.join(opus_cells)} |")
+    print("\n(mean of the per-clip differences +- its standard error; mel distance: lower is better)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
