@@ -172,3 +172,14 @@ def test_codec_eval_refuses_a_manifest_without_held_out_items(tmp_path: Path) ->
         codec_eval.evaluate_codec(FakeCodec(), [entry], tmp_path, opus=False)
     with pytest.raises(ValueError, match=r"levels must be in \[1, 4\]"):
         codec_eval.evaluate_codec(FakeCodec(), [entry], tmp_path, levels=[5], opus=False)
+
+
+def test_max_items_spreads_over_a_splits_speakers() -> None:
+    # Manifests list a speaker's clips together; the first N of a split were once one voice of two.
+    entries = [ManifestEntry(id=f"{speaker}{i}", path=f"{speaker}{i}.wav", duration=1.0, sample_rate=RATE,
+                             speaker=speaker, split="test-unseen-speaker")
+               for speaker, count in (("a", 5), ("b", 2), ("c", 4)) for i in range(count)]
+    chosen = [e.id for e in codec_eval.spread_over_speakers(entries, 7)]
+    assert chosen == ["a0", "b0", "c0", "a1", "b1", "c1", "a2"]
+    assert len(codec_eval.spread_over_speakers(entries, 100)) == len(entries)  # all, each once
+    assert sorted(e.id for e in codec_eval.spread_over_speakers(entries, 100)) == sorted(e.id for e in entries)

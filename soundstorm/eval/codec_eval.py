@@ -277,6 +277,21 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def spread_over_speakers(entries: Sequence[ManifestEntry], limit: int) -> list[ManifestEntry]:
+    """At most `limit` entries taken round-robin over their speakers (each speaker's in manifest
+    order), so that a few clips of a split stand for all its voices. A manifest lists a
+    speaker's utterances together: its first 40 held-out clips were one voice of two."""
+    by_speaker: dict[str | None, list[ManifestEntry]] = {}
+    for entry in entries:
+        by_speaker.setdefault(entry.speaker, []).append(entry)
+    chosen: list[ManifestEntry] = []
+    for rank in range(max((len(v) for v in by_speaker.values()), default=0)):
+        for queue in by_speaker.values():
+            if rank < len(queue) and len(chosen) < limit:
+                chosen.append(queue[rank])
+    return chosen
+
+
 def _parse_levels(text: str) -> list[int]:
     try:
         levels = [int(part) for part in text.split(",") if part.strip()]
@@ -295,7 +310,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated held-out splits to score (default {','.join(DEFAULT_SPLITS)})",
     )
     parser.add_argument("--levels", type=_parse_levels, help="numbers of levels to decode, e.g. 1,2,4,8 (default: powers of two and all)")
-    parser.add_argument("--max-items", type=int, default=100, help="utterances per split, the first in the manifest (default 100)")
+    parser.add_argument("--max-items", type=int, default=100, help="utterances per split, taken in turn from each of its speakers (default 100)")
     parser.add_argument("--no-opus", action="store_true", help="skip the Opus baseline")
     parser.add_argument("--opus-kbps", type=float, nargs="*", help="Opus alone at these bitrates too (default: 6 when "
                         "every codec level is below Opus' range)")
@@ -312,12 +327,8 @@ def run(args: argparse.Namespace) -> int:
     entries = read_manifest(args.manifest)
     if args.max_items < 1:
         raise ValueError(f"--max-items must be at least 1, got {args.max_items}")
-    counts: dict[str, int] = {}
-    chosen = []
-    for entry in entries:  # the first max_items of each split, in manifest order
-        if entry.split in splits and counts.get(entry.split, 0) < args.max_items:
-            counts[entry.split] = counts.get(entry.split, 0) + 1
-            chosen.append(entry)
+    chosen = [entry for split in splits for entry in spread_over_speakers(
+        [e for e in entries if e.split == split], args.max_items)]
     report = evaluate_codec(
         codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
         progress=not args.quiet and sys.stderr.isatty(), manifest_name=str(args.manifest),
