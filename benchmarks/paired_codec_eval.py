@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 from pathlib import Path
 
+from paired_eval import mean_and_error  # this folder is sys.path[0] when the script runs
+
 METRICS = ("pesq", "stoi", "mel_distance")
-
-
-def mean_and_error(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return (values[0] if values else math.nan), math.nan
-    return statistics.mean(values), statistics.stdev(values) / math.sqrt(len(values))
 
 
 def paired(a: list[dict], b: list[dict], metric: str) -> str:
@@ -58,7 +52,7 @@ def main() -> int:
                              f"{len(shared)} shared): use the same manifest, --splits and --max-items")
         speakers = sorted({str(a_items[key]["speaker"]) for key in shared})
         levels = [q for q in a_items[shared[0]]["codec"] if q in b_items[shared[0]]["codec"]]
-        opus_rates = [k for k in b_items[shared[0]]["opus"]]
+        opus_rates = list(b_items[shared[0]]["opus"])
         for speaker in ["all", *speakers] if len(speakers) > 1 else ["all"]:
             keys = [key for key in shared if speaker == "all" or str(a_items[key]["speaker"]) == speaker]
             for q in levels:

@@ -11,8 +11,8 @@ Files are read with `load_audio` (resampled to `sample_rate`, downmixed to mono)
 corpus at any rate works. With `speed_range` each example is first played faster or slower by a
 factor drawn per epoch (Kaldi's speed perturbation: resampled with soxr, so pitch and formants
 move together, as in a shorter or longer vocal tract): a corpus of a few voices then shows a
-codec many more, which is what it needs to keep voices it never heard. A file shorter than a crop is zero-padded at the end and its
-`length` says how many samples are real. Crops are deterministic: example i of epoch e always
+codec many more, which is what it needs to keep voices it never heard. A file shorter than a
+crop is zero-padded at the end and its `length` says how many samples are real. Crops are deterministic: example i of epoch e always
 gets the same window for a given seed, whatever the worker or process that loads it.
 
 Notation: B batch, N samples per crop.

@@ -209,12 +209,12 @@ def evaluate_codec(
                     kbps = bitrate_kbps(q, codec.codebook_size, codec.frame_rate)
                     if opus and OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
                         coded = opus_roundtrip(wav, codec.sample_rate, kbps)
-                        item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
-                        scores.setdefault(("opus", q), []).append(item.opus[f"{kbps:g}"])
+                        opus_scores = item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
+                        scores.setdefault(("opus", q), []).append(opus_scores)
             for i, kbps in enumerate(opus_reference_kbps):
                 coded = opus_roundtrip(wav, codec.sample_rate, kbps)
-                item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
-                scores.setdefault(("opus-reference", i), []).append(item.opus[f"{kbps:g}"])
+                opus_scores = item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
+                scores.setdefault(("opus-reference", i), []).append(opus_scores)
             per_item.append(item)
             audio_seconds += seconds
             bar.update(1)
