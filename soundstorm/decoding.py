@@ -112,11 +112,13 @@ def _check_options(
     guidance_scale: float | Sequence[float],
 ) -> tuple[list[int], list[float]]:
     steps = list(steps)
-    if len(steps) != num_quantizers or any(not isinstance(n, int) or n < 1 for n in steps):
+    if not 1 <= len(steps) <= num_quantizers or any(not isinstance(n, int) or isinstance(n, bool) or n < 1
+                                                    for n in steps):
         raise ValueError(
-            f"steps must list one positive iteration count per level ({num_quantizers} levels), "
-            f"e.g. {masking.default_steps(num_quantizers)}; got {steps}"
+            f"steps must list one positive iteration count per level decoded, for the first 1 to "
+            f"{num_quantizers} levels, e.g. {masking.default_steps(num_quantizers)}; got {steps}"
         )
+    levels = len(steps)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0 (0 = argmax), got {temperature}")
     if top_k is not None and top_k < 1:
@@ -125,10 +127,10 @@ def _check_options(
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if gumbel_scale < 0:
         raise ValueError(f"gumbel_scale must be >= 0, got {gumbel_scale}")
-    scales = [float(guidance_scale)] * num_quantizers if isinstance(guidance_scale, (int, float)) else list(guidance_scale)
-    if len(scales) != num_quantizers or any(not isinstance(g, (int, float)) or g < 0 for g in scales):
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance): one number, or one per level "
-                         f"({num_quantizers} levels); got {guidance_scale}")
+    scales = [float(guidance_scale)] * levels if isinstance(guidance_scale, (int, float)) else list(guidance_scale)
+    if len(scales) != levels or any(not isinstance(g, (int, float)) or g < 0 for g in scales):
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance): one number, or one per level decoded "
+                         f"({levels} levels); got {guidance_scale}")
     return steps, [float(g) for g in scales]
 
 
@@ -163,7 +165,12 @@ def generate(
         prompt_codes: int64 [B, P, Q] voice prompt: the first frames of the output, kept as
             they are at every level.
         prompt_lengths: int64 [B] prompt frames per example (default: all P), each < lengths.
-        steps: iterations per level, default [16, 1, ..., 1] (the paper's).
+        steps: iterations per level, default [16, 1, ..., 1] (the paper's). A list shorter than
+            Q decodes only that many levels, coarse first: the result is the codec's bitrate
+            prefix of len(steps) levels, the same tokens as the first len(steps) levels of a
+            full decoding with the same random streams (later levels never influence earlier
+            ones), for fewer passes. Useful where a codec's fine levels add little audio
+            (benchmarks/codec_levels.py measures what each level adds).
         temperature: sampling temperature; 0 = argmax everywhere (deterministic decoding).
         anneal_temperature: lower the temperature linearly to 0 across a level's iterations.
         top_k, top_p: restrict sampling to the most likely codes.
@@ -179,7 +186,8 @@ def generate(
         callback: called with a DecodeStep after every forward pass.
 
     Returns:
-        int64 [B, T, Q] codes in [0, K); frames past an example's length hold 0.
+        int64 [B, T, L] codes in [0, K), L = len(steps) (Q by default); frames past an
+        example's length hold 0.
     """
     config = model.config
     K, Q, mask_id = config.codebook_size, config.num_quantizers, config.mask_id
@@ -318,7 +326,7 @@ def generate(
             if callback is not None:
                 callback(DecodeStep(level, iteration, num_iterations, forward_pass, codes.clone()))
 
-    return codes.masked_fill(~valid[:, :, None], 0)
+    return codes[:, :, : len(steps)].masked_fill(~valid[:, :, None], 0)
 
 
 def total_forward_passes(steps: Sequence[int]) -> int:

@@ -27,18 +27,27 @@ def random_inputs(data: st.DataObject, B: int, T: int):
     return lengths, prompt_lengths, semantic, prompt
 
 
+@st.composite
+def steps_and_guidance(draw: st.DrawFn) -> tuple[list[int], float | list[float]]:
+    """A schedule for the first 1 to Q levels (fewer than Q: only those are decoded) and a
+    guidance scale: one number, or one per level decoded."""
+    steps = draw(st.lists(st.integers(1, 6), min_size=1, max_size=Q))
+    guidance = draw(st.sampled_from([1.0, 0.0, 3.0, [3.0, 1.0, 1.0], [1.0, 2.0, 0.0]]))
+    return steps, guidance[: len(steps)] if isinstance(guidance, list) else guidance
+
+
 decoding_options = st.fixed_dictionaries(
     {
-        "steps": st.lists(st.integers(1, 6), min_size=Q, max_size=Q),
+        "schedule": steps_and_guidance(),
         "temperature": st.sampled_from([0.0, 0.7, 1.0, 2.0]),
         "anneal_temperature": st.booleans(),
         "top_k": st.sampled_from([None, 1, 4]),
         "top_p": st.sampled_from([None, 0.5, 0.95]),
         "gumbel_scale": st.sampled_from([0.0, 1.0, 4.5]),
-        "guidance_scale": st.sampled_from([1.0, 0.0, 3.0, [3.0, 1.0, 1.0], [1.0, 2.0, 0.0]]),
         "greedy_last": st.booleans(),
     }
-)
+).map(lambda d: {**{k: v for k, v in d.items() if k != "schedule"},
+                 "steps": d["schedule"][0], "guidance_scale": d["schedule"][1]})
 
 
 class Recorder:
@@ -73,21 +82,21 @@ def test_decoding_properties(data: st.DataObject, B: int, T: int, options: dict)
     model = tiny_model()
     recorder = Recorder(model)
     lengths, prompt_lengths, semantic, prompt = random_inputs(data, B, T)
+    steps = options["steps"]
     out = model.generate(
         semantic, num_frames=T, lengths=lengths, prompt_codes=prompt, prompt_lengths=prompt_lengths,
         generator=torch.Generator().manual_seed(0), callback=recorder.callback, **options,
     )
-    steps = options["steps"]
     frames = torch.arange(T)
     valid = frames < lengths[:, None]
     to_decode = valid & (frames >= prompt_lengths[:, None])
     n = to_decode.sum(1)
 
-    assert out.shape == (B, T, Q) and out.dtype == torch.int64
+    assert out.shape == (B, T, len(steps)) and out.dtype == torch.int64
     # Prompt tokens never change.
     for b in range(B):
         P = int(prompt_lengths[b])
-        assert torch.equal(out[b, :P], prompt[b, :P])
+        assert torch.equal(out[b, :P], prompt[b, :P, : len(steps)])
     # Every non-padding token is filled with a real code; padding holds 0.
     assert bool(((out >= 0) & (out < 16))[valid].all())
     assert bool((out[~valid] == 0).all())
@@ -117,6 +126,33 @@ def test_decoding_properties(data: st.DataObject, B: int, T: int, options: dict)
     for before, after in zip(recorder.steps, recorder.steps[1:]):
         kept = before.codes != MASK
         assert torch.equal(after.codes[kept], before.codes[kept])
+
+
+@settings(max_examples=60)
+@given(data=st.data(), B=st.integers(1, 3), T=st.integers(3, 20), levels=st.integers(1, Q - 1),
+       options=decoding_options)
+def test_decoding_fewer_levels_gives_the_first_levels_of_a_full_decoding(
+        data: st.DataObject, B: int, T: int, levels: int, options: dict) -> None:
+    """Steps for the first L levels only make exactly the first L levels of the full decoding with
+    the same random streams (sampling, Gumbel noise, guidance and all): finer levels stay MASK
+    while coarser ones are decoded, so they never influence them, and their passes come after."""
+    model = tiny_model()
+    lengths, prompt_lengths, semantic, prompt = random_inputs(data, B, T)
+    steps = data.draw(st.lists(st.integers(1, 4), min_size=Q, max_size=Q))
+    guidance = data.draw(st.sampled_from([1.0, 3.0, [3.0, 1.0, 1.0], [1.0, 2.0, 0.0]]))  # for all Q levels
+    per_example = data.draw(st.booleans())
+
+    def decode(schedule: list[int]) -> torch.Tensor:
+        scale = guidance[: len(schedule)] if isinstance(guidance, list) else guidance
+        generator = ([torch.Generator().manual_seed(7 + b) for b in range(B)] if per_example
+                     else torch.Generator().manual_seed(7))
+        return model.generate(semantic, num_frames=T, lengths=lengths, prompt_codes=prompt,
+                              prompt_lengths=prompt_lengths, generator=generator,
+                              **{**options, "steps": schedule, "guidance_scale": scale})
+
+    full, prefix = decode(steps), decode(steps[:levels])
+    assert prefix.shape == (B, T, levels)
+    assert torch.equal(prefix, full[..., :levels])
 
 
 @settings(max_examples=60)
@@ -222,8 +258,11 @@ def test_filter_logits() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(steps=[16, 1]), "one positive iteration count per level"),
-        (dict(steps=[4, 0, 1]), "one positive iteration count per level"),
+        (dict(steps=[16, 1, 1, 1]), "one positive iteration count per level decoded, for the first 1 to 3"),
+        (dict(steps=[]), "one positive iteration count per level decoded"),
+        (dict(steps=[4, 0, 1]), "one positive iteration count per level decoded"),
+        (dict(steps=[4, True]), "one positive iteration count per level decoded"),
+        (dict(steps=[4, 1], guidance_scale=[2.0, 1.0, 1.0]), r"one per level decoded \(2 levels\)"),
         (dict(temperature=-1.0), "temperature must be >= 0"),
         (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
         (dict(top_k=0), "top_k must be >= 1"),

@@ -39,13 +39,16 @@ def test_num_masked_after_rejects_bad_steps() -> None:
 def test_training_mask_structure(data: st.DataObject, batch: int, num_frames: int, num_quantizers: int) -> None:
     lengths = torch.tensor(data.draw(st.lists(st.integers(1, num_frames), min_size=batch, max_size=batch)))
     seed = data.draw(st.integers(0, 2**31))
-    m = masking.sample_training_mask(lengths, num_frames, num_quantizers, torch.Generator().manual_seed(seed))
+    num_levels = data.draw(st.sampled_from([None, *range(1, num_quantizers + 1)]))  # levels trained
+    m = masking.sample_training_mask(lengths, num_frames, num_quantizers, torch.Generator().manual_seed(seed),
+                                     num_levels=num_levels)
     B, T, Q = batch, num_frames, num_quantizers
+    trained = Q if num_levels is None else num_levels
     assert m.masked.shape == (B, T, Q) and m.loss.shape == (B, T)
     frames = torch.arange(T)
     for b in range(B):
         L, t, q = int(lengths[b]), int(m.delimiters[b]), int(m.levels[b])
-        assert 0 <= t < L and 0 <= q < Q
+        assert 0 <= t < L and 0 <= q < trained, "only the first num_levels levels are trained"
         assert not m.masked[b, :t].any(), "prompt frames are never masked"
         assert not m.masked[b, L:].any(), "padding is never masked"
         assert not m.masked[b, :, :q].any(), "levels below q stay unmasked"
@@ -87,6 +90,25 @@ def test_training_mask_statistics_are_per_example_and_match_the_paper() -> None:
     assert float((fraction - m.ratios.double()).abs().mean()) < 0.05
     # Not one value per batch.
     assert m.levels.unique().numel() == Q and m.delimiters.unique().numel() == T
+
+
+def test_training_only_the_first_levels_spreads_over_those_levels_alone() -> None:
+    """num_levels L: q ~ U{0, L-1}, and the levels from L on are masked like any level above q,
+    as they stay masked while a model decoded with steps for L levels runs."""
+    B, T, Q, L = 20_000, 12, 8, 4
+    m = masking.sample_training_mask(torch.full((B,), T), T, Q, torch.Generator().manual_seed(1), num_levels=L)
+    level_freq = torch.bincount(m.levels, minlength=Q).double() / B
+    assert torch.allclose(level_freq[:L], torch.full((L,), 1 / L, dtype=torch.float64), atol=0.015)
+    assert level_freq[L:].sum() == 0
+    region = torch.arange(T)[None, :] >= m.delimiters[:, None]  # [B, T]
+    assert torch.equal(m.masked[:, :, L:], region[:, :, None].expand(B, T, Q - L))
+    # All levels is the paper's mask, draw for draw.
+    a = masking.sample_training_mask(torch.full((50,), T), T, Q, torch.Generator().manual_seed(2), num_levels=Q)
+    b = masking.sample_training_mask(torch.full((50,), T), T, Q, torch.Generator().manual_seed(2))
+    assert torch.equal(a.masked, b.masked) and torch.equal(a.levels, b.levels)
+    for bad in (0, Q + 1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"num_levels must be an integer in \[1, {Q}\]"):
+            masking.sample_training_mask(torch.full((2,), T), T, Q, num_levels=bad)  # type: ignore[arg-type]
 
 
 def test_training_mask_rejects_bad_lengths() -> None:

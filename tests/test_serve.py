@@ -104,6 +104,11 @@ def test_json_format_carries_audio_spectrogram_codes_and_the_decoding_trace(clie
         assert {passes[k - 1]["level"] for k in reveal[:, q]} == {q}
     same = client.post("/api/tts", data={"text": "One two three.", "steps": "3,2,1,1", "seed": "7"})
     assert np.allclose(audio_of(same), wav, atol=1 / 32768)  # the seed fixes the audio
+    # Steps for the first two levels only: the first two levels of the same decoding, and a
+    # grid of two levels for the page.
+    prefix = client.post("/api/tts?format=json", data={"text": "One two three.", "steps": "3,2", "seed": "7"}).json()
+    assert prefix["num_quantizers"] == 2 and np.array_equal(np.array(prefix["codes"]), codes[:, :2])
+    assert np.array_equal(np.array(prefix["reveal"]), reveal[:, :2]) and len(prefix["passes"]) == 5
 
 
 @pytest.mark.parametrize(
@@ -111,7 +116,8 @@ def test_json_format_carries_audio_spectrogram_codes_and_the_decoding_trace(clie
     [
         ("/api/tts", {}, None, 422, "text"),
         ("/api/tts", {"text": "x" * 301}, None, 422, "300"),
-        ("/api/tts", {"text": "Hi.", "steps": "1,2"}, None, 422, "steps must list 4 .*got '1,2'"),
+        ("/api/tts", {"text": "Hi.", "steps": "1,2,1,1,1"}, None, 422, "steps must list 1 to 4 .*got '1,2,1,1,1'"),
+        ("/api/tts", {"text": "Hi.", "steps": "2,,1"}, None, 422, "steps must list 1 to 4"),
         ("/api/tts", {"text": "Hi.", "steps": "99,1,1,1"}, None, 422, "in \\[1, 64\\]"),
         ("/api/tts", {"text": "Hi.", "temperature": "9"}, None, 422, "less than or equal to 5"),
         ("/api/tts", {"text": "Hi.", "seed": "-1"}, None, 422, "greater than or equal to 0"),

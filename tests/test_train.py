@@ -67,6 +67,22 @@ def test_short_run_reduces_the_loss_and_exports(cache_dir: Path, tmp_path: Path)
     assert json.loads((tmp_path / "run" / "recipe.json").read_text())["task"] == "soundstorm"
 
 
+def test_training_only_the_first_levels(cache_dir: Path, tmp_path: Path) -> None:
+    """options.train_levels = 2: every step and every validation trains and scores the first two
+    levels alone; a value outside [1, Q] is refused before anything runs."""
+    recipe = tiny_recipe(cache_dir, **{"options.train_levels": 2, "optimizer.max_steps": 6})
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    trainer.fit()
+    metrics = trainer.validate()
+    assert {"accuracy/level_1", "accuracy/level_2"} <= set(metrics)
+    assert not any(key.startswith(("accuracy/level_", "loss/level_")) and int(key.rsplit("_", 1)[1]) > 2
+                   for key in metrics), metrics
+    for bad in (0, 99, "2"):
+        with pytest.raises(ValueError, match=r"options.train_levels must be an integer in \[1, "):
+            Trainer(tiny_recipe(cache_dir, **{"options.train_levels": bad if bad != "2" else '"2"'}),
+                    tmp_path / f"bad-{bad}", progress=False)
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(cache_dir: Path, tmp_path: Path) -> None:
     recipe = tiny_recipe(cache_dir, deterministic="true", **{"model.dropout": 0.1})
     Trainer(recipe, tmp_path / "straight", progress=False).fit()

@@ -91,7 +91,7 @@ def test_bad_input_gets_clear_errors(models: Path, tmp_path: Path, capsys: pytes
     # Errors found past argument parsing: one line that says what was expected, no traceback.
     assert main(["tts", "Hello.", "--models", str(models), "-o", str(tmp_path / "x.wav"), "--guidance-scale", "2", "1"]) == 2
     assert capsys.readouterr().err == ("soundstorm tts: error: guidance_scale must be >= 0 (1 = no guidance): one number, "
-                                       "or one per level (4 levels); got [2.0, 1.0]\n")
+                                       "or one per level decoded (4 levels); got [2.0, 1.0]\n")
     assert main(["tts", "Hello.", "--models", str(tmp_path / "absent"), "-o", str(tmp_path / "x.wav")]) == 2
     assert "lacks codec, semantic, soundstorm" in capsys.readouterr().err
     assert not (tmp_path / "x.wav").exists()
@@ -232,13 +232,50 @@ def test_a_models_folder_can_carry_its_measured_decoding_steps(models: Path, tmp
     batches.clear()
     pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions(guidance_scale=1.0))])
     assert batches == [1] * 6  # a request's own guidance wins
-    for bad, message in (('{"steps": [3, 1]}', "4 positive iteration counts"), ('{"steps": [0, 1, 1, 1]}', "positive"),
+    for bad, message in (('{"steps": [3, 1, 1, 1, 1]}', "1 to 4 positive iteration counts"),
+                         ('{"steps": [0, 1, 1, 1]}', "positive"), ('{"steps": []}', "1 to 4 positive"),
                          ('{"stpes": [3, 1, 1, 1]}', "must be JSON like"), ("[8, 1", "must be JSON like"),
                          ('{"steps": 8}', "must be a list"), ('{"guidance_scale": [2, 1]}', "one per level"),
                          ('{"guidance_scale": -1}', "one number >= 0")):
         (folder / "decoding.json").write_text(bad)
         with pytest.raises(ValueError, match=message):
             SpeechPipeline.from_folder(folder)
+
+
+def test_steps_for_fewer_levels_decode_the_codec_prefix_of_a_full_decoding(models: Path, tmp_path: Path) -> None:
+    """A schedule listing the first L levels makes the first L levels of the full decoding (the
+    same random streams) and the codec decodes that prefix: the folder's decoding.json can set
+    it, and a request's own steps still win."""
+    pipeline = SpeechPipeline.from_folder(models)
+    voice = pipeline.default_voice()
+    full_trace, prefix_trace = Trace(), Trace()
+    plan = pipeline.plan_tts("Hello there, how are you?", voice, DecodingOptions(seed=4, steps=[3, 1, 1, 1]))  # one segment
+    full = pipeline.render([plan], traces=[full_trace])[0]
+    plan.options = DecodingOptions(seed=4, steps=[3, 1])
+    prefix = pipeline.render([plan], traces=[prefix_trace])[0]
+    assert full_trace.codes is not None and prefix_trace.codes is not None
+    assert prefix_trace.codes.shape[1] == 2 and torch.equal(prefix_trace.codes, full_trace.codes[:, :2])
+    assert prefix_trace.reveal_grid().shape == prefix_trace.codes.shape and len(prefix_trace.passes) == 4
+    assert torch.equal(prefix_trace.reveal_grid(), full_trace.reveal_grid()[:, :2])
+    with torch.inference_mode():
+        expected = pipeline.codec.decode(full_trace.codes[None, :, :2])[0, 0].numpy()
+    assert prefix.shape == full.shape and np.allclose(prefix, expected[: len(prefix)], atol=1e-6)
+    assert not np.allclose(prefix, full, atol=1e-3)  # the finer levels do change the audio
+
+    folder = tmp_path / "models"
+    shutil.copytree(models, folder)
+    (folder / "decoding.json").write_text('{"steps": [3, 1], "guidance_scale": [2, 1]}')
+    pipeline = SpeechPipeline.from_folder(folder)
+    assert pipeline.default_steps == [3, 1] and pipeline.default_guidance_scale == [2.0, 1.0]
+    trace = Trace()
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions())], traces=[trace])
+    assert trace.codes is not None and trace.codes.shape[1] == 2
+    batches: list[int] = []
+    pipeline.soundstorm.conformer.register_forward_hook(lambda module, inputs, output: batches.append(output.shape[0]))
+    trace = Trace()
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions(steps=[1, 1, 1, 1]))], traces=[trace])
+    assert trace.codes is not None and trace.codes.shape[1] == 4
+    assert batches == [2, 1, 1, 1]  # the folder's guidance for its levels, none for the levels it does not list
 
 
 def test_a_frame_budget_splits_soundstorm_batches_and_leaves_every_segment_as_it_was(models: Path) -> None:

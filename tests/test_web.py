@@ -98,8 +98,11 @@ def test_dialogue_and_voice_conversion_in_the_browser(browser, url: str, models:
     WebDriverWait(browser, 10).until(expected_conditions.text_to_be_present_in_element((By.ID, "model-info"), "levels"))
     browser.find_element(By.CSS_SELECTOR, "[data-mode=dialogue]").click()
     Select(browser.find_element(By.ID, "voice-name-2")).select_by_value("awb")
+    browser.find_element(By.ID, "steps").send_keys("3,1")  # the first two levels only
     generate_and_wait(browser)
     check_result(browser)
+    assert browser.execute_script("return window.lastResult.num_quantizers") == 2
+    assert browser.execute_script("return document.getElementById('grid').height") == 2 * 12  # two rows of cells
 
     browser.find_element(By.CSS_SELECTOR, "[data-mode=resynth]").click()
     browser.find_element(By.ID, "source-file").send_keys(str(models / "voices" / "awb.wav"))
@@ -110,7 +113,7 @@ def test_dialogue_and_voice_conversion_in_the_browser(browser, url: str, models:
 def test_an_error_is_shown_on_the_page(browser, url: str) -> None:  # type: ignore[no-untyped-def]
     browser.get(url)
     WebDriverWait(browser, 10).until(expected_conditions.text_to_be_present_in_element((By.ID, "model-info"), "levels"))
-    browser.find_element(By.ID, "steps").send_keys("1,2")
+    browser.find_element(By.ID, "steps").send_keys("1,2,1,1,1")
     browser.find_element(By.ID, "generate").click()
-    WebDriverWait(browser, 30).until(lambda b: "steps must list 4" in b.find_element(By.ID, "error").text)
+    WebDriverWait(browser, 30).until(lambda b: "steps must list 1 to 4" in b.find_element(By.ID, "error").text)
     assert browser.find_element(By.ID, "error").text.startswith("422")

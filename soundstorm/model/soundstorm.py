@@ -134,6 +134,7 @@ class SoundStorm(nn.Module):
         mask: masking.TrainingMask | None = None,
         cond_drop_prob: float = 0.0,
         generator: torch.Generator | None = None,
+        train_levels: int | None = None,
     ) -> SoundStormOutput:
         """One training step's loss under SoundStorm's masking (DESIGN.md section 3).
 
@@ -145,6 +146,8 @@ class SoundStorm(nn.Module):
             cond_drop_prob: probability of replacing an example's condition with the null
                 condition, which trains the model for classifier-free guidance.
             generator: random source for the mask and the condition dropout.
+            train_levels: train only the first train_levels levels (masking.sample_training_mask's
+                num_levels), for a model decoded with steps for those levels only. Default: all Q.
         """
         config = self.config
         codes = check_codes(codes, config)
@@ -158,7 +161,7 @@ class SoundStorm(nn.Module):
             raise ValueError(f"cond_drop_prob must be in [0, 1], got {cond_drop_prob}")
 
         if mask is None:
-            mask = masking.sample_training_mask(lengths, T, Q, generator=generator)
+            mask = masking.sample_training_mask(lengths, T, Q, generator=generator, num_levels=train_levels)
         inputs = codes.masked_fill(mask.masked | ~valid[:, :, None], config.mask_id)  # [B, T, Q]
 
         if semantic_tokens is not None:
@@ -218,7 +221,8 @@ class SoundStorm(nn.Module):
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback: Callable[[DecodeStep], None] | None = None,
     ) -> Tensor:
-        """Generate acoustic tokens int64 [B, T, Q]; see soundstorm.decoding.generate."""
+        """Generate acoustic tokens int64 [B, T, Q] (or [B, T, len(steps)] for a schedule of the
+        first levels only); see soundstorm.decoding.generate."""
         from soundstorm.decoding import generate
 
         return generate(

@@ -62,9 +62,10 @@ T2S_EOS_THRESHOLD = DecodingOptions.t2s_eos_threshold or 0.0  # the form's 0 is 
 
 
 def steps_pattern(levels: int) -> str:
-    """A comma-separated list of exactly `levels` counts in [1, 64], as a regular expression:
-    the schema then says all a client needs to know."""
-    return rf"^\s*{COUNT}(\s*,\s*{COUNT}){{{levels - 1}}}\s*$"
+    """A comma-separated list of 1 to `levels` counts in [1, 64] (fewer than `levels`: only the
+    first levels are decoded), as a regular expression: the schema then says all a client needs
+    to know."""
+    return rf"^\s*{COUNT}(\s*,\s*{COUNT}){{0,{levels - 1}}}\s*$"
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "invalid input: the detail says what was expected"},
@@ -117,7 +118,8 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
     voices = VoiceBook(pipeline)
     Q, K = pipeline.soundstorm.config.num_quantizers, pipeline.soundstorm.config.codebook_size
     guidance = pipeline.default_guidance_scale
-    default_guidance = [guidance] * Q if isinstance(guidance, float) else list(guidance)  # one per level
+    default_levels = len(pipeline.default_steps)  # decoded by default: Q, or a prefix (decoding.json)
+    default_guidance = [guidance] * default_levels if isinstance(guidance, float) else list(guidance)  # one per level
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -131,7 +133,8 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
                               "JSON with `format=json`.")
     app.state.generation = generation
     page = PAGE.read_text(encoding="utf-8")
-    steps_message = (f"steps must list {Q} iteration counts (one per level) in [1, {MAX_STEPS_PER_LEVEL}], "
+    steps_message = (f"steps must list 1 to {Q} iteration counts (one per level decoded, coarse first) in "
+                     f"[1, {MAX_STEPS_PER_LEVEL}], "
                      f"e.g. {','.join(map(str, pipeline.default_steps))}")
 
     @app.exception_handler(RequestValidationError)
@@ -145,8 +148,9 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
     # ---------------------------------------------------------------- shared validation
 
     def options_form(
-        steps: Annotated[str | None, Form(description=f"SoundStorm iterations per level, comma separated, {Q} "
-                                                      f"numbers in [1, {MAX_STEPS_PER_LEVEL}] (default "
+        steps: Annotated[str | None, Form(description=f"SoundStorm iterations per level, comma separated, 1 to "
+                                                      f"{Q} numbers in [1, {MAX_STEPS_PER_LEVEL}]; fewer than {Q} "
+                                                      f"decode only the first levels (default "
                                                       f"{','.join(map(str, pipeline.default_steps))})",
                                           pattern=steps_pattern(Q), max_length=8 * Q)] = None,
         temperature: Annotated[float, Form(ge=0, le=5, description="SoundStorm sampling temperature")] = 1.0,
@@ -237,7 +241,8 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
             queue_seconds=result.queue_seconds, real_time_factor=result.generation_seconds / max(audio_seconds, 1e-9),
             batch_size=result.batch_size, wav_base64=base64.b64encode(audio).decode(),
             spectrogram_png_base64=base64.b64encode(spectrogram_png(result.wav, rate)).decode(),
-            num_quantizers=Q, codebook_size=K, codes=trace.codes.tolist(), reveal=trace.reveal_grid().tolist(),
+            num_quantizers=trace.codes.shape[1], codebook_size=K, codes=trace.codes.tolist(),
+            reveal=trace.reveal_grid().tolist(),
             passes=[DecodingPass(level=p.level, iteration=p.iteration, seconds=p.seconds) for p in trace.passes],
         )
         return Response(body.model_dump_json(), media_type="application/json")

@@ -26,7 +26,8 @@ class GenerationResult(BaseModel):
     batch_size: int = Field(description="requests decoded together")
     wav_base64: str = Field(description="16-bit PCM WAV, base64")
     spectrogram_png_base64: str = Field(description="log-magnitude spectrogram, PNG, base64")
-    num_quantizers: int
+    num_quantizers: int = Field(description="levels decoded: the model's all, or the first ones where the steps "
+                                            "listed fewer")
     codebook_size: int
     codes: list[list[int]] = Field(description="the generated codec tokens [frames][levels]")
     reveal: list[list[int]] = Field(

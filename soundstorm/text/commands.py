@@ -60,8 +60,9 @@ def probability(text: str) -> float:
 def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     """The DecodingOptions knobs, shared by the speech commands and `soundstorm eval-tts`."""
     defaults = DecodingOptions()
-    parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default: the models folder's "
-                        "decoding.json, else the paper's 16, 1, ...)")
+    parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level; fewer numbers than "
+                        "levels decode only the first levels (default: the models folder's decoding.json, else the "
+                        "paper's 16, 1, ...)")
     parser.add_argument("--temperature", type=float, default=defaults.temperature,
                         help=f"SoundStorm sampling temperature (default {defaults.temperature:g})")
     parser.add_argument("--t2s-temperature", type=float, default=defaults.t2s_temperature,

@@ -19,7 +19,8 @@ A models folder holds `codec/` (a SoundStream folder), `semantic/` (a k-means to
 folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is checked once, here.
 An optional `decoding.json` ({"steps": [4, 1, ...], "guidance_scale": [2, 1, ...]}) holds the
 SoundStorm schedule and classifier-free guidance measured best for those models, used when a
-request names none (else the paper's 16, 1, ... and no guidance).
+request names none (else the paper's 16, 1, ... and no guidance). Steps for fewer levels than
+the model has decode only those first levels, and the codec decodes that prefix.
 """
 
 from __future__ import annotations
@@ -140,17 +141,19 @@ class SpeechPipeline:
         self.batch_frames: int | None = CPU_BATCH_FRAMES if self.device.type == "cpu" else None
         config = soundstorm.config
         Q = config.num_quantizers
-        if default_steps is not None and (len(default_steps) != Q or any(
+        if default_steps is not None and (not 1 <= len(default_steps) <= Q or any(
                 not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in default_steps)):
-            raise ValueError(f"default steps must list {Q} positive iteration counts, one per level, e.g. "
-                             f"{masking.default_steps(Q)}; got {list(default_steps)}")
+            raise ValueError(f"default steps must list 1 to {Q} positive iteration counts, one per level decoded "
+                             f"(fewer than {Q}: only the first levels), e.g. {masking.default_steps(Q)}; "
+                             f"got {list(default_steps)}")
         # What a request that names no schedule gets: the models folder's measured choice, else the paper's.
         self.default_steps = list(default_steps) if default_steps is not None else masking.default_steps(Q)
         guidance = 1.0 if default_guidance_scale is None else default_guidance_scale
         scales = [guidance] if isinstance(guidance, (int, float)) else list(guidance)
-        if len(scales) not in (1, Q) or any(isinstance(g, bool) or not isinstance(g, (int, float)) or g < 0
+        if len(scales) not in (1, len(self.default_steps)) or any(isinstance(g, bool) or not isinstance(g, (int, float)) or g < 0
                                             for g in scales):
-            raise ValueError(f"the default guidance scale must be one number >= 0 or one per level ({Q}); "
+            raise ValueError(f"the default guidance scale must be one number >= 0 or one per level decoded "
+                             f"({len(self.default_steps)}); "
                              f"got {default_guidance_scale!r}")
         self.default_guidance_scale: float | list[float] = (
             float(scales[0]) if isinstance(guidance, (int, float)) else [float(g) for g in scales])
@@ -272,13 +275,13 @@ class SpeechPipeline:
 
     def acoustic_batch(self, segments: Sequence[Segment], options: DecodingOptions | None = None,
                        callback: Callable[[DecodeStep], None] | None = None) -> list[Tensor]:
-        """Codec tokens [T_i, Q] of each segment's new semantic tokens (T_i = S_i * r), in its
+        """Codec tokens [T_i, L] of each segment's new semantic tokens (T_i = S_i * r), in its
         voice, in one batched decoding run. Each segment samples from its own generator, so its
         result is the one it would get alone (soundstorm/decoding.py, draw_uniform) up to float
         rounding: padding changes the shapes of the matrix products, which can flip a near-tie
         between codes and the samples after it (a few percent of a real model's tokens under
         bf16: benchmarks/batch_frames.py). `options` gives the rest (steps, temperature,
-        guidance), the same for all."""
+        guidance), the same for all; L = len(steps) levels are decoded (Q by default)."""
         options = options or DecodingOptions()
         if not segments:
             return []
@@ -294,23 +297,27 @@ class SpeechPipeline:
         lengths = torch.tensor(totals) * r
         prompt_lengths = torch.tensor(prompts) * r
         generators = [torch.Generator(device=self.device).manual_seed(segment.seed) for segment in segments]
+        steps = options.steps if options.steps is not None else self.default_steps
+        guidance = options.guidance_scale if options.guidance_scale is not None else self.default_guidance_scale
+        if options.guidance_scale is None and isinstance(guidance, list):
+            # The folder's per-level guidance, for a request that decodes another number of
+            # levels: levels it does not list run unguided.
+            guidance = (guidance + [1.0] * len(steps))[: len(steps)]
         start = time.perf_counter()
         with autocast(self.precision, self.device):
             codes = self.soundstorm.generate(
                 semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
-                steps=options.steps if options.steps is not None else self.default_steps,
-                temperature=options.temperature,
-                guidance_scale=options.guidance_scale if options.guidance_scale is not None else self.default_guidance_scale,
+                steps=steps, temperature=options.temperature, guidance_scale=guidance,
                 generator=generators, callback=callback,
-            )  # [B, max T, Q]
+            )  # [B, max T, L]
         self.timing.stages["soundstorm"] = self.timing.stages.get("soundstorm", 0.0) + time.perf_counter() - start
         return [codes[b, int(prompt_lengths[b]) : int(lengths[b])] for b in range(B)]
 
     def acoustic(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None, salt: int = 0,
                  callback: Callable[[DecodeStep], None] | None = None) -> Tensor:
-        """Codec tokens [T, Q] of the new semantic tokens [S] (T = S * r), in voice's voice."""
+        """Codec tokens [T, L] of the new semantic tokens [S] (T = S * r), in voice's voice."""
         options = options or DecodingOptions()
         return self.acoustic_batch([self._segment(semantic, voice, options, salt)], options, callback)[0]
 
@@ -403,7 +410,8 @@ class SpeechPipeline:
                                           recorder.step if recorder else None)
                 codes.update(zip(batch, out))
                 if recorder is not None:
-                    recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio)
+                    recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio,
+                                    levels=out[0].shape[-1])
         results = []
         for p, plan in enumerate(plans):
             pieces = []
@@ -473,9 +481,11 @@ class _Recorder:
             self.revealed = torch.zeros_like(step.codes)
         self.revealed.masked_fill_((step.codes != self.mask_id) & (self.revealed == 0), len(self.passes))
 
-    def add_to(self, traces: Sequence[Trace], batch: list[tuple[int, int]], segments: list[Segment], ratio: int) -> None:
+    def add_to(self, traces: Sequence[Trace], batch: list[tuple[int, int]], segments: list[Segment], ratio: int,
+               levels: int) -> None:
+        """Record the batch's reveal grids in its plans' traces: `levels` levels were decoded."""
         assert self.revealed is not None
-        revealed = self.revealed.cpu()
+        revealed = self.revealed[:, :, :levels].cpu()
         offsets: dict[int, int] = {}  # plan -> its passes before this batch's
         for b, ((p, i), segment) in enumerate(zip(batch, segments)):
             offset = offsets.setdefault(p, len(traces[p].passes))
@@ -494,15 +504,15 @@ class Pass:
 
 @dataclass
 class Trace:
-    """How one request was decoded, for the web page's token grid: reveal[i] [T_i, Q] is the
+    """How one request was decoded, for the web page's token grid: reveal[i] [T_i, L] is the
     1-based index into passes of the forward pass that fixed each token of segment i."""
 
     passes: list[Pass] = field(default_factory=list)
     reveal: dict[int, Tensor] = field(default_factory=dict)
-    codes: Tensor | None = None  # [T, Q] all segments' codes, in order
+    codes: Tensor | None = None  # [T, L] all segments' codes, in order (L levels decoded)
 
     def reveal_grid(self) -> Tensor:
-        """[T, Q] over all segments, in order."""
+        """[T, L] over all segments, in order."""
         return torch.cat([self.reveal[i] for i in sorted(self.reveal)])
 
 

@@ -3,7 +3,9 @@
 [model] holds SoundStormConfig fields, or `preset = "small"` plus overrides; codebook_size,
 num_quantizers, semantic_vocab_size and semantic_rate_ratio default to the cache's, and a
 model that disagrees with the cache is refused. [options]: cond_drop_prob (condition dropout
-for classifier-free guidance, default 0.1).
+for classifier-free guidance, default 0.1); train_levels (train only the first N levels, for a
+model decoded with steps for those levels only, where a codec's finer levels add little audio:
+benchmarks/codec_levels.py; default all).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from soundstorm.train.recipe import Recipe
 from soundstorm.train.task import Task, register_task
 from soundstorm.train.token_data import TokenBatches
 
-OPTIONS = {"cond_drop_prob": 0.1}
+OPTIONS: dict[str, Any] = {"cond_drop_prob": 0.1, "train_levels": None}
 
 
 def model_config(recipe_model: dict[str, Any], cache: TokenCache) -> SoundStormConfig:
@@ -59,6 +61,11 @@ class SoundStormTask(Task):
         self.cache = TokenCache(data.cache)
         self.config = model_config(recipe.model, self.cache)
         self.data = TokenBatches(recipe, context, self.cache, self.config.num_quantizers)
+        levels = self.options["train_levels"]
+        if levels is not None and (not isinstance(levels, int) or isinstance(levels, bool)
+                                   or not 1 <= levels <= self.config.num_quantizers):
+            raise ValueError(f"options.train_levels must be an integer in [1, {self.config.num_quantizers}] "
+                             f"(the first levels trained), got {levels!r}")
         # Masks and condition dropout draw from this generator; it is checkpointed, so a
         # resumed run draws exactly what an uninterrupted one would.
         self.generator = torch.Generator(device=context.device).manual_seed(recipe.seed * 7919 + context.rank)
@@ -74,7 +81,7 @@ class SoundStormTask(Task):
 
     def loss(self, phase: str, modules: dict[str, nn.Module], batch: Batch, step: int) -> tuple[Tensor, dict[str, float]]:
         out = modules["model"](batch.codes, batch.semantic, batch.lengths, generator=self.generator,
-                               cond_drop_prob=self.options["cond_drop_prob"])
+                               cond_drop_prob=self.options["cond_drop_prob"], train_levels=self.options["train_levels"])
         accuracy = out.level_correct.sum() / out.level_count.sum().clamp(min=1)
         return out.loss, {"accuracy": accuracy.item()}
 
@@ -87,7 +94,8 @@ class SoundStormTask(Task):
         for batch in batches:
             batch = self.move(batch)
             with self.autocast():
-                out = model(batch.codes, batch.semantic, batch.lengths, generator=generator)
+                out = model(batch.codes, batch.semantic, batch.lengths, generator=generator,
+                            train_levels=self.options["train_levels"])
             totals += torch.stack([out.level_loss_sum, out.level_correct, out.level_count]).double().cpu()
         totals = self.context.all_reduce_sum(totals)
         count = totals[2].sum().clamp(min=1)
