@@ -47,6 +47,17 @@ def test_metrics_on_known_cases(tmp_path: Path) -> None:
     assert family("flite-slt") == "flite" and bucket(4.9) == "short" and bucket(5.0) == "mid" and bucket(9) == "long"
 
 
+def test_what_the_recognizer_hears_does_not_depend_on_what_it_heard_before(tmp_path: Path) -> None:
+    """Its front end adapts to the audio (noise estimate, cepstral mean); loud noise before an
+    utterance changed what pocketsphinx heard in it until the state was reset per utterance."""
+    speech = speak(tmp_path, "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background.",
+                   "slt")
+    noise = 0.3 * np.random.default_rng(0).standard_normal(5 * 16000).astype(np.float32)
+    recognizer = Recognizer()
+    recognizer.transcribe(noise, 16000)
+    assert recognizer.transcribe(speech, 16000) == Recognizer().transcribe(speech, 16000)
+
+
 def test_eval_end_to_end_on_tiny_models(tmp_path: Path) -> None:
     if not Path("/usr/share/games/fortunes").is_dir():
         pytest.skip("fortunes missing: make system-deps")

@@ -33,6 +33,11 @@ class Recognizer:
         if wav.ndim != 1 or len(wav) == 0:
             raise ValueError(f"expected mono audio [N] with samples, got shape {wav.shape}")
         pcm = (np.clip(resample_audio(wav.astype(np.float32), sample_rate, ASR_SAMPLE_RATE), -1, 1) * 32767).astype("<i2")
+        # The feature front end adapts across utterances (noise estimate, cepstral mean): without
+        # a reset, what one utterance is heard as depends on the audio decoded before it, so
+        # two evaluations of the same audio in another order disagree (seen: the synthesizers'
+        # own WER moved between two eval-tts runs). Reset, every utterance is heard as if first.
+        self.decoder.reinit_feat()
         self.decoder.start_utt()
         self.decoder.process_raw(pcm.tobytes(), full_utt=True)
         self.decoder.end_utt()
