@@ -71,7 +71,7 @@ def sample_training_mask(
 
     For each example b with valid length L (frames >= L are padding):
       1. prompt delimiter t ~ U{0, L-1}: frames < t stay unmasked and get no loss;
-      2. level q ~ U{0, L-1}, L = num_levels (default Q);
+      2. level q ~ U{0, N-1}, N = num_levels (default Q);
       3. ratio p = cos(u), u ~ U[0, pi/2]; exactly max(1, round(p * n)) of the n frames in
          [t, L) are masked at level q, chosen uniformly at random;
       4. every frame in [t, L) is masked at all levels above q; levels below q stay as they are;
@@ -82,8 +82,8 @@ def sample_training_mask(
         num_frames: T, the padded length.
         num_quantizers: Q.
         generator: optional torch.Generator on the device of `lengths`, for reproducibility.
-        num_levels: L, train only the first L levels (a model decoded with steps for those
-            levels only: soundstorm.decoding). Levels from L on are then masked wherever level
+        num_levels: N, train only the first N levels (a model decoded with steps for those
+            levels only: soundstorm.decoding). Levels from N on are then masked wherever level
             q is trained, as they stay masked while such a model decodes. Default: all Q.
     """
     if lengths.dim() != 1:
@@ -91,8 +91,8 @@ def sample_training_mask(
     if bool((lengths < 1).any()) or bool((lengths > num_frames).any()):
         raise ValueError(f"every length must be in [1, {num_frames}], got {lengths.tolist()}")
     B, T, Q = lengths.shape[0], num_frames, num_quantizers
-    L = Q if num_levels is None else num_levels
-    if not isinstance(L, int) or isinstance(L, bool) or not 1 <= L <= Q:
+    trained = Q if num_levels is None else num_levels  # N
+    if not isinstance(trained, int) or isinstance(trained, bool) or not 1 <= trained <= Q:
         raise ValueError(f"num_levels must be an integer in [1, {Q}] (the levels trained), got {num_levels!r}")
     device = lengths.device
 
@@ -100,7 +100,7 @@ def sample_training_mask(
         return torch.rand(*shape, generator=generator, device=device)
 
     delimiters = torch.floor(uniform(B) * lengths).long().clamp_(max=lengths - 1)  # [B]
-    levels = torch.floor(uniform(B) * L).long().clamp_(max=L - 1)  # [B]
+    levels = torch.floor(uniform(B) * trained).long().clamp_(max=trained - 1)  # [B]
     ratios = torch.cos(uniform(B) * (math.pi / 2))  # [B]
 
     frames = torch.arange(T, device=device)  # [T]
