@@ -68,8 +68,9 @@ def test_short_run_reduces_the_loss_and_exports(cache_dir: Path, tmp_path: Path)
 
 
 def test_training_only_the_first_levels(cache_dir: Path, tmp_path: Path) -> None:
-    """options.train_levels = 2: every step and every validation trains and scores the first two
-    levels alone; a value outside [1, Q] is refused before anything runs."""
+    """options.train_levels = 2 reaches the model: a run trains, and its validation scores the
+    first two levels alone (test_masking checks the mask itself); a value outside [1, Q] or of
+    another type is refused before anything runs."""
     recipe = tiny_recipe(cache_dir, **{"options.train_levels": 2, "optimizer.max_steps": 6})
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
     trainer.fit()
@@ -77,10 +78,9 @@ def test_training_only_the_first_levels(cache_dir: Path, tmp_path: Path) -> None
     assert {"accuracy/level_1", "accuracy/level_2"} <= set(metrics)
     assert not any(key.startswith(("accuracy/level_", "loss/level_")) and int(key.rsplit("_", 1)[1]) > 2
                    for key in metrics), metrics
-    for bad in (0, 99, "2"):
+    for i, bad in enumerate(("0", "99", '"2"')):  # TOML values: two integers out of range, a string
         with pytest.raises(ValueError, match=r"options.train_levels must be an integer in \[1, "):
-            Trainer(tiny_recipe(cache_dir, **{"options.train_levels": bad if bad != "2" else '"2"'}),
-                    tmp_path / f"bad-{bad}", progress=False)
+            Trainer(tiny_recipe(cache_dir, **{"options.train_levels": bad}), tmp_path / f"bad-{i}", progress=False)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(cache_dir: Path, tmp_path: Path) -> None:
