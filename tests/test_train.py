@@ -203,6 +203,9 @@ def test_every_recipe_loads(path: Path) -> None:
         options.pop("discriminator", None)
         low, high = options.pop("speed_perturbation", (1.0, 1.0))
         assert 0.5 <= low <= high <= 2.0
+        encoder_from = options.pop("encoder_from", None)
+        if encoder_from is not None:  # a codec folder of the repo, whose tokens the new decoder keeps
+            assert (RECIPES.parent / encoder_from / "config.json").is_file() and options["decoder_only"]
         SoundStreamLossConfig.from_dict(options)
     elif recipe.task == "semantic":
         from soundstorm.semantic.content import ContentEncoderConfig

@@ -5,7 +5,10 @@ the manifest (soundstorm corpus synth / scan); crops are max_frames codec frames
 [options] holds SoundStreamLossConfig fields (loss weights, quantizer dropout, `adversarial`
 and its start step, `decoder_only` to keep the tokens), `discriminator`, a table of DiscriminatorConfig
 fields, and `speed_perturbation = [low, high]`, speed factors for the training crops
-(AudioCropDataset's speed_range; validation crops stay as recorded).
+(AudioCropDataset's speed_range; validation crops stay as recorded), and `encoder_from`, a
+SoundStream folder whose encoder and codebooks a new decoder is trained behind (with
+`decoder_only = true`): a new decoder, even of another kind ([model] decoder = "vocos"), for a
+codec whose tokens a token cache and SoundStorm models already hold.
 
 Two phases per step: the codec (generator) on reconstruction (+ adversarial and feature
 matching) losses, then, once the GAN is on, the discriminator on the same step's audio.
@@ -41,12 +44,17 @@ class SoundStreamTask(Task):
             options = dict(recipe.options)
             self.discriminator_config = DiscriminatorConfig(**options.pop("discriminator", {}))
             speed_range = options.pop("speed_perturbation", None)
+            encoder_from = options.pop("encoder_from", None)
             self.loss_config = SoundStreamLossConfig.from_dict(options)
         except TypeError as error:
             raise ValueError(f"the soundstream recipe: {error}") from error
         data = recipe.data
         if not data.cache:
             raise ValueError("the recipe needs data.cache: the corpus manifest (soundstorm corpus synth / scan)")
+        if encoder_from is not None and not self.loss_config.decoder_only:
+            raise ValueError("the soundstream recipe: options.encoder_from keeps another codec's encoder and codebooks, "
+                             "so it needs options.decoder_only = true")
+        self.encoder_from = Path(encoder_from) if encoder_from is not None else None
         crop_seconds = data.max_frames / self.config.frame_rate
         if speed_range is not None and (not isinstance(speed_range, (list, tuple)) or len(speed_range) != 2):
             raise ValueError(f"the soundstream recipe: options.speed_perturbation must be [low, high], got {speed_range!r}")
@@ -60,6 +68,8 @@ class SoundStreamTask(Task):
 
     def build_modules(self) -> dict[str, nn.Module]:
         model = SoundStream(self.config)
+        if self.encoder_from is not None:
+            load_encoder(model, self.encoder_from)
         if self.loss_config.decoder_only:
             for parameter in [*model.encoder.parameters(), *model.quantizer.parameters()]:
                 parameter.requires_grad_(False)  # the trainer's optimizer takes only the decoder
@@ -131,3 +141,18 @@ class SoundStreamTask(Task):
         with torch.inference_mode():
             reconstruction = module(wav).reconstruction
         return {"original": (wav[0, 0], self.config.sample_rate), "reconstruction": (reconstruction[0, 0], self.config.sample_rate)}
+
+
+def load_encoder(model: SoundStream, path: Path) -> None:
+    """Copy the encoder and codebooks of the SoundStream folder at `path` into model, whose
+    decoder may differ from that folder's; everything that makes tokens must agree."""
+    source = SoundStream.from_pretrained(path)
+    decoder_fields = {"decoder", "vocos_dim", "vocos_depth", "vocos_n_fft"}
+    ours, theirs = model.config.to_dict(), source.config.to_dict()
+    differing = sorted(k for k in ours if k not in decoder_fields and ours[k] != theirs[k])
+    if differing:
+        raise ValueError(f"options.encoder_from {path}: its encoder or quantizer differs from this recipe's in {differing}")
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("decoder.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("decoder.") for k in missing):
+        raise ValueError(f"options.encoder_from {path}: weights do not fit ({missing=}, {unexpected=})")

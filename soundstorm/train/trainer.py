@@ -204,7 +204,9 @@ class Trainer:
         from soundstorm.checkpoint import WEIGHTS_NAME, read_config
 
         module = self.modules[self.task.export_module]
-        found = read_config(path, type(module).__name__)
+        # Through the config class: fields added since the folder was saved take their defaults.
+        found = type(self.task.config).from_dict(read_config(path, type(module).__name__)).to_dict()  # type: ignore[attr-defined]
+        found = json.loads(json.dumps(found))
         expected = json.loads(json.dumps(self.task.config.to_dict()))  # type: ignore[attr-defined]
         for name in (*self.task.measured_config_fields, *REGULARIZATION_FIELDS):  # not the weights' business
             found.pop(name, None)

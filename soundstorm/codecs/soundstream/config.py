@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 ConfigT = TypeVar("ConfigT", "SoundStreamConfig", "DiscriminatorConfig")
 
+DECODERS = ("seanet", "vocos")
+
 
 def _positive_int(owner: str, name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -61,11 +63,18 @@ class SoundStreamConfig:
     ema_decay: float = 0.99  # decay of the codebooks' exponential moving averages
     kmeans_iters: int = 10  # k-means iterations on the first batch to initialise codebooks; 0 = random vectors
     dead_code_steps: int = 100  # a code unused for this many training steps is restarted; 0 = never
+    # "seanet": transposed convolutions mirroring the encoder (SoundStream). "vocos": ConvNeXt
+    # blocks at the frame rate predicting an STFT, inverted with hop = hop_length (vocos.py).
+    # The decoder makes no token: either fits behind the same encoder and codebooks.
+    decoder: str = "seanet"
+    vocos_dim: int = 384  # ConvNeXt width (its MLPs are 3x wider)
+    vocos_depth: int = 8  # ConvNeXt blocks
+    vocos_n_fft: int = 1280  # STFT size of the inverse transform (4 hops: windows overlap 75%)
 
     def __post_init__(self) -> None:
         owner = "SoundStreamConfig"
         for name in ("sample_rate", "channels", "latent_dim", "kernel_size", "residual_kernel_size",
-                     "compress", "num_quantizers", "codebook_size"):
+                     "compress", "num_quantizers", "codebook_size", "vocos_dim", "vocos_depth", "vocos_n_fft"):
             _positive_int(owner, name, getattr(self, name))
         object.__setattr__(self, "strides", _int_tuple(owner, "strides", self.strides))
         object.__setattr__(self, "dilations", _int_tuple(owner, "dilations", self.dilations))
@@ -73,6 +82,13 @@ class SoundStreamConfig:
             raise ValueError(
                 f"{owner}.channels ({self.channels}) must be divisible by compress ({self.compress}): "
                 "residual units work at channels / compress"
+            )
+        if self.decoder not in DECODERS:
+            raise ValueError(f"{owner}.decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.decoder == "vocos" and (self.vocos_n_fft < 2 * self.hop_length or (self.vocos_n_fft - self.hop_length) % 2):
+            raise ValueError(
+                f"{owner}.vocos_n_fft ({self.vocos_n_fft}) must be at least twice the hop ({self.hop_length}) "
+                "and differ from it by an even number of samples (the inverse STFT trims half on each side)"
             )
         if self.codebook_size < 2:
             raise ValueError(f"{owner}.codebook_size must be >= 2, got {self.codebook_size}")

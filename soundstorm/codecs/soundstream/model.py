@@ -1,4 +1,4 @@
-"""SoundStream: a SEANet encoder, a residual vector quantizer and a SEANet decoder.
+"""SoundStream: a SEANet encoder, a residual vector quantizer and a SEANet (or Vocos-style) decoder.
 
     model = SoundStream(SoundStreamConfig.preset("small"))
     out = model(wav)                         # training: reconstruction, codes, commitment loss
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from soundstorm.codecs.soundstream.config import SoundStreamConfig
 from soundstorm.codecs.soundstream.quantizer import ResidualVectorQuantizer
 from soundstorm.codecs.soundstream.seanet import SEANetDecoder, SEANetEncoder
+from soundstorm.codecs.soundstream.vocos import VocosDecoder
 
 
 @dataclass
@@ -74,7 +75,7 @@ class SoundStream(nn.Module):
         self.config = config
         self.encoder = SEANetEncoder(config)
         self.quantizer = ResidualVectorQuantizer(config)
-        self.decoder = SEANetDecoder(config)
+        self.decoder = VocosDecoder(config) if config.decoder == "vocos" else SEANetDecoder(config)
 
     @property
     def sample_rate(self) -> int:

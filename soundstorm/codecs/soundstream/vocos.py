@@ -1,0 +1,108 @@
+"""A Vocos-style decoder (Siuzdak, 2023): latents -> ConvNeXt at the frame rate -> STFT -> iSTFT.
+
+The SEANet decoder upsamples 320x through transposed convolutions and spends most of its
+compute at the audio rate on a few channels. This one stays at the codec's frame rate: a stack
+of ConvNeXt blocks (depthwise convolution, LayerNorm, a pointwise MLP) turns each frame's
+latent into one STFT frame (log magnitude and phase of n_fft / 2 + 1 bins), and an inverse STFT
+with hop = the codec's hop makes the waveform. Wide matrix products over 50 frames a second are
+what a CPU does fastest, and the spectral losses meet the spectrum it predicts almost directly.
+
+Lengths: T frames -> exactly T * hop samples ("same" padding: the overlap-added frames are
+trimmed by (n_fft - hop) / 2 on each side), as the SEANet decoder gives, so the two are
+interchangeable behind the same encoder and codebooks (SoundStreamConfig.decoder).
+
+Notation: B batch, D latent width, C ConvNeXt width, T frames, F = n_fft / 2 + 1 bins, N samples.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from soundstorm.codecs.soundstream.config import SoundStreamConfig
+
+
+class ConvNeXtBlock(nn.Module):
+    """x + scale * MLP(LayerNorm(DepthwiseConv(x))) over [B, C, T]."""
+
+    def __init__(self, dim: int, hidden: int, kernel_size: int, layer_scale: float) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.up = nn.Linear(dim, hidden)
+        self.down = nn.Linear(hidden, dim)
+        # Small residual branches at the start keep the deep stack close to identity (ConvNeXt).
+        self.scale = nn.Parameter(torch.full((dim,), layer_scale))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, C, T] -> [B, C, T]."""
+        y = self.depthwise(x).transpose(1, 2)  # [B, T, C]
+        y = self.down(F.gelu(self.up(self.norm(y))))  # [B, T, C]
+        return x + (self.scale * y).transpose(1, 2)
+
+
+class InverseSTFT(nn.Module):
+    """Complex spectra [B, F, T] -> waveform [B, T * hop], "same" padding.
+
+    torch.istft with center=True would give (T - 1) * hop samples; here the overlap-add of all
+    T frames is trimmed by (n_fft - hop) / 2 on both sides, so each frame owns hop samples,
+    centred on it, and the output lines up with the encoder's frames.
+    """
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        # Windows must overlap: a Hann window is 0 at its ends, and without a neighbour there the
+        # overlap-add would divide by 0.
+        if n_fft < 2 * hop_length or (n_fft - hop_length) % 2:
+            raise ValueError(f"n_fft ({n_fft}) must be >= 2 * hop ({hop_length}) with n_fft - hop even")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, spectra: Tensor) -> Tensor:
+        B, _, T = spectra.shape
+        frames = torch.fft.irfft(spectra, self.n_fft, dim=1) * self.window[None, :, None]  # [B, n_fft, T]
+        total = (T - 1) * self.hop_length + self.n_fft
+        fold = dict(output_size=(1, total), kernel_size=(1, self.n_fft), stride=(1, self.hop_length))
+        wav = F.fold(frames, **fold)[:, 0, 0]  # [B, total]
+        envelope = F.fold(self.window.square()[None, :, None].expand(1, -1, T), **fold)[0, 0, 0]  # [total]
+        pad = (self.n_fft - self.hop_length) // 2
+        # Every kept sample lies under at least one window away from its zero ends: no division by 0.
+        return wav[:, pad : total - pad] / envelope[pad : total - pad]
+
+
+class VocosDecoder(nn.Module):
+    """Latents [B, D, T] -> waveform [B, 1, T * hop]."""
+
+    def __init__(self, config: SoundStreamConfig) -> None:
+        super().__init__()
+        dim, depth = config.vocos_dim, config.vocos_depth
+        self.embed = nn.Conv1d(config.latent_dim, dim, config.kernel_size, padding=config.kernel_size // 2)
+        self.norm_in = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(dim, 3 * dim, config.kernel_size, layer_scale=1.0 / depth) for _ in range(depth)
+        )
+        self.norm_out = nn.LayerNorm(dim, eps=1e-6)
+        self.bins = config.vocos_n_fft // 2 + 1
+        self.head = nn.Linear(dim, 2 * self.bins)  # log magnitude and phase of every bin
+        self.istft = InverseSTFT(config.vocos_n_fft, config.hop_length)
+        self.apply(_init_weights)
+
+    def forward(self, latents: Tensor) -> Tensor:
+        x = self.norm_in(self.embed(latents).transpose(1, 2)).transpose(1, 2)  # [B, C, T]
+        for block in self.blocks:
+            x = block(x)
+        # The inverse FFT runs in float32 whatever the autocast: bf16 has no FFT and too few bits.
+        out = self.head(self.norm_out(x.transpose(1, 2))).float().transpose(1, 2)  # [B, 2F, T]
+        log_magnitude, phase = out.split(self.bins, dim=1)  # [B, F, T] each
+        # exp keeps magnitudes positive; the cap (Vocos: 100) stops one bad frame from exploding.
+        magnitude = log_magnitude.exp().clamp(max=100.0)
+        spectra = torch.polar(magnitude, phase)  # [B, F, T] complex
+        return self.istft(spectra)[:, None]  # [B, 1, T * hop]
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv1d, nn.Linear)):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.zeros_(module.bias)
