@@ -22,6 +22,14 @@ RECIPES = Path(__file__).parent.parent / "recipes"
 VOCOS = dict(decoder="vocos", vocos_dim=32, vocos_depth=2, vocos_n_fft=1280)
 
 
+def tiny_run(manifest: Path, steps: int) -> list[str]:
+    """Recipe overrides for a few steps of a tiny codec on the corpus at `manifest`."""
+    return [f'data.cache="{manifest}"', 'model.preset="tiny"', "data.batch_size=2", "data.max_frames=10",
+            "data.num_workers=0", "optimizer.warmup_steps=1", f"schedule.valid_every={steps}",
+            f"schedule.checkpoint_every={steps}", "schedule.valid_batches=1", "optimizer.bf16=false",
+            f"optimizer.max_steps={steps}"]
+
+
 def tiny_vocos(seed: int = 0) -> SoundStream:
     torch.manual_seed(seed)
     return SoundStream(SoundStreamConfig.preset("tiny", **VOCOS))
@@ -90,11 +98,7 @@ def test_config_names_its_decoder_and_old_configs_keep_seanet() -> None:
 
 
 def test_a_vocos_decoder_trains_behind_another_codecs_encoder_keeping_every_token(tmp_path: Path) -> None:
-    manifest = make_corpus(tmp_path / "corpus", [1.0] * 6)
-    common = [f'data.cache="{manifest}"', 'model.preset="tiny"', "data.batch_size=2", "data.max_frames=10",
-              "data.num_workers=0", "optimizer.warmup_steps=1", "schedule.valid_every=3",
-              "schedule.checkpoint_every=3", "schedule.valid_batches=1", "optimizer.bf16=false",
-              "optimizer.max_steps=3"]
+    common = tiny_run(make_corpus(tmp_path / "corpus", [1.0] * 6), steps=3)
     first = Trainer(Recipe.load(RECIPES / "soundstream-small.toml", common), tmp_path / "first", progress=False)
     first.fit()
     source = tmp_path / "first" / "model"
@@ -118,11 +122,7 @@ def test_a_vocos_decoder_trains_behind_another_codecs_encoder_keeping_every_toke
 
 def test_init_from_a_folder_saved_before_a_config_field_existed(tmp_path: Path) -> None:
     # The bundled codec's config.json predates `decoder`: fine-tuning it must still work.
-    manifest = make_corpus(tmp_path / "corpus", [1.0] * 4)
-    common = [f'data.cache="{manifest}"', 'model.preset="tiny"', "data.batch_size=2", "data.max_frames=10",
-              "data.num_workers=0", "optimizer.warmup_steps=1", "schedule.valid_every=2",
-              "schedule.checkpoint_every=2", "schedule.valid_batches=1", "optimizer.bf16=false",
-              "optimizer.max_steps=2"]
+    common = tiny_run(make_corpus(tmp_path / "corpus", [1.0] * 4), steps=2)
     Trainer(Recipe.load(RECIPES / "soundstream-small.toml", common), tmp_path / "first", progress=False).fit()
     config_file = tmp_path / "first" / "model" / "config.json"
     document = json.loads(config_file.read_text())
