@@ -133,3 +133,17 @@ def test_init_from_a_folder_saved_before_a_config_field_existed(tmp_path: Path) 
                     init_from=tmp_path / "first" / "model")
     again.initialize_from(tmp_path / "first" / "model")
     assert again.fit()["step"] == 2
+
+
+def test_chunked_decoding_equals_one_shot_where_the_receptive_field_fits_the_overlap() -> None:
+    # Two ConvNeXt blocks and the embedding (kernel 7 each: +-9 frames) and the inverse STFT's
+    # 4-hop windows (+-2 frames) see 0.22 s either side; 1 s of overlap leaves 0.5 s of warm-up
+    # past each crossfade, so chunks and crossfades reproduce the one-shot audio.
+    from soundstorm.codecs.soundstream import SoundStreamCodec
+
+    codec = SoundStreamCodec(tiny_vocos(), name="tiny-vocos")
+    codes = codec.encode(0.1 * torch.randn(1, 1, 16000 * 5, generator=torch.Generator().manual_seed(4)))
+    whole = codec.decode(codes)
+    chunked = codec.decode_long(codes, chunk_seconds=1.0, overlap_seconds=1.0)
+    assert chunked.shape == whole.shape
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5 * float(whole.abs().max()))
