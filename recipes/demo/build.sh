@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the bundled models (models/demo) from nothing, offline, on this machine:
 #   corpus (Debian voices) -> SoundStream codec -> content encoder + k-means (semantic tokens)
-#   -> token cache -> SoundStorm and the text-to-semantic model -> models/demo (fp16)
+#   -> token cache -> SoundStorm, the text-to-semantic model and a Vocos-style decoder behind
+#   the codec's encoder -> models/demo (fp16)
 #
 #   recipes/demo/build.sh                 # run every step; each resumes where it stopped
 #   MINUTES=50 recipes/demo/build.sh      # stop each training step after 50 min; run again to go on
@@ -59,6 +60,14 @@ TOKENS="$DATA/synth-tokens-$DIGEST"
 "$SOUNDSTORM" corpus tokenize "$MANIFEST" "$TOKENS" --codec "soundstream:$CODEC" --semantic "content:$SEMANTIC" --quiet
 train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""
 train "$RUNS/t2s" recipes/t2s-small.toml --set "data.cache=\"$TOKENS\""
+# The decoder makes no token: a Vocos-style one trained behind the codec's encoder and codebooks
+# decodes the same tokens better and faster (docs/codec.md). Skipped for a codec that has one.
+KIND=$("$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))['config'].get('decoder', 'seanet'))" "$CODEC/config.json")
+if [ "$KIND" != "vocos" ]; then
+    train "$RUNS/codec-vocos" recipes/demo/codec-vocos.toml --set "data.cache=\"$MANIFEST\"" \
+        --set "options.encoder_from=\"$CODEC\""
+    CODEC="$RUNS/codec-vocos/model"
+fi
 
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
     --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" --out models/demo
