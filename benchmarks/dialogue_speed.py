@@ -3,13 +3,15 @@ SoundStorm, codec), in several variants side by side in one run.
 
     .venv/bin/python benchmarks/dialogue_speed.py --threads 2 --json docs/dialogue_speed.json
     .venv/bin/python benchmarks/dialogue_speed.py --variants auto auto:8,1,1,1,1,1,1,1
+    .venv/bin/python benchmarks/dialogue_speed.py --models models/demo runs/candidate --variants auto
 
 A variant is a --precision (auto, fp32, bf16: soundstorm/precision.py), optionally followed by
 `:STEPS`, SoundStorm's iterations per level (default: the models folder's decoding.json, else
 the paper's 16, 1, ...), and `:GUIDANCE`, one classifier-free guidance scale or one per level
 (`auto::2,1,1,1,1,1,1,1`: the default steps, guidance on the first level). The bundled models
 (or --models) speak a fixed script of about 30 s (the issue's target) in two bundled voices,
-with the same seed for every run. The variants are interleaved --repeats times so that
+with the same seed for every run. Several --models folders run every variant each (rows
+FOLDER/VARIANT), to time two sets of models side by side. The variants are interleaved --repeats times so that
 machine noise falls on all alike; the table gives medians, the real-time factor (seconds of
 compute per second of audio) and the seconds spent in each stage. Run it alone: any other
 load on a 2-core machine distorts every figure.
@@ -44,7 +46,8 @@ SCRIPT = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", type=Path, default=ROOT / "models" / "demo")
+    parser.add_argument("--models", type=Path, nargs="+", default=[ROOT / "models" / "demo"],
+                        help="models folders (several: each runs every variant)")
     parser.add_argument("--voices", nargs=2, default=["flite-slt", "flite-awb"], help="two voices of MODELS/voices")
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "auto"],
                         help="PRECISION[:STEPS], e.g. auto or auto:8,1,1,1,1,1,1,1 (the first is the speed-up's base)")
@@ -54,11 +57,15 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    variants = {variant: parse_variant(variant) for variant in args.variants}
-    pipelines = {variant: SpeechPipeline.from_folder(args.models, precision=precision)
-                 for variant, (precision, _, _) in variants.items()}
-    first = pipelines[args.variants[0]]
-    voices = {name: first.voice(args.models / "voices" / f"{voice}.wav") for name, voice in zip("AB", args.voices)}
+    def label(folder: Path, variant: str) -> str:
+        return f"{folder.name}/{variant}" if len(args.models) > 1 else variant
+
+    parsed = {variant: parse_variant(variant) for variant in args.variants}
+    variants = {label(folder, variant): parsed[variant] for folder in args.models for variant in args.variants}
+    pipelines = {label(folder, variant): SpeechPipeline.from_folder(folder, precision=parsed[variant][0])
+                 for folder in args.models for variant in args.variants}
+    first = pipelines[next(iter(pipelines))]
+    voices = {name: first.voice(args.models[0] / "voices" / f"{voice}.wav") for name, voice in zip("AB", args.voices)}
     options = {variant: DecodingOptions(seed=0, steps=steps, guidance_scale=guidance)
                for variant, (_, steps, guidance) in variants.items()}
     for variant, pipeline in pipelines.items():  # warm-up: first-call allocations are not the speed
@@ -93,7 +100,8 @@ def main() -> int:
               f"{row.get('stage_text_to_semantic', 0):.2f} | {row.get('stage_soundstorm', 0):.2f} | "
               f"{row.get('stage_codec', 0):.2f} | {base / row['seconds']:.2f}x |")
     if args.json:
-        args.json.write_text(json.dumps({"threads": args.threads, "repeats": args.repeats, "rows": rows,
+        args.json.write_text(json.dumps({"models": [str(folder) for folder in args.models], "threads": args.threads,
+                                         "repeats": args.repeats, "rows": rows,
                                          "runs": runs, "torch": torch.__version__}, indent=2) + "\n")
     return 0
 
