@@ -14,6 +14,7 @@ from test_token_cache import make_corpus
 
 from soundstorm.codecs import load_codec
 from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
+from soundstorm.codecs.soundstream.config import DECODER_FIELDS
 from soundstorm.codecs.soundstream.vocos import InverseSTFT
 from soundstorm.train.recipe import Recipe
 from soundstorm.train.trainer import Trainer
@@ -84,7 +85,7 @@ def test_config_names_its_decoder_and_old_configs_keep_seanet() -> None:
     config = SoundStreamConfig.preset("tiny", **VOCOS)
     assert SoundStreamConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     old = SoundStreamConfig.preset("tiny").to_dict()
-    for name in ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft"):
+    for name in DECODER_FIELDS:
         old.pop(name)  # a config.json written before the field existed
     assert SoundStreamConfig.from_dict(old).decoder == "seanet"
     with pytest.raises(ValueError, match="decoder must be one of"):
@@ -126,7 +127,7 @@ def test_init_from_a_folder_saved_before_a_config_field_existed(tmp_path: Path) 
     Trainer(Recipe.load(RECIPES / "soundstream-small.toml", common), tmp_path / "first", progress=False).fit()
     config_file = tmp_path / "first" / "model" / "config.json"
     document = json.loads(config_file.read_text())
-    for name in ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft"):
+    for name in DECODER_FIELDS:
         del document["config"][name]
     config_file.write_text(json.dumps(document))
     again = Trainer(Recipe.load(RECIPES / "soundstream-small.toml", common), tmp_path / "again", progress=False,

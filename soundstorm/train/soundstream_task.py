@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from soundstorm.codecs.soundstream.config import DiscriminatorConfig, SoundStreamConfig
+from soundstorm.codecs.soundstream.config import DECODER_FIELDS, DiscriminatorConfig, SoundStreamConfig
 from soundstorm.codecs.soundstream.discriminator import MultiScaleSTFTDiscriminator
 from soundstorm.codecs.soundstream.model import SoundStream
 from soundstorm.codecs.soundstream.training import SoundStreamLossConfig, SoundStreamObjective
@@ -147,9 +147,8 @@ def load_encoder(model: SoundStream, path: Path) -> None:
     """Copy the encoder and codebooks of the SoundStream folder at `path` into model, whose
     decoder may differ from that folder's; everything that makes tokens must agree."""
     source = SoundStream.from_pretrained(path)
-    decoder_fields = {"decoder", "vocos_dim", "vocos_depth", "vocos_n_fft"}
     ours, theirs = model.config.to_dict(), source.config.to_dict()
-    differing = sorted(k for k in ours if k not in decoder_fields and ours[k] != theirs[k])
+    differing = sorted(k for k in ours if k not in DECODER_FIELDS and ours[k] != theirs[k])
     if differing:
         raise ValueError(f"options.encoder_from {path}: its encoder or quantizer differs from this recipe's in {differing}")
     state = {k: v for k, v in source.state_dict().items() if not k.startswith("decoder.")}

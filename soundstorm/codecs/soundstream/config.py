@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 ConfigT = TypeVar("ConfigT", "SoundStreamConfig", "DiscriminatorConfig")
 
 DECODERS = ("seanet", "vocos")
+# SoundStreamConfig fields that shape only the decoder: codecs that differ in nothing else make
+# the same tokens (options.encoder_from trains a new decoder behind another codec's encoder).
+DECODER_FIELDS = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft")
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
