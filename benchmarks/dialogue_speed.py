@@ -85,7 +85,7 @@ def main() -> int:
         median = {key: statistics.median(r[key] for r in results) for key in results[0]}
         pipeline = pipelines[variant]
         rows.append({"variant": variant, "soundstorm_precision": pipeline.precision,
-                     "t2s_precision": pipeline.t2s_precision, "steps": variants[variant][1] or pipeline.default_steps,
+                     "t2s_precision": pipeline.t2s_description, "steps": variants[variant][1] or pipeline.default_steps,
                      "guidance_scale": variants[variant][2] if variants[variant][2] is not None
                      else pipeline.default_guidance_scale, **median,
                      "rtf": median["seconds"] / median["audio_seconds"]})

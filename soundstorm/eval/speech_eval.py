@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         dialogue = {"turns": len(turns), "voices": [v.name for v in voices], "audio_seconds": len(wav) / sr,
                     "seconds": seconds, "rtf": seconds / (len(wav) / sr), "stages": dict(pipeline.timing.stages),
                     "threads": torch.get_num_threads(), "precision": pipeline.precision,
-                    "t2s_precision": pipeline.t2s_precision}
+                    "t2s_precision": pipeline.t2s_description}
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps,

@@ -42,7 +42,8 @@ from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
 from soundstorm.decoding import DecodeStep
 from soundstorm.model.soundstorm import SoundStorm
-from soundstorm.precision import autocast, resolve_precision, resolve_step_precision
+from soundstorm.model.step_linear import use_step_weights
+from soundstorm.precision import autocast, resolve_precision, resolve_step_precision, step_weights_dtype
 from soundstorm.semantic import SemanticTokenizer
 from soundstorm.semantic.rate import check_semantic_matches
 from soundstorm.text.model import TextToSemantic
@@ -130,12 +131,16 @@ class SpeechPipeline:
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
         # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
         self.precision = resolve_precision(precision, self.device)
-        # The text-to-semantic model's one-token steps: float32 on a CPU unless bf16 is asked for.
+        # The text-to-semantic model's one-token steps: float32 on a CPU unless bf16 is asked for,
+        # reading float16 copies of its weights under "auto" (soundstorm/model/step_linear.py).
         self.t2s_precision = resolve_step_precision(precision, self.device)
+        self.t2s_step_dtype = step_weights_dtype(precision, self.device) if t2s is not None else None
         self.codec, self.semantic, self.t2s = codec, semantic, t2s
         self.soundstorm = soundstorm.to(self.device).eval()
         if t2s is not None:
             t2s.to(self.device).eval()
+            if self.t2s_step_dtype is not None:
+                use_step_weights(t2s, self.t2s_step_dtype)
         self.voices_dir = voices_dir
         # render()'s frame budget per SoundStorm batch (None: max_batch segments, whatever their length).
         self.batch_frames: int | None = CPU_BATCH_FRAMES if self.device.type == "cpu" else None
@@ -192,6 +197,14 @@ class SpeechPipeline:
     @property
     def ratio(self) -> int:
         return self.soundstorm.config.semantic_rate_ratio
+
+    @property
+    def t2s_description(self) -> str:
+        """The text-to-semantic model's precision as reports print it: "fp32", "bf16", or
+        "fp32, float16 step weights"."""
+        if self.t2s_step_dtype is None:
+            return self.t2s_precision
+        return f"{self.t2s_precision}, {str(self.t2s_step_dtype).removeprefix('torch.')} step weights"
 
     # ------------------------------------------------------------------ inputs
 

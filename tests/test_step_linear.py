@@ -1,0 +1,98 @@
+"""Float16 step weights (soundstorm/model/step_linear.py): one-position passes read the float16
+copy and stay within its rounding of float32; every other pass (many positions, training,
+autocast) is the float32 layer exactly; saving and loading do not see the copy; and the
+pipeline turns it on for "auto" on a CPU only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from soundstorm.model.decoder import KVCache
+from soundstorm.model.step_linear import STEP_ROWS, StepLinear, use_step_weights
+from soundstorm.precision import step_weights_dtype
+from soundstorm.text.model import TextToSemantic, TextToSemanticConfig
+from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
+from tests.speech_models import write_tiny_models
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def tiny_t2s() -> TextToSemantic:
+    torch.manual_seed(0)
+    config = TextToSemanticConfig(semantic_vocab_size=16, dim=32, depth=2, heads=2, dropout=0.0)
+    return TextToSemantic(config).eval()
+
+
+def test_small_passes_use_the_float16_copy_and_large_ones_the_float32_weights() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 48).eval()
+    step = StepLinear(linear)
+    assert step.weight is linear.weight and step.bias is linear.bias and not step.training
+    with torch.inference_mode():
+        small = torch.randn(1, STEP_ROWS, 64)
+        half = nn.functional.linear(small.half(), linear.weight.half(), linear.bias.half()).float()
+        assert torch.equal(step(small), half)  # the copy, not the float32 weights
+        assert not torch.equal(step(small), linear(small))
+        assert torch.allclose(step(small), linear(small), atol=1e-2)  # within float16 rounding
+        large = torch.randn(2, STEP_ROWS, 64)  # 2 * STEP_ROWS rows
+        assert torch.equal(step(large), linear(large))
+        assert step(small).dtype == torch.float32
+
+
+def test_training_and_autocast_use_the_float32_layer() -> None:
+    linear = nn.Linear(16, 8)
+    step = StepLinear(linear)
+    x = torch.randn(1, 16)
+    assert step.training and torch.equal(step(x), linear(x))  # a training layer stays one
+    step.eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(step(x), linear(x))
+
+
+def test_conversion_keeps_mode_state_dict_and_generation_close() -> None:
+    reference = tiny_t2s()
+    converted = tiny_t2s()
+    keys = set(converted.state_dict())
+    assert use_step_weights(converted) == 2 * 4 + 1  # qkv, out, up, down per block, and the head
+    assert set(converted.state_dict()) == keys  # the copies are not saved
+    assert all(not m.training for m in converted.modules())
+    text = torch.randint(0, 30, (9,), generator=torch.Generator().manual_seed(3))
+    semantic = torch.randint(0, 16, (12,), generator=torch.Generator().manual_seed(4))
+    sequence = reference._sequence(text, semantic, eos=False)
+    with torch.inference_mode():
+        logits = {}
+        for name, model in (("reference", reference), ("converted", converted)):
+            cache = KVCache()
+            prefix = model.decoder(model.embedding(sequence[None, :10]), cache)  # 10 rows: float32
+            steps = [model.decoder(model.embedding(t.view(1, 1)), cache) for t in sequence[10:]]
+            logits[name] = (prefix, model.head(torch.cat(steps, dim=1)[0]))  # prefix: hidden [1, 10, D]
+    assert torch.equal(logits["reference"][0], logits["converted"][0])
+    difference = (logits["reference"][1] - logits["converted"][1]).abs().max()
+    assert 0 < difference < 1e-2
+
+
+def test_step_weights_are_for_auto_on_a_cpu() -> None:
+    assert step_weights_dtype("auto", torch.device("cpu")) == torch.float16
+    assert step_weights_dtype("fp32", torch.device("cpu")) is None
+    assert step_weights_dtype("bf16", torch.device("cpu")) is None
+    assert step_weights_dtype("auto", torch.device("meta")) is None
+    with pytest.raises(ValueError, match="auto, fp32, bf16"):
+        step_weights_dtype("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("precision", "converted"), [("auto", True), ("fp32", False)])
+def test_the_pipeline_converts_its_text_to_semantic_model_under_auto(models: Path, precision: str,
+                                                                     converted: bool) -> None:
+    pipeline = SpeechPipeline.from_folder(models, precision=precision)
+    assert any(isinstance(m, StepLinear) for m in pipeline.t2s.modules()) == converted
+    assert not any(isinstance(m, StepLinear) for m in pipeline.soundstorm.modules())
+    assert pipeline.t2s_description == ("fp32, float16 step weights" if converted else "fp32")
+    wav = pipeline.tts("Hello there.", pipeline.default_voice(), DecodingOptions(steps=[2, 1, 1, 1]))
+    assert len(wav) > 0
