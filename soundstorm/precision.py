@@ -56,7 +56,7 @@ def resolve_step_precision(precision: str, device: torch.device) -> Precision:
 def step_weights_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The dtype of the weight copies that a one-position-per-pass model reads in those passes
     (soundstorm/model/step_linear.py), or None for its own weights. "auto" on a CPU: float16,
-    which halves the bytes that bound such a pass (2.1x faster steps of the bundled
+    which halves the bytes that bound such a pass (1.6x faster steps of the bundled
     text-to-semantic model; its weights are stored in float16, so nothing they hold is lost).
     "fp32" asks for float32 throughout; on a GPU the pass is not bound by reading weights."""
     resolve_precision(precision, device)  # validates

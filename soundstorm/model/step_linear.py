@@ -4,10 +4,10 @@ A text-to-semantic step multiplies one position by every weight of the model: on
 goes to reading the weights from memory, not to arithmetic (the bundled model's 5M float32
 weights are 20 MB per token, more than its caches hold). Reading a float16 copy halves the bytes,
 and PyTorch's CPU kernels for a float16 matrix-vector product are faster again: a step of the
-bundled text-to-semantic model takes 1.7 ms against 3.5 ms in float32 on 2 threads of this
-project's AMD EPYC (benchmarks/step_weights.py). The bundled weights are stored in float16, so the
+bundled text-to-semantic model takes 1.96 ms against 3.16 ms in float32 on 2 threads of this
+project's AMD EPYC (benchmarks/step_weights.py, docs/benchmarks.md). The bundled weights are stored in float16, so the
 copy loses nothing they hold; only the activations entering and leaving each product are rounded
-to float16 (logits within 0.012 of float32's on the test split, the same top token at 99.8% of
+to float16 (logits within 0.011 of float32's on the test split, the same top token at 99.8% of
 positions).
 
 Passes over many positions (a prompt, training) keep the float32 weights: there the products are
