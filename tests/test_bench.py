@@ -22,3 +22,13 @@ def test_bench_runs_end_to_end_on_tiny_models(tmp_path: Path) -> None:
         assert row["median"] > 0 and row["rtf"] == row["median"] / (seconds * batch)
     assert "| 0.4 s | 2 | ar baseline | 60 |" in (tmp_path / "bench.md").read_text()
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_can_give_the_ar_baseline_float16_step_weights(tmp_path: Path) -> None:
+    assert main(["bench", "--seconds", "0.2", "--batch", "1", "--preset", "tiny", "--codebook-size", "16",
+                 "--num-quantizers", "3", "--semantic-vocab-size", "10", "--steps", "2", "1", "1", "--step-weights",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    assert payload["step_weights"] is True
+    assert "(AR baseline: float16 step weights)" in (tmp_path / "bench.md").read_text()
+    assert {r["forward_passes"] for r in payload["results"] if r["runner"] == "ar baseline"} == {10 * 3}

@@ -558,3 +558,46 @@ def test_speed_perturbation_moves_pitch_and_duration_by_the_drawn_factor(tmp_pat
     assert plain[0].speed == 1.0 and plain[0].length == rate
     with pytest.raises(ValueError, match="speed_range"):
         AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=2.0, speed_range=(1.2, 0.9))
+
+
+def test_random_equalization_applies_the_drawn_gain_at_each_frequency(tmp_path: Path) -> None:
+    # Tones at three of EQ_POINTS: each must come out scaled by 10^(gain/20) of its own point's
+    # draw. Gains applied to the wrong points, in the wrong direction, or left out fail here.
+    from soundstorm.data.audio_dataset import EQ_POINTS, equalize
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    points = (1, 3, 5)  # 250, 1400, 5000 Hz
+    tones = [0.1 * np.sin(2 * np.pi * EQ_POINTS[k] * t) for k in points]
+    sf.write(tmp_path / "tones.wav", np.sum(tones, axis=0).astype(np.float32), rate)
+    write_manifest([ManifestEntry(id="tones", path="tones.wav", duration=1.0, sample_rate=rate, speaker="s",
+                                  split="train")], tmp_path / "manifest.jsonl")
+    dataset = AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=1.0, seed=2, eq_db=10.0)
+
+    def amplitude(wav: np.ndarray, frequency: float) -> float:  # of a tone at an exact FFT bin of 1 s
+        middle = wav[rate // 4 : 3 * rate // 4]  # away from the ends, where the filter's response rings
+        return float(2 * np.abs(np.fft.rfft(middle))[int(frequency / 2)] / len(middle))
+
+    seen = []
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
+        crop = dataset[0]
+        assert len(crop.eq_gains_db) == len(EQ_POINTS) and all(-10 <= g <= 10 for g in crop.eq_gains_db)
+        wav = crop.wav[0].numpy()
+        assert np.abs(wav).max() <= 0.99 + 1e-6
+        scale = 1.0 if np.abs(equalize(np.sum(tones, axis=0).astype(np.float32), rate, crop.eq_gains_db)).max() <= 0.99 \
+            else None  # a loud boost is scaled down as a whole: compare ratios then
+        gains = [amplitude(wav, EQ_POINTS[k]) / 0.1 for k in points]
+        expected = [10 ** (crop.eq_gains_db[k] / 20) for k in points]
+        if scale is None:
+            gains, expected = [g / gains[0] for g in gains], [e / expected[0] for e in expected]
+        assert np.allclose(gains, expected, rtol=0.03), (epoch, gains, expected)
+        assert torch.equal(dataset[0].wav, crop.wav)  # deterministic for (seed, epoch, index)
+        seen.append(crop.eq_gains_db)
+    assert len(set(seen)) == len(seen)  # new draws each epoch
+
+    plain = AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=1.0, seed=2)
+    assert plain[0].eq_gains_db == () and np.allclose(plain[0].wav[0].numpy(), np.sum(tones, axis=0), atol=1e-4)  # 16-bit file
+    assert np.abs(equalize(plain[0].wav[0].numpy(), rate, [0.0] * len(EQ_POINTS)) - plain[0].wav[0].numpy()).max() < 1e-6
+    with pytest.raises(ValueError, match="eq_db"):
+        AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=1.0, eq_db=0.0)

@@ -290,10 +290,12 @@ def test_codec_training_with_both_gan_phases(tmp_path: Path) -> None:
         "data.num_workers=0", "optimizer.max_steps=4", "optimizer.warmup_steps=1", "schedule.log_every=1",
         "schedule.valid_every=4", "schedule.checkpoint_every=2", "schedule.valid_batches=1",
         "options.adversarial_start_step=2", "schedule.sample_every=4", "options.speed_perturbation=[0.9, 1.1]",
+        "options.random_eq_db=6.0",
     ])
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
     assert [p.name for p in trainer.phases] == ["generator", "discriminator"]
     assert trainer.task.train_set.speed_range == (0.9, 1.1) and trainer.task.valid_set.speed_range is None
+    assert trainer.task.train_set.eq_db == 6.0 and trainer.task.valid_set.eq_db is None
     with pytest.raises(ValueError, match=r"speed_perturbation must be \[low, high\]"):
         Trainer(Recipe.load(RECIPES / "soundstream-small.toml", [f'data.cache="{manifest}"', 'model.preset="tiny"',
                                                                  "options.speed_perturbation=1.1"]), tmp_path / "bad")

@@ -11,7 +11,9 @@ Files are read with `load_audio` (resampled to `sample_rate`, downmixed to mono)
 corpus at any rate works. With `speed_range` each example is first played faster or slower by a
 factor drawn per epoch (Kaldi's speed perturbation: resampled with soxr, so pitch and formants
 move together, as in a shorter or longer vocal tract): a corpus of a few voices then shows a
-codec many more, which is what it needs to keep voices it never heard. A file shorter than a
+codec many more, which is what it needs to keep voices it never heard. With `eq_db` each crop
+is also filtered by a random smooth gain curve (up to +-eq_db dB at EQ_POINTS log-spaced
+frequencies): spectral envelopes, tilts and brightness the corpus's voices do not have. A file shorter than a
 crop is zero-padded at the end and its `length` says how many samples are real. Crops are deterministic: example i of epoch e always
 gets the same window for a given seed, whatever the worker or process that loads it.
 
@@ -33,6 +35,23 @@ from torch.utils.data import Dataset
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 
+# Random equalization: gains at these frequencies (Hz; log-spaced across speech's band), linear
+# in dB between them on a log-frequency axis, flat beyond. Seven points give broad formant-region
+# and tilt changes, never narrow notches.
+EQ_POINTS = (100.0, 250.0, 600.0, 1400.0, 3000.0, 5000.0, 7500.0)
+
+
+def equalize(wav: np.ndarray, sample_rate: int, gains_db: Sequence[float]) -> np.ndarray:
+    """wav float32 [N] through the zero-phase filter whose gain is gains_db at EQ_POINTS
+    (interpolated in dB over log frequency), by FFT over 2N samples so nothing wraps around."""
+    if len(gains_db) != len(EQ_POINTS):
+        raise ValueError(f"need {len(EQ_POINTS)} gains (one per EQ_POINTS), got {len(gains_db)}")
+    n = 2 * len(wav)
+    frequencies = np.fft.rfftfreq(n, 1.0 / sample_rate)  # [n // 2 + 1]
+    curve_db = np.interp(np.log(np.maximum(frequencies, 1.0)), np.log(EQ_POINTS), gains_db)
+    spectrum = np.fft.rfft(wav, n) * 10.0 ** (curve_db / 20.0)
+    return np.fft.irfft(spectrum, n)[: len(wav)].astype(np.float32)
+
 
 @dataclass
 class AudioCrop:
@@ -41,6 +60,7 @@ class AudioCrop:
     index: int  # the example's position in the dataset
     start: int = 0  # first sample of the window in the file (after speed perturbation)
     speed: float = 1.0  # the speed perturbation factor applied (1: none)
+    eq_gains_db: tuple[float, ...] = ()  # the random equalization's gains at EQ_POINTS (none: empty)
 
 
 @dataclass
@@ -79,6 +99,7 @@ class AudioCropDataset(Dataset[AudioCrop]):
         random_crop: bool = True,
         where: Callable[[ManifestEntry], bool] | None = None,
         speed_range: tuple[float, float] | None = None,
+        eq_db: float | None = None,
     ) -> None:
         """
         Args:
@@ -91,6 +112,9 @@ class AudioCropDataset(Dataset[AudioCrop]):
             where: keep only the entries it accepts (e.g. those with phone timings).
             speed_range: (low, high) speed factors; each example, each epoch, is sped up by a
                 factor drawn log-uniformly from it (>1: faster and higher). None: as recorded.
+            eq_db: each crop, each epoch, is equalized by gains drawn uniformly from
+                [-eq_db, eq_db] dB at EQ_POINTS, then scaled down if a sample would pass 0.99.
+                None: as recorded.
         """
         if not isinstance(sample_rate, int) or sample_rate < 1:
             raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
@@ -113,6 +137,9 @@ class AudioCropDataset(Dataset[AudioCrop]):
                 raise ValueError(f"speed_range must be (low, high) with 0.5 <= low <= high <= 2.0, got {speed_range!r}")
             speed_range = (low, high)
         self.speed_range = speed_range
+        if eq_db is not None and not 0.0 < float(eq_db) <= 24.0:
+            raise ValueError(f"eq_db must be in (0, 24] dB, got {eq_db!r}")
+        self.eq_db = None if eq_db is None else float(eq_db)
         self.sample_rate = sample_rate
         self.seed = seed
         self.random_crop = random_crop
@@ -134,6 +161,13 @@ class AudioCropDataset(Dataset[AudioCrop]):
         generator = np.random.default_rng([self.seed, self.epoch, position, 1])
         return float(np.exp(generator.uniform(np.log(low), np.log(high))))
 
+    def eq_gains_db(self, position: int) -> tuple[float, ...]:
+        """Gains (dB) at EQ_POINTS for example `position` this epoch (empty without `eq_db`)."""
+        if self.eq_db is None:
+            return ()
+        generator = np.random.default_rng([self.seed, self.epoch, position, 2])  # a stream of its own
+        return tuple(float(g) for g in generator.uniform(-self.eq_db, self.eq_db, len(EQ_POINTS)))
+
     def crop_start(self, position: int, num_samples: int) -> int:
         """First sample of example `position`'s window this epoch, for a file of num_samples."""
         if not self.random_crop or num_samples <= self.crop_samples:
@@ -152,6 +186,12 @@ class AudioCropDataset(Dataset[AudioCrop]):
             wav = soxr.resample(wav, self.sample_rate * speed, self.sample_rate).astype(np.float32, copy=False)
         start = self.crop_start(position, len(wav))
         window = wav[start : start + self.crop_samples]  # [<= N]
+        gains = self.eq_gains_db(position)
+        if gains and len(window):
+            window = equalize(window, self.sample_rate, gains)
+            peak = float(np.abs(window).max())
+            if peak > 0.99:  # a boost must not clip: the codec would learn the clipping
+                window = window * (0.99 / peak)
         crop = torch.zeros(1, self.crop_samples)  # [1, N]
         crop[0, : len(window)] = torch.from_numpy(window)
-        return AudioCrop(wav=crop, length=len(window), index=position, start=start, speed=speed)
+        return AudioCrop(wav=crop, length=len(window), index=position, start=start, speed=speed, eq_gains_db=gains)

@@ -117,6 +117,7 @@ def build_runners(args: argparse.Namespace, device: torch.device) -> Setup:
     from soundstorm import SoundStorm, SoundStormConfig
     from soundstorm.baselines import ARAcousticConfig, ARAcousticModel
     from soundstorm.masking import default_steps
+    from soundstorm.model.step_linear import use_step_weights
 
     torch.manual_seed(0)
     if args.soundstorm:
@@ -136,6 +137,8 @@ def build_runners(args: argparse.Namespace, device: torch.device) -> Setup:
             depth=args.ar_depth or config.depth, heads=config.heads))
     soundstorm.to(device).eval()
     ar.to(device).eval()
+    if args.step_weights:  # the AR baseline's one-position passes read float16 weight copies
+        use_step_weights(ar)
     steps = args.steps or default_steps(config.num_quantizers)
     passes = [0]
     soundstorm.conformer.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
@@ -236,6 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ar", action="store_true", help="time SoundStorm only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for both")
+    parser.add_argument("--step-weights", action="store_true",
+                        help="the AR baseline's one-position passes read float16 copies of its weights, as the "
+                             "text-to-semantic model's do under --precision auto on a CPU (soundstorm/model/step_linear.py)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="write bench.md, bench.json and bench.png into this folder")
     parser.add_argument("--quiet", action="store_true")
@@ -251,14 +257,15 @@ def run(args: argparse.Namespace) -> int:
     command = "soundstorm bench " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
     parameters = {r.name: r.parameters for r in setup.runners}
     header = (f"    {command}\n\n{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{'bf16 autocast' if args.bf16 else 'float32'}; parameters: "
+              f"{'bf16 autocast' if args.bf16 else 'float32'}"
+              f"{' (AR baseline: float16 step weights)' if args.step_weights else ''}; parameters: "
               + ", ".join(f"{n} {p / 1e6:.1f}M" for n, p in parameters.items()))
     markdown = to_markdown(results, header)
     print(markdown)
     if args.out:
         atomic_write_text(args.out / "bench.md", markdown)
         payload = {"command": command, "device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "bf16": args.bf16, "parameters": parameters,
+                   "bf16": args.bf16, "step_weights": args.step_weights, "parameters": parameters,
                    "results": [asdict(r) | {"median": r.median, "rtf": r.rtf} for r in results]}
         atomic_write_text(args.out / "bench.json", json.dumps(payload, indent=2) + "\n")
         plot(results, args.out / "bench.png", f"{name}, {'bf16' if args.bf16 else 'fp32'}")

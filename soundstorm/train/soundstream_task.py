@@ -5,7 +5,8 @@ the manifest (soundstorm corpus synth / scan); crops are max_frames codec frames
 [options] holds SoundStreamLossConfig fields (loss weights, quantizer dropout, `adversarial`
 and its start step, `decoder_only` to keep the tokens), `discriminator`, a table of DiscriminatorConfig
 fields, and `speed_perturbation = [low, high]`, speed factors for the training crops
-(AudioCropDataset's speed_range; validation crops stay as recorded), and `encoder_from`, a
+(AudioCropDataset's speed_range; validation crops stay as recorded), `random_eq_db`, the
+largest gain of the training crops' random equalization (AudioCropDataset's eq_db), and `encoder_from`, a
 SoundStream folder whose encoder and codebooks a new decoder is trained behind (with
 `decoder_only = true`): a new decoder, even of another kind ([model] decoder = "vocos"), for a
 codec whose tokens a token cache and SoundStorm models already hold.
@@ -44,6 +45,7 @@ class SoundStreamTask(Task):
             options = dict(recipe.options)
             self.discriminator_config = DiscriminatorConfig(**options.pop("discriminator", {}))
             speed_range = options.pop("speed_perturbation", None)
+            eq_db = options.pop("random_eq_db", None)
             encoder_from = options.pop("encoder_from", None)
             self.loss_config = SoundStreamLossConfig.from_dict(options)
         except TypeError as error:
@@ -60,7 +62,8 @@ class SoundStreamTask(Task):
             raise ValueError(f"the soundstream recipe: options.speed_perturbation must be [low, high], got {speed_range!r}")
         self.train_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
                                           split=data.train_split, seed=recipe.seed,
-                                          speed_range=tuple(speed_range) if speed_range is not None else None)
+                                          speed_range=tuple(speed_range) if speed_range is not None else None,
+                                          eq_db=eq_db)
         self.valid_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
                                           split=data.valid_split, random_crop=False) if data.valid_split else None
         self.objective = SoundStreamObjective(self.loss_config, self.config.sample_rate).to(context.device)
