@@ -203,6 +203,7 @@ def test_every_recipe_loads(path: Path) -> None:
         options.pop("discriminator", None)
         low, high = options.pop("speed_perturbation", (1.0, 1.0))
         assert 0.5 <= low <= high <= 2.0
+        assert 0.0 < options.pop("random_eq_db", 1.0) <= 24.0
         encoder_from = options.pop("encoder_from", None)
         if encoder_from is not None:  # a codec folder of the repo, whose tokens the new decoder keeps
             assert (RECIPES.parent / encoder_from / "config.json").is_file() and options["decoder_only"]
