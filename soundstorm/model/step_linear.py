@@ -11,7 +11,7 @@ to float16 (logits within 0.011 of float32's on the test split, the same top tok
 positions).
 
 Passes over many positions (a prompt, training) keep the float32 weights: there the products are
-bound by arithmetic, which a CPU does faster in float32 (half precision is 7x slower at 64 rows).
+bound by arithmetic, which a CPU does faster in float32 than in float16.
 
     converted = use_step_weights(model)   # every nn.Linear of model, in place
 """
@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Passes with at most this many rows (batch x positions) use the float16 copy. Measured on a
-# 256 x 1024 layer: 27 us against 140 us at 1 row, even at 8 rows, 3.4x slower at 64.
+# Passes with at most this many rows (batch x positions) use the float16 copy: a one-token step
+# of one sequence, or of a few; a batch of 8 sequences or a prompt is past the point where float16
+# stops paying.
 STEP_ROWS = 4
 
 
