@@ -40,6 +40,21 @@ def test_phonemes_and_symbols() -> None:
     assert TextSymbols("characters").to_symbols("Hi, you.") == ["h", "i", ",", " ", "y", "o", "u", "."]
 
 
+def test_quotation_marks_are_silent_and_brackets_pause() -> None:
+    phonemize = Phonemizer().phonemize
+    # A quoted word, a possessive plural and curly quotes say what the bare words say.
+    assert phonemize("The 'fair' states' \u201cword\u201d.") == phonemize("The fair states word.")
+    assert phonemize("Wait\u2014now\u2026") == phonemize("Wait - now...")
+    # A bracket pauses before the next word, once, and never at either end.
+    assert phonemize("(Cats) dogs [birds].") == phonemize("Cats, dogs, birds.")
+    assert phonemize("Cats (, dogs).") == phonemize("Cats, dogs.")
+    with pytest.raises(UnknownWordError, match="'#'"):
+        phonemize("Cats # dogs.")
+    characters = TextSymbols("characters").to_symbols
+    assert characters("(Hi) \"you\".") == characters("Hi, you.")
+    assert characters("it\u2019s") == ["i", "t", "'", "s"]  # the apostrophe is a letter among characters
+
+
 def test_dialogue_script_format() -> None:
     script = "# a test\nA: Hello there.\n\nB: Hi.\nHow are you?\nA: Fine."
     assert parse_dialogue(script) == [("A", "Hello there."), ("B", "Hi. How are you?"), ("A", "Fine.")]

@@ -5,6 +5,9 @@ flite's letter-to-sound rules (its `t2p`) for words the dictionary lacks.
 
 Phones are the 39 of the CMU set without stress; between words stands " ", and punctuation
 becomes a pause symbol: "," for , ; : and "-", "." for . ! ? (the model learns their pauses).
+Quotation marks are not spoken ("'Forbes' list", "his colleagues' theories"), a bracket is a
+short pause before the next word, and typographic forms (curly quotes, dashes, an ellipsis
+character) read as their plain ones.
 A word with neither a dictionary entry nor a letter-to-sound spelling (flite missing, or a
 symbol like "&") raises UnknownWordError naming it; digits must be spelled out.
 """
@@ -20,8 +23,19 @@ CMU_PHONES = tuple("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N
 WORD_BREAK = " "
 SHORT_PAUSE = ","
 LONG_PAUSE = "."
+PAUSES = (SHORT_PAUSE, LONG_PAUSE)
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
-_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*|[,;:\-]|[.!?]+|\S")
+# A word may carry quotation marks on either side: 'fair', colleagues'.
+_TOKEN = re.compile(r"'?[a-z]+(?:'[a-z]+)*'?|[,;:\-]|[.!?]+|\S")
+_TYPOGRAPHY = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201b": "'", "\u2032": "'",
+                             "\u2013": "-", "\u2014": "-", "\u2026": "..."})
+QUOTES = "\"'\u201c\u201d\u201e\u00ab\u00bb"
+BRACKETS = "()[]{}"
+
+
+def normalize(text: str) -> str:
+    """Lower case, typographic punctuation as its plain form."""
+    return text.lower().translate(_TYPOGRAPHY)
 
 
 class UnknownWordError(ValueError):
@@ -70,15 +84,27 @@ class Phonemizer:
     def phonemize(self, text: str) -> list[str]:
         """Phones, word breaks and pauses of `text` (see the module docstring)."""
         symbols: list[str] = []
-        for token in _TOKEN.findall(text.lower().replace("\u2019", "'")):
-            if _WORD.fullmatch(token):
+        bracket = False  # a bracket since the last word: pause before the next one
+        for token in _TOKEN.findall(normalize(text)):
+            if _WORD.fullmatch(token.strip("'")):
+                # The dictionary has some words with their apostrophe ('em, states'); others lose their quotes.
+                word = token if token in self.dictionary else token.strip("'")
+                if bracket and symbols and symbols[-1] not in PAUSES:
+                    symbols.append(SHORT_PAUSE)
                 if symbols and symbols[-1] not in (WORD_BREAK,):
                     symbols.append(WORD_BREAK)
-                symbols.extend(self.word(token))
+                symbols.extend(self.word(word))
+                bracket = False
             elif token[0] in ",;:-":
                 symbols.append(SHORT_PAUSE)
+                bracket = False
             elif token[0] in ".!?":
                 symbols.append(LONG_PAUSE)
+                bracket = False
+            elif token in BRACKETS:
+                bracket = True
+            elif token in QUOTES:
+                continue
             else:
                 raise UnknownWordError(f"cannot pronounce {token!r} in {text!r}: spell symbols and numerals out")
         return symbols

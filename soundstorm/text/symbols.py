@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import string
 
-from soundstorm.text.phonemes import CMU_PHONES, LONG_PAUSE, SHORT_PAUSE, WORD_BREAK, Phonemizer, UnknownWordError
+from soundstorm.text.phonemes import (BRACKETS, CMU_PHONES, LONG_PAUSE, PAUSES, QUOTES, SHORT_PAUSE, WORD_BREAK,
+                                      Phonemizer, UnknownWordError, normalize)
 
 PAD, TURN = "<pad>", "<turn>"
 UNITS = ("phonemes", "characters")
@@ -49,13 +50,28 @@ class TextSymbols:
         if self._phonemizer is not None:
             return self._phonemizer.phonemize(text)
         symbols: list[str] = []
-        for char in " ".join(text.lower().replace("\u2019", "'").split()):
-            if char in self.index and char not in (PAD, TURN):
+        bracket = False  # as the phonemizer: a bracket is a pause before the next word
+        for char in " ".join(normalize(text).split()):
+            if char in self.index and char not in (PAD, TURN, *PAUSES):
+                if bracket and char != WORD_BREAK:
+                    while symbols and symbols[-1] == WORD_BREAK:
+                        symbols.pop()
+                    if symbols and symbols[-1] not in PAUSES:
+                        symbols.append(SHORT_PAUSE)
+                    if symbols:
+                        symbols.append(WORD_BREAK)
+                    bracket = False
                 symbols.append(char)
+            elif char in BRACKETS:
+                bracket = True
+            elif char in QUOTES and char != "'":  # the apostrophe is a letter here
+                continue
             elif char in ",;:-":
                 symbols.append(SHORT_PAUSE)
+                bracket = False
             elif char in ".!?":
                 symbols.append(LONG_PAUSE)
+                bracket = False
             else:
                 raise UnknownWordError(f"cannot spell {char!r} in {text!r} with letters: spell symbols and numerals out")
         return symbols
