@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the bundled models (models/demo) from nothing, offline, on this machine:
-#   corpus (Debian voices) -> SoundStream codec -> content encoder + k-means (semantic tokens)
-#   -> token cache -> SoundStorm, the text-to-semantic model and a Vocos-style decoder behind
-#   the codec's encoder -> models/demo (fp16)
+#   corpus (Debian voices) -> SoundStream codec (+ a Vocos-style decoder, + random equalization)
+#   -> content encoder + k-means (semantic tokens) -> token cache -> SoundStorm and the
+#   text-to-semantic model -> models/demo (fp16)
 #
 #   recipes/demo/build.sh                 # run every step; each resumes where it stopped
 #   MINUTES=50 recipes/demo/build.sh      # stop each training step after 50 min; run again to go on
@@ -43,7 +43,14 @@ MANIFEST="$DATA/synth/manifest.jsonl"
 
 if [ -z "${CODEC:-}" ]; then
     train "$RUNS/codec" recipes/soundstream-small.toml --set "data.cache=\"$MANIFEST\""
-    CODEC="$RUNS/codec/model"
+    # A Vocos-style decoder behind its encoder and codebooks (same tokens, better and faster
+    # audio), then the whole codec on randomly equalized crops, for the voices it never heard
+    # (docs/codec.md; the bundled one ran these 5000 steps as two rounds of 2500).
+    train "$RUNS/codec-vocos" recipes/demo/codec-vocos.toml --set "data.cache=\"$MANIFEST\"" \
+        --set "options.encoder_from=\"$RUNS/codec/model\""
+    train "$RUNS/codec-eq" recipes/demo/codec-eq.toml --set "data.cache=\"$MANIFEST\"" \
+        --set optimizer.max_steps=5000 --init-from "$RUNS/codec-vocos/model"
+    CODEC="$RUNS/codec-eq/model"
 fi
 if [ -z "${SEMANTIC:-}" ]; then
     train "$RUNS/semantic" recipes/semantic-small.toml --set "data.cache=\"$MANIFEST\""
@@ -61,7 +68,8 @@ TOKENS="$DATA/synth-tokens-$DIGEST"
 train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""
 train "$RUNS/t2s" recipes/t2s-small.toml --set "data.cache=\"$TOKENS\""
 # The decoder makes no token: a Vocos-style one trained behind the codec's encoder and codebooks
-# decodes the same tokens better and faster (docs/codec.md). Skipped for a codec that has one.
+# decodes the same tokens better and faster (docs/codec.md). Skipped for a codec that has one
+# (every codec trained above has).
 KIND=$("$PYTHON" -c "import json, sys; print(json.load(open(sys.argv[1]))['config'].get('decoder', 'seanet'))" "$CODEC/config.json")
 if [ "$KIND" != "vocos" ]; then
     train "$RUNS/codec-vocos" recipes/demo/codec-vocos.toml --set "data.cache=\"$MANIFEST\"" \
