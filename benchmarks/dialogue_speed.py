@@ -57,8 +57,15 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    if len(set(map(str, args.models))) < len(args.models):
+        parser.error("--models names one folder twice")
+    # Rows are FOLDER/VARIANT, by the folder's name, or its whole path where two names are alike
+    # (models/demo against another checkout's models/demo), so that no row overwrites another.
+    names = [folder.name for folder in args.models]
+    folder_names = {folder: str(folder) if names.count(folder.name) > 1 else folder.name for folder in args.models}
+
     def label(folder: Path, variant: str) -> str:
-        return f"{folder.name}/{variant}" if len(args.models) > 1 else variant
+        return f"{folder_names[folder]}/{variant}" if len(args.models) > 1 else variant
 
     parsed = {variant: parse_variant(variant) for variant in args.variants}
     variants = {label(folder, variant): parsed[variant] for folder in args.models for variant in args.variants}
