@@ -39,6 +39,7 @@ def main() -> int:
     parser.add_argument("--codec", type=Path, required=True, help="a SoundStream folder (config.json + model.safetensors)")
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--split", default="test")
+    parser.add_argument("--speakers", help="comma-separated speakers to keep (default: every speaker of the split)")
     parser.add_argument("--max-items", type=int, default=100)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--json", type=Path, help="write the figures here too")
@@ -48,9 +49,11 @@ def main() -> int:
 
     model = SoundStream.from_pretrained(args.codec).float().eval()
     config = model.config
-    entries = [entry for entry in read_manifest(args.manifest) if entry.split == args.split]
+    speakers = set(args.speakers.split(",")) if args.speakers else None
+    entries = [entry for entry in read_manifest(args.manifest)
+               if entry.split == args.split and (speakers is None or entry.speaker in speakers)]
     if not entries:
-        raise SystemExit(f"no entries of split {args.split!r} in {args.manifest}")
+        raise SystemExit(f"no entries of split {args.split!r} (speakers {args.speakers or 'any'}) in {args.manifest}")
     entries = spread_over_speakers(entries, args.max_items)
     root = args.manifest.parent
 
@@ -91,7 +94,8 @@ def main() -> int:
             "mel_distance": mel[q] / len(entries),
         })
     frames = int(histograms[0].sum())
-    print(f"codec {args.codec}: D={config.latent_dim}, K={K}, Q={Q}; split {args.split}, {len(entries)} clips, {frames} frames")
+    print(f"codec {args.codec}: D={config.latent_dim}, K={K}, Q={Q}; split {args.split}, speakers "
+          f"{args.speakers or 'all'}, {len(entries)} clips, {frames} frames")
     print(f"rate-distortion bound on a Gaussian residual's shrink per level: {bound:.3f}")
     print("| levels | latent error | shrink by this level | codes used | perplexity | mel distance |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -100,7 +104,8 @@ def main() -> int:
               f"{row['perplexity']:.0f} | {row['mel_distance']:.4f} |")
     print(f"| unquantized latents | 0 | | | | {mel_unquantized / len(entries):.4f} |")
     if args.json:
-        args.json.write_text(json.dumps({"codec": str(args.codec), "split": args.split, "clips": len(entries),
+        args.json.write_text(json.dumps({"codec": str(args.codec), "split": args.split, "speakers": args.speakers,
+                                         "clips": len(entries),
                                          "frames": frames, "bound": bound, "levels": rows,
                                          "mel_distance_unquantized": mel_unquantized / len(entries)}, indent=2) + "\n")
     return 0

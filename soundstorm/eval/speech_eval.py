@@ -38,7 +38,7 @@ from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
-from soundstorm.text.commands import add_decoding_arguments, decoding_options, models_folder
+from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
-        voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr)
+        voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder)
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
             wav = pipeline.tts(entry.text or "", voice, replace(options, seed=options.seed * len(pairs) + index))
@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
-            {"command": command, "options": asdict(options), "goals": GOALS, "rows": rows, "dialogue": dialogue,
+            {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder, "goals": GOALS,
+             "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
 
@@ -210,6 +211,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="voice families to test (default flite festival: pocketsphinx is meaningful on them)")
     parser.add_argument("--per-group", type=int, default=30, help="sentences per group (default 30)")
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
+    add_adaptation_argument(parser)
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
     add_decoding_arguments(parser)

@@ -25,6 +25,7 @@ the model has decode only those first levels, and the codec decodes that prefix.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -68,6 +69,9 @@ class Voice:
     codes: Tensor  # int64 [P, Q], P a multiple of the model's semantic_rate_ratio
     semantic: Tensor  # int64 [P / r]
     text: str | None = None  # its transcript, if known: then the text-to-semantic model continues it
+    # The codec with its decoder adapted to this voice's prompt (SpeechPipeline.voice's
+    # adapt_steps; soundstorm/codecs/soundstream/adapt.py), or None: the pipeline's codec decodes.
+    codec: Codec | None = None
 
 
 @dataclass
@@ -209,8 +213,13 @@ class SpeechPipeline:
     # ------------------------------------------------------------------ inputs
 
     def voice(self, source: str | Path | np.ndarray, name: str | None = None, text: str | None = None,
-              max_seconds: float = PROMPT_SECONDS, sample_rate: int | None = None) -> Voice:
-        """A voice prompt from an audio file (or float32 [N] at sample_rate): its first max_seconds."""
+              max_seconds: float = PROMPT_SECONDS, sample_rate: int | None = None, adapt_steps: int = 0) -> Voice:
+        """A voice prompt from an audio file (or float32 [N] at sample_rate): its first max_seconds.
+
+        adapt_steps > 0 also fine-tunes a copy of the codec's decoder on the prompt for that many
+        steps (our SoundStream only), which this voice's audio is then decoded with: the same
+        tokens, nearer a voice the codec never heard (adapt.py; about 0.4 s a step on one CPU
+        thread, spent once per voice)."""
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise ValueError("a voice prompt given as samples needs its sample_rate")
@@ -237,7 +246,25 @@ class SpeechPipeline:
         frames = (codes.shape[0] // self.ratio) * self.ratio  # whole semantic tokens only
         tokens = semantic[0, : int(lengths[0])]
         frames = min(frames, len(tokens) * self.ratio)
-        return Voice(label, codes[:frames].long(), tokens[: frames // self.ratio].long(), text)
+        codec = self._adapted_codec(tensor, adapt_steps) if adapt_steps else None
+        return Voice(label, codes[:frames].long(), tokens[: frames // self.ratio].long(), text, codec)
+
+    def _adapted_codec(self, wav: Tensor, steps: int) -> Codec:
+        """A copy of the codec whose decoder learned the prompt wav [1, 1, N] in `steps` steps,
+        on the latents of the levels SoundStorm decodes by default."""
+        from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
+        from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+
+        if not isinstance(self.codec, SoundStreamCodec):
+            raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.codec.name}")
+        if steps < 0:
+            raise ValueError(f"adapt_steps must be >= 0, got {steps}")
+        options = DecoderAdaptation(steps=steps, levels=len(self.default_steps))
+        with torch.inference_mode(False), torch.enable_grad():
+            model = adapt_decoder(self.codec.model, wav.clone(), options)
+        adapted = copy.copy(self.codec)
+        adapted.model = model.to(self.codec.device)
+        return adapted
 
     def default_voice(self) -> Voice:
         if self.voices_dir is None or not (self.voices_dir / "default.wav").is_file():
@@ -334,12 +361,14 @@ class SpeechPipeline:
         options = options or DecodingOptions()
         return self.acoustic_batch([self._segment(semantic, voice, options, salt)], options, callback)[0]
 
-    def decode(self, codes: Tensor) -> np.ndarray:
+    def decode(self, codes: Tensor, voice: Voice | None = None) -> np.ndarray:
+        """Audio float32 [N] of codes [T, L], by the voice's adapted codec where it has one."""
         # Always float32: the codec is a few percent of the time, and its waveform is what
         # listeners hear (bf16's 8-bit mantissa would add noise at about -48 dB).
         start = time.perf_counter()
+        codec = voice.codec if voice is not None and voice.codec is not None else self.codec
         with torch.inference_mode():
-            wav = self.codec.decode(codes[None].cpu())[0, 0].float().numpy()
+            wav = codec.decode(codes[None].cpu())[0, 0].float().numpy()
         self.timing.stages["codec"] = self.timing.stages.get("codec", 0.0) + time.perf_counter() - start
         return wav
 
@@ -429,7 +458,7 @@ class SpeechPipeline:
         for p, plan in enumerate(plans):
             pieces = []
             for i, pause in enumerate(plan.pauses):
-                pieces.append(self.decode(codes[(p, i)]))
+                pieces.append(self.decode(codes[(p, i)], plan.segments[i].voice))
                 if pause > 0:
                     pieces.append(np.zeros(round(pause * self.sample_rate), dtype=np.float32))
             results.append(np.concatenate(pieces))

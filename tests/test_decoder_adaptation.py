@@ -1,0 +1,77 @@
+"""Decoder adaptation to a voice prompt: it fits the prompt, leaves every token (and the
+original codec) as it was, and the pipeline decodes that voice's speech with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from soundstorm.cli import main
+from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
+from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
+from soundstorm.codecs.soundstream.training import SoundStreamLossConfig, SoundStreamObjective
+from soundstorm.text.pipeline import SpeechPipeline
+from tests.speech_models import needs_flite, write_tiny_models
+
+
+def voice_like(seconds: float = 2.0, sample_rate: int = 16000) -> torch.Tensor:
+    """A buzz of harmonics under a slow formant-like envelope: [1, 1, N]."""
+    t = torch.arange(int(seconds * sample_rate)) / sample_rate
+    f0 = 120 + 20 * torch.sin(2 * torch.pi * 1.5 * t)
+    phase = 2 * torch.pi * torch.cumsum(f0, 0) / sample_rate
+    wav = sum(torch.sin(k * phase) / k for k in range(1, 12)) * (0.5 + 0.5 * torch.sin(2 * torch.pi * 3 * t) ** 2)
+    return (0.2 * wav / wav.abs().max())[None, None].float()
+
+
+def mel_error(model: SoundStream, wav: torch.Tensor) -> float:
+    objective = SoundStreamObjective(SoundStreamLossConfig(), model.sample_rate)
+    with torch.no_grad():
+        decoded = model.decode(model.encode(wav))[..., : wav.shape[-1]]
+        return float(objective.reconstruction_losses(decoded, wav)["mel"])
+
+
+def test_adaptation_fits_the_prompt_and_changes_no_token() -> None:
+    torch.manual_seed(0)
+    model = SoundStream(SoundStreamConfig.preset("tiny")).eval()
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    wav = voice_like()
+    adapted = adapt_decoder(model, wav, DecoderAdaptation(steps=30, lr=1e-3, crop_seconds=0.5))
+
+    assert mel_error(adapted, wav) < 0.8 * mel_error(model, wav)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())  # the original is untouched
+    for name, value in adapted.state_dict().items():
+        if not name.startswith("decoder."):
+            assert torch.equal(value, original[name].float()), name  # encoder and codebooks as they were
+    other = voice_like(1.0) * 0.5
+    assert torch.equal(adapted.encode(other), model.encode(other))  # so every token is the same
+    assert not adapted.training and not adapted.decoder.training
+
+    unchanged = adapt_decoder(model, wav, DecoderAdaptation(steps=0))
+    assert all(torch.equal(v, original[k].float()) for k, v in unchanged.state_dict().items())
+    with pytest.raises(ValueError, match="one voice"):
+        adapt_decoder(model, wav.repeat(2, 1, 1))
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        DecoderAdaptation(steps=-1)
+
+
+@needs_flite
+def test_pipeline_decodes_an_adapted_voice_with_its_own_decoder(tmp_path: Path) -> None:
+    models = write_tiny_models(tmp_path / "models")
+    pipeline = SpeechPipeline.from_folder(models)
+    prompt = models / "voices" / "default.wav"
+    plain, adapted = pipeline.voice(prompt), pipeline.voice(prompt, adapt_steps=3)
+    assert plain.codec is None and adapted.codec is not None and adapted.codec is not pipeline.codec
+    assert torch.equal(plain.codes, adapted.codes)  # the prompt's tokens come from the shared encoder
+    codes = plain.codes[:50, : len(pipeline.default_steps)]
+    assert not np.allclose(pipeline.decode(codes, adapted), pipeline.decode(codes))
+    assert np.array_equal(pipeline.decode(codes, plain), pipeline.decode(codes))
+
+    out = tmp_path / "tts.wav"
+    assert main(["tts", "Hello there.", "--models", str(models), "-o", str(out), "--adapt-decoder", "2",
+                 "--steps", "2", "1", "1", "1", "--t2s-eos-threshold", "0.3"]) == 0
+    wav, rate = sf.read(out)
+    assert rate == 16000 and len(wav) > 0 and np.isfinite(wav).all()
