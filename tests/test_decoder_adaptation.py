@@ -75,3 +75,26 @@ def test_pipeline_decodes_an_adapted_voice_with_its_own_decoder(tmp_path: Path) 
                  "--steps", "2", "1", "1", "1", "--t2s-eos-threshold", "0.3"]) == 0
     wav, rate = sf.read(out)
     assert rate == 16000 and len(wav) > 0 and np.isfinite(wav).all()
+
+
+def test_codec_eval_adapts_on_an_utterance_it_does_not_score(tmp_path: Path) -> None:
+    from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+    from soundstorm.data.manifest import ManifestEntry
+    from soundstorm.eval.codec_eval import adapted_decoders
+
+    torch.manual_seed(0)
+    codec = SoundStreamCodec(SoundStream(SoundStreamConfig.preset("tiny")), name="soundstream:tiny")
+    entries = []
+    for i, (speaker, split) in enumerate([("a", "test"), ("a", "train"), ("b", "test")]):
+        sf.write(tmp_path / f"{i}.wav", voice_like(1.2)[0, 0].numpy() * (i + 1) / 3, 16000)
+        entries.append(ManifestEntry(id=f"u{i}", path=f"{i}.wav", duration=1.2, sample_rate=16000, speaker=speaker,
+                                     split=split))
+    evaluated = [entries[0], entries[2]]
+    decoder_for = adapted_decoders(codec, entries, evaluated, tmp_path, steps=2, prompt_seconds=1.0)
+    adapted = decoder_for("a")
+    assert decoder_for("a") is adapted and adapted.model is not codec.model  # adapted once, on u1
+    before, after = codec.model.decoder.state_dict(), adapted.model.decoder.state_dict()
+    assert any(not torch.equal(after[name], before[name].float()) for name in before)
+    assert torch.equal(adapted.encode(voice_like(0.5)), codec.encode(voice_like(0.5)))
+    with pytest.raises(ValueError, match="no utterance of b outside the evaluated ones"):
+        decoder_for("b")  # its one utterance is scored: nothing left to adapt on

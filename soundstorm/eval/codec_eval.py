@@ -16,11 +16,12 @@ writes results/codec-eval/codec_eval.md (the table, also printed) and codec_eval
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,9 @@ class CodecEvalReport:
             f"Encode real-time factor {self.encode_rtf:.3f} (wall-clock seconds per second of audio). "
             f"Manifest `{self.manifest}`.",
         ]
+        if codec.get("adapt_decoder"):
+            lines.append(f"Each speaker's clips decoded by a copy of the decoder adapted {codec['adapt_decoder']} steps "
+                         "on 3 s of another utterance of that speaker (--adapt-decoder); the tokens are the codec's own.")
         for split in self.splits:
             lines += [
                 "",
@@ -151,6 +155,7 @@ def evaluate_codec(
     progress: bool = False,
     manifest_name: str = "",
     opus_reference_kbps: Sequence[float] | None = None,
+    decoder_for: Callable[[str], Codec] | None = None,
 ) -> CodecEvalReport:
     """Score `codec` (and Opus) on the entries of `splits`.
 
@@ -162,6 +167,8 @@ def evaluate_codec(
         opus_reference_kbps: Opus alone at these bitrates too; default: its 6 kbit/s minimum
             when every level of the codec is below it (a codec that beats Opus at 6 kbit/s
             with fewer bits beats it at equal bitrate).
+        decoder_for: speaker -> the codec that decodes that speaker's clips (e.g. one with its
+            decoder adapted to the speaker: adapted_decoders); `codec` encodes every clip.
     """
     levels = sorted(set(levels or default_levels(codec.num_quantizers)))
     if not all(1 <= q <= codec.num_quantizers for q in levels):
@@ -199,9 +206,10 @@ def evaluate_codec(
                 start = time.perf_counter()
                 codes = codec.encode_long(batch)  # [1, T, Q]
                 encode_seconds += time.perf_counter() - start
+                decoder = decoder_for(entry.speaker) if decoder_for is not None else codec
                 for q in levels:
                     start = time.perf_counter()
-                    decoded = codec.decode_long(codes[..., :q])  # [1, 1, N']
+                    decoded = decoder.decode_long(codes[..., :q])  # [1, 1, N']
                     decode_seconds[q] += time.perf_counter() - start
                     out = decoded[0, 0].float().cpu().numpy()
                     item.codec[str(q)] = _score(wav, out, codec.sample_rate)
@@ -292,6 +300,42 @@ def spread_over_speakers(entries: Sequence[ManifestEntry], limit: int) -> list[M
     return chosen
 
 
+def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: Sequence[ManifestEntry], root: Path,
+                     steps: int, prompt_seconds: float = 3.0) -> Callable[[str], Codec]:
+    """speaker -> `codec` with its decoder adapted (soundstorm/codecs/soundstream/adapt.py) on the
+    first `prompt_seconds` of one utterance of that speaker that is not evaluated (the first in
+    the manifest that lasts long enough): what a voice prompt gives text to speech. Adapted on
+    first use, then kept."""
+    from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
+    from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+
+    if not isinstance(codec, SoundStreamCodec):
+        raise ValueError(f"decoder adaptation needs our SoundStream codec, not {codec.name}")
+    skip = {e.id for e in evaluated}
+    prompts: dict[str, ManifestEntry] = {}
+    for entry in entries:
+        if entry.id not in skip and entry.duration >= prompt_seconds:
+            prompts.setdefault(entry.speaker, entry)
+    cache: dict[str, Codec] = {}
+
+    def decoder_for(speaker: str) -> Codec:
+        if speaker not in cache:
+            if speaker not in prompts:
+                raise ValueError(f"no utterance of {speaker} outside the evaluated ones lasts {prompt_seconds:g} s: "
+                                 "nothing to adapt the decoder on")
+            wav, _ = load_audio(prompts[speaker].audio_path(root), sample_rate=codec.sample_rate, resample=True,
+                                downmix=True)
+            prompt = torch.from_numpy(wav[: round(prompt_seconds * codec.sample_rate)])[None, None]
+            with torch.inference_mode(False), torch.enable_grad():
+                model = adapt_decoder(codec.model, prompt, DecoderAdaptation(steps=steps))
+            adapted = copy.copy(codec)
+            adapted.model = model.to(codec.device)
+            cache[speaker] = adapted
+        return cache[speaker]
+
+    return decoder_for
+
+
 def _parse_levels(text: str) -> list[int]:
     try:
         levels = [int(part) for part in text.split(",") if part.strip()]
@@ -314,6 +358,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-opus", action="store_true", help="skip the Opus baseline")
     parser.add_argument("--opus-kbps", type=float, nargs="*", help="Opus alone at these bitrates too (default: 6 when "
                         "every codec level is below Opus' range)")
+    parser.add_argument("--adapt-decoder", type=int, default=0, metavar="STEPS",
+                        help="decode each speaker's clips with a copy of the decoder fine-tuned STEPS steps on 3 s of "
+                             "another utterance of that speaker, as text to speech's --adapt-decoder does with a voice "
+                             "prompt (our SoundStream only; default 0: off)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="folder for codec_eval.md and codec_eval.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -329,11 +377,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-items must be at least 1, got {args.max_items}")
     chosen = [entry for split in splits for entry in spread_over_speakers(
         [e for e in entries if e.split == split], args.max_items)]
+    decoder_for = (adapted_decoders(codec, entries, chosen, args.manifest.parent, args.adapt_decoder)
+                   if args.adapt_decoder else None)
     report = evaluate_codec(
         codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
         progress=not args.quiet and sys.stderr.isatty(), manifest_name=str(args.manifest),
-        opus_reference_kbps=args.opus_kbps,
+        opus_reference_kbps=args.opus_kbps, decoder_for=decoder_for,
     )
+    if args.adapt_decoder:
+        report.codec["adapt_decoder"] = args.adapt_decoder
     table = report.to_markdown()
     print(table, end="")
     if args.out:
