@@ -102,7 +102,8 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     models = write_tiny_models(tmp_path / "models")
     assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "2",
                  "--prompt-seconds", "1.0", "--dialogue-seconds", "3", "--steps", "2", "1", "1", "1",
-                 "--temperature", "0.7", "--t2s-eos-threshold", "0.5", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+                 "--temperature", "0.7", "--t2s-eos-threshold", "0.5", "--adapt-decoder", "1",
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
     result = json.loads((tmp_path / "out" / "tts_eval.json").read_text())
     groups = {r["group"]: r for r in result["rows"]}
     assert set(groups) == {"training voices", "held-out voices"}
@@ -112,6 +113,6 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     assert all(0 <= r["rtf"] and r["utterances"] <= 2 for r in result["rows"])
     assert result["dialogue"]["turns"] >= 1 and result["dialogue"]["audio_seconds"] > 0
     assert result["options"]["steps"] == [2, 1, 1, 1] and result["options"]["temperature"] == 0.7
-    assert result["options"]["t2s_eos_threshold"] == 0.5
+    assert result["options"]["t2s_eos_threshold"] == 0.5 and result["adapt_decoder"] == 1
     markdown = (tmp_path / "out" / "tts_eval.md").read_text()
     assert "| training voices (" in markdown and "temperature 0.7" in markdown and "EOS threshold 0.5" in markdown
