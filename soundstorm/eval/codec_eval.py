@@ -16,7 +16,6 @@ writes results/codec-eval/codec_eval.md (the table, also printed) and codec_eval
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import sys
@@ -306,7 +305,7 @@ def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: 
     first `prompt_seconds` of one utterance of that speaker that is not evaluated (the first in
     the manifest that lasts long enough): what a voice prompt gives text to speech. Adapted on
     first use, then kept."""
-    from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
+    from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
     from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
     if not isinstance(codec, SoundStreamCodec):
@@ -326,11 +325,7 @@ def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: 
             wav, _ = load_audio(prompts[speaker].audio_path(root), sample_rate=codec.sample_rate, resample=True,
                                 downmix=True)
             prompt = torch.from_numpy(wav[: round(prompt_seconds * codec.sample_rate)])[None, None]
-            with torch.inference_mode(False), torch.enable_grad():
-                model = adapt_decoder(codec.model, prompt, DecoderAdaptation(steps=steps))
-            adapted = copy.copy(codec)
-            adapted.model = model.to(codec.device)
-            cache[speaker] = adapted
+            cache[speaker] = codec.adapted_to(prompt, DecoderAdaptation(steps=steps))
         return cache[speaker]
 
     return decoder_for

@@ -114,9 +114,11 @@ def _pipeline(args: argparse.Namespace) -> SpeechPipeline:
     return SpeechPipeline.from_folder(models_folder(args.models), device=args.device, precision=args.precision)
 
 
-def _voice(pipeline: SpeechPipeline, path: str | Path, name: str | None, adapt_steps: int) -> Voice:
+def _voice(pipeline: SpeechPipeline, path: str | Path | None, name: str | None, adapt_steps: int) -> Voice:
+    """The voice of a prompt file (None: the bundled default), saying what an adaptation took."""
     start = time.perf_counter()
-    voice = pipeline.voice(path, name=name, adapt_steps=adapt_steps)
+    voice = (pipeline.voice(path, name=name, adapt_steps=adapt_steps) if path is not None
+             else pipeline.default_voice(adapt_steps))
     if adapt_steps:
         print(f"adapted the codec's decoder to {voice.name} in {time.perf_counter() - start:.1f} s "
               f"({adapt_steps} steps)", file=sys.stderr)
@@ -126,11 +128,7 @@ def _voice(pipeline: SpeechPipeline, path: str | Path, name: str | None, adapt_s
 def _single_voice(pipeline: SpeechPipeline, voices: list[str], adapt_steps: int = 0) -> Voice:
     if len(voices) > 1:
         raise ValueError("give one --voice prompt.wav")
-    if voices:
-        return _voice(pipeline, voices[0], None, adapt_steps)
-    if pipeline.voices_dir is None or not (pipeline.voices_dir / "default.wav").is_file():
-        return pipeline.default_voice()  # its error names what is missing
-    return _voice(pipeline, pipeline.voices_dir / "default.wav", "default", adapt_steps)
+    return _voice(pipeline, voices[0] if voices else None, None, adapt_steps)
 
 
 def _write(pipeline: SpeechPipeline, wav: np.ndarray, args: argparse.Namespace) -> int:

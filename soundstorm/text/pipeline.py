@@ -25,7 +25,6 @@ the model has decode only those first levels, and the codec decodes that prefix.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -250,26 +249,19 @@ class SpeechPipeline:
         return Voice(label, codes[:frames].long(), tokens[: frames // self.ratio].long(), text, codec)
 
     def _adapted_codec(self, wav: Tensor, steps: int) -> Codec:
-        """A copy of the codec whose decoder learned the prompt wav [1, 1, N] in `steps` steps,
-        on the latents of the levels SoundStorm decodes by default."""
-        from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
+        """The codec with a decoder that learned the prompt wav [1, 1, N] in `steps` steps, on the
+        latents of the levels SoundStorm decodes by default."""
+        from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
         from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
         if not isinstance(self.codec, SoundStreamCodec):
             raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.codec.name}")
-        if steps < 0:
-            raise ValueError(f"adapt_steps must be >= 0, got {steps}")
-        options = DecoderAdaptation(steps=steps, levels=len(self.default_steps))
-        with torch.inference_mode(False), torch.enable_grad():
-            model = adapt_decoder(self.codec.model, wav.clone(), options)
-        adapted = copy.copy(self.codec)
-        adapted.model = model.to(self.codec.device)
-        return adapted
+        return self.codec.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)))
 
-    def default_voice(self) -> Voice:
+    def default_voice(self, adapt_steps: int = 0) -> Voice:
         if self.voices_dir is None or not (self.voices_dir / "default.wav").is_file():
             raise FileNotFoundError("no bundled default voice: give a voice prompt (--voice prompt.wav)")
-        return self.voice(self.voices_dir / "default.wav", name="default")
+        return self.voice(self.voices_dir / "default.wav", name="default", adapt_steps=adapt_steps)
 
     # ------------------------------------------------------------------ stages
 

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from soundstorm.codecs.base import Codec
+from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
 from soundstorm.codecs.soundstream.model import SoundStream
 
 _OPTION = "num_quantizers"
@@ -109,6 +110,14 @@ class SoundStreamCodec(Codec):
         base = self.name.partition("?")[0]
         name = base if num_quantizers == self.model.config.num_quantizers else f"{base}?{_OPTION}={num_quantizers}"
         return SoundStreamCodec(self.model, name=name, num_quantizers=num_quantizers, device=self.device)
+
+
+    def adapted_to(self, wav: Tensor, options: DecoderAdaptation) -> SoundStreamCodec:
+        """The same codec with a copy of its decoder fine-tuned on one voice's audio wav [1, 1, N]
+        (adapt.py): the same tokens, decoded nearer that voice. Callable under inference mode."""
+        with torch.inference_mode(False), torch.enable_grad():
+            model = adapt_decoder(self.model, wav.clone(), options)
+        return SoundStreamCodec(model, name=self.name, num_quantizers=self.num_quantizers, device=self.device)
 
 
 def load_soundstream_codec(argument: str) -> SoundStreamCodec:
