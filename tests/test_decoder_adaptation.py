@@ -90,7 +90,7 @@ def test_codec_eval_adapts_on_an_utterance_it_does_not_score(tmp_path: Path) -> 
         entries.append(ManifestEntry(id=f"u{i}", path=f"{i}.wav", duration=1.2, sample_rate=16000, speaker=speaker,
                                      split=split))
     evaluated = [entries[0], entries[2]]
-    decoder_for = adapted_decoders(codec, entries, evaluated, tmp_path, steps=2, prompt_seconds=1.0)
+    decoder_for = adapted_decoders(codec, entries, evaluated, tmp_path, DecoderAdaptation(steps=2), prompt_seconds=1.0)
     adapted = decoder_for("a")
     assert decoder_for("a") is adapted and adapted.model is not codec.model  # adapted once, on u1
     before, after = codec.model.decoder.state_dict(), adapted.model.decoder.state_dict()

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from soundstorm.atomic import atomic_write_text
 from soundstorm.codecs import Codec, bitrate_kbps, load_codec
+from soundstorm.codecs.soundstream.adapt import SCOPES, DecoderAdaptation
 from soundstorm.codecs.opus import OPUS_MAX_KBPS, OPUS_MIN_KBPS, opus_available, opus_roundtrip
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
@@ -300,12 +301,11 @@ def spread_over_speakers(entries: Sequence[ManifestEntry], limit: int) -> list[M
 
 
 def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: Sequence[ManifestEntry], root: Path,
-                     steps: int, prompt_seconds: float = 3.0) -> Callable[[str], Codec]:
+                     options: DecoderAdaptation, prompt_seconds: float = 3.0) -> Callable[[str], Codec]:
     """speaker -> `codec` with its decoder adapted (soundstorm/codecs/soundstream/adapt.py) on the
     first `prompt_seconds` of one utterance of that speaker that is not evaluated (the first in
     the manifest that lasts long enough): what a voice prompt gives text to speech. Adapted on
     first use, then kept."""
-    from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
     from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
     if not isinstance(codec, SoundStreamCodec):
@@ -325,10 +325,21 @@ def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: 
             wav, _ = load_audio(prompts[speaker].audio_path(root), sample_rate=codec.sample_rate, resample=True,
                                 downmix=True)
             prompt = torch.from_numpy(wav[: round(prompt_seconds * codec.sample_rate)])[None, None]
-            cache[speaker] = codec.adapted_to(prompt, DecoderAdaptation(steps=steps))
+            cache[speaker] = codec.adapted_to(prompt, options)
         return cache[speaker]
 
     return decoder_for
+
+
+def add_adaptation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--adapt-scope", choices=SCOPES, default="all",
+                        help="what --adapt-decoder fine-tunes (soundstorm/codecs/soundstream/adapt.py; default all)")
+    parser.add_argument("--adapt-lr", type=float, help="its learning rate (default: the scope's)")
+
+
+def adaptation_options(steps: int, args: argparse.Namespace) -> DecoderAdaptation:
+    extra = {"lr": args.adapt_lr} if args.adapt_lr else {}
+    return DecoderAdaptation(steps=steps, scope=args.adapt_scope, **extra)
 
 
 def _parse_levels(text: str) -> list[int]:
@@ -357,6 +368,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decode each speaker's clips with a copy of the decoder fine-tuned STEPS steps on 3 s of "
                              "another utterance of that speaker, as text to speech's --adapt-decoder does with a voice "
                              "prompt (our SoundStream only; default 0: off)")
+    add_adaptation_options(parser)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="folder for codec_eval.md and codec_eval.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -372,7 +384,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-items must be at least 1, got {args.max_items}")
     chosen = [entry for split in splits for entry in spread_over_speakers(
         [e for e in entries if e.split == split], args.max_items)]
-    decoder_for = (adapted_decoders(codec, entries, chosen, args.manifest.parent, args.adapt_decoder)
+    adaptation = adaptation_options(args.adapt_decoder, args)
+    decoder_for = (adapted_decoders(codec, entries, chosen, args.manifest.parent, adaptation)
                    if args.adapt_decoder else None)
     report = evaluate_codec(
         codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
@@ -381,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.adapt_decoder:
         report.codec["adapt_decoder"] = args.adapt_decoder
+        report.codec["adaptation"] = {"scope": adaptation.scope, "lr": adaptation.lr}
     table = report.to_markdown()
     print(table, end="")
     if args.out:
