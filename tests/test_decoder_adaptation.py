@@ -90,11 +90,15 @@ def test_codec_eval_adapts_on_an_utterance_it_does_not_score(tmp_path: Path) -> 
         entries.append(ManifestEntry(id=f"u{i}", path=f"{i}.wav", duration=1.2, sample_rate=16000, speaker=speaker,
                                      split=split))
     evaluated = [entries[0], entries[2]]
-    decoder_for = adapted_decoders(codec, entries, evaluated, tmp_path, DecoderAdaptation(steps=2), prompt_seconds=1.0)
+    decoder_for = adapted_decoders(codec, entries, evaluated, tmp_path, DecoderAdaptation(steps=2), seconds=1.0)
     adapted = decoder_for("a")
     assert decoder_for("a") is adapted and adapted.model is not codec.model  # adapted once, on u1
     before, after = codec.model.decoder.state_dict(), adapted.model.decoder.state_dict()
     assert any(not torch.equal(after[name], before[name].float()) for name in before)
     assert torch.equal(adapted.encode(voice_like(0.5)), codec.encode(voice_like(0.5)))
-    with pytest.raises(ValueError, match="no utterance of b outside the evaluated ones"):
+    with pytest.raises(ValueError, match="utterances of b outside the evaluated ones last 0.0 s"):
         decoder_for("b")  # its one utterance is scored: nothing left to adapt on
+    enrolled = adapted_decoders(codec, entries, [entries[2]], tmp_path, DecoderAdaptation(steps=1), seconds=2.0)("a")
+    assert enrolled.model is not codec.model  # 2 s from two utterances of 1.2 s
+    with pytest.raises(ValueError, match="last 2.4 s, not 3 s"):
+        adapted_decoders(codec, entries, [entries[2]], tmp_path, DecoderAdaptation(steps=1), seconds=3.0)("a")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from soundstorm.atomic import atomic_write_text
 from soundstorm.codecs import Codec, bitrate_kbps, load_codec
-from soundstorm.codecs.soundstream.adapt import SCOPES, DecoderAdaptation
+from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
 from soundstorm.codecs.opus import OPUS_MAX_KBPS, OPUS_MIN_KBPS, opus_available, opus_roundtrip
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
@@ -301,45 +301,40 @@ def spread_over_speakers(entries: Sequence[ManifestEntry], limit: int) -> list[M
 
 
 def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: Sequence[ManifestEntry], root: Path,
-                     options: DecoderAdaptation, prompt_seconds: float = 3.0) -> Callable[[str], Codec]:
-    """speaker -> `codec` with its decoder adapted (soundstorm/codecs/soundstream/adapt.py) on the
-    first `prompt_seconds` of one utterance of that speaker that is not evaluated (the first in
-    the manifest that lasts long enough): what a voice prompt gives text to speech. Adapted on
-    first use, then kept."""
+                     options: DecoderAdaptation, seconds: float = 3.0) -> Callable[[str], Codec]:
+    """speaker -> `codec` with its decoder adapted (soundstorm/codecs/soundstream/adapt.py) on
+    `seconds` of that speaker's utterances that are not evaluated, in manifest order: 3 s of one
+    utterance is what a voice prompt gives text to speech; tens of seconds enrol the voice
+    (`soundstorm codec adapt`). Adapted on first use, then kept."""
     from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"decoder adaptation needs our SoundStream codec, not {codec.name}")
+    if not seconds > 0:
+        raise ValueError(f"adaptation needs seconds > 0 of each voice, got {seconds}")
     skip = {e.id for e in evaluated}
-    prompts: dict[str, ManifestEntry] = {}
-    for entry in entries:
-        if entry.id not in skip and entry.duration >= prompt_seconds:
-            prompts.setdefault(entry.speaker, entry)
     cache: dict[str, Codec] = {}
 
     def decoder_for(speaker: str) -> Codec:
         if speaker not in cache:
-            if speaker not in prompts:
-                raise ValueError(f"no utterance of {speaker} outside the evaluated ones lasts {prompt_seconds:g} s: "
-                                 "nothing to adapt the decoder on")
-            wav, _ = load_audio(prompts[speaker].audio_path(root), sample_rate=codec.sample_rate, resample=True,
-                                downmix=True)
-            prompt = torch.from_numpy(wav[: round(prompt_seconds * codec.sample_rate)])[None, None]
-            cache[speaker] = codec.adapted_to(prompt, options)
+            pool = [e for e in entries if e.id not in skip and e.speaker == speaker]
+            # One utterance when one lasts long enough, as a voice prompt is; else several in turn.
+            whole = [e for e in pool if e.duration >= seconds]
+            clips, total = [], 0.0
+            for entry in whole[:1] or pool:
+                wav, _ = load_audio(entry.audio_path(root), sample_rate=codec.sample_rate, resample=True, downmix=True)
+                wav = wav[: round((seconds - total) * codec.sample_rate)]
+                clips.append(torch.from_numpy(wav)[None, None])
+                total += len(wav) / codec.sample_rate
+                if total >= seconds - 1e-6:
+                    break
+            if total < seconds - 1e-6:
+                raise ValueError(f"the utterances of {speaker} outside the evaluated ones last {total:.1f} s, not "
+                                 f"{seconds:g} s: not enough to adapt the decoder on")
+            cache[speaker] = codec.adapted_to(clips, options)
         return cache[speaker]
 
     return decoder_for
-
-
-def add_adaptation_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--adapt-scope", choices=SCOPES, default="all",
-                        help="what --adapt-decoder fine-tunes (soundstorm/codecs/soundstream/adapt.py; default all)")
-    parser.add_argument("--adapt-lr", type=float, help="its learning rate (default: the scope's)")
-
-
-def adaptation_options(steps: int, args: argparse.Namespace) -> DecoderAdaptation:
-    extra = {"lr": args.adapt_lr} if args.adapt_lr else {}
-    return DecoderAdaptation(steps=steps, scope=args.adapt_scope, **extra)
 
 
 def _parse_levels(text: str) -> list[int]:
@@ -366,9 +361,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "every codec level is below Opus' range)")
     parser.add_argument("--adapt-decoder", type=int, default=0, metavar="STEPS",
                         help="decode each speaker's clips with a copy of the decoder fine-tuned STEPS steps on 3 s of "
-                             "another utterance of that speaker, as text to speech's --adapt-decoder does with a voice "
+                             "another utterance of that speaker (--adapt-seconds), as text to speech's --adapt-decoder does with a voice "
                              "prompt (our SoundStream only; default 0: off)")
-    add_adaptation_options(parser)
+    parser.add_argument("--adapt-seconds", type=float, default=3.0,
+                        help="seconds of each speaker's other utterances to adapt on (default 3: a voice prompt; "
+                             "30-60 s enrol the voice, with 100-200 steps)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="folder for codec_eval.md and codec_eval.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -384,8 +381,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-items must be at least 1, got {args.max_items}")
     chosen = [entry for split in splits for entry in spread_over_speakers(
         [e for e in entries if e.split == split], args.max_items)]
-    adaptation = adaptation_options(args.adapt_decoder, args)
-    decoder_for = (adapted_decoders(codec, entries, chosen, args.manifest.parent, adaptation)
+    adaptation = DecoderAdaptation(steps=args.adapt_decoder)
+    decoder_for = (adapted_decoders(codec, entries, chosen, args.manifest.parent, adaptation, args.adapt_seconds)
                    if args.adapt_decoder else None)
     report = evaluate_codec(
         codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
@@ -394,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.adapt_decoder:
         report.codec["adapt_decoder"] = args.adapt_decoder
-        report.codec["adaptation"] = {"scope": adaptation.scope, "lr": adaptation.lr}
+        report.codec["adapt_seconds"] = args.adapt_seconds
     table = report.to_markdown()
     print(table, end="")
     if args.out:

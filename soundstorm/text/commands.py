@@ -7,7 +7,9 @@
 
 Models come from --models (default: the bundled models/demo, or $SOUNDSTORM_MODELS): a folder
 with codec/, semantic/, soundstorm/, t2s/ and voices/. Without --voice, the bundled default
-voice (voices/default.wav) speaks. The first 3 s of a voice prompt are used.
+voice (voices/default.wav) speaks. The first 3 s of a voice prompt are used. A voice folder
+(`soundstorm enroll`) stands wherever a prompt file does: its prompt, and a codec decoder that
+learned the voice from all of its enrolment audio.
 
 A dialogue script has one turn a line, `NAME: text`; blank lines and `#` comments are skipped,
 and a line without `NAME:` continues the turn before it. Every NAME needs a --voice NAME=FILE
@@ -200,13 +202,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
     tts = add("tts", "text to speech in the voice of a short prompt", run_tts)
     tts.add_argument("text", help="the text to speak (long texts are split into sentences)")
-    add_common(tts, "voice prompt audio (default: the bundled voice)")
+    add_common(tts, "voice prompt audio, or a voice folder from `soundstorm enroll` (default: the bundled voice)")
     dialogue = add("dialogue", "a multi-speaker dialogue from a `NAME: text` script", run_dialogue)
     dialogue.add_argument("script", type=Path, help="the dialogue script")
-    add_common(dialogue, "NAME=prompt.wav, once per speaker (or one FILE for all)")
+    add_common(dialogue, "NAME=prompt.wav or NAME=VOICE_FOLDER, once per speaker (or one for all)")
     resynth = add("resynth", "the words of a recording in another voice (voice conversion)", run_resynth)
     resynth.add_argument("input", type=Path, help="the recording whose words to keep")
-    add_common(resynth, "the target voice's prompt audio")
+    add_common(resynth, "the target voice's prompt audio, or its voice folder")
     generate = add("generate", "speech from semantic tokens (.npy or integers in a text file)", run_generate)
     generate.add_argument("tokens", type=Path, help="semantic tokens at the model's semantic rate")
-    add_common(generate, "voice prompt audio (default: the bundled voice)")
+    add_common(generate, "voice prompt audio, or a voice folder (default: the bundled voice)")

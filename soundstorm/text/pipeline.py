@@ -48,6 +48,7 @@ from soundstorm.semantic import SemanticTokenizer
 from soundstorm.semantic.rate import check_semantic_matches
 from soundstorm.text.model import TextToSemantic
 from soundstorm.text.symbols import TextSymbols
+from soundstorm.text.voice_folder import PROMPT_FILE, VoiceFolder, read_voice_folder
 
 DECODING_FILE = "decoding.json"  # a models folder's measured decoding defaults
 PROMPT_SECONDS = 3.0  # the paper's voice prompt
@@ -214,11 +215,21 @@ class SpeechPipeline:
     def voice(self, source: str | Path | np.ndarray, name: str | None = None, text: str | None = None,
               max_seconds: float = PROMPT_SECONDS, sample_rate: int | None = None, adapt_steps: int = 0) -> Voice:
         """A voice prompt from an audio file (or float32 [N] at sample_rate): its first max_seconds.
+        A voice folder (`soundstorm enroll`, voice_folder.py) gives its prompt and its adapted codec.
 
         adapt_steps > 0 also fine-tunes a copy of the codec's decoder on the prompt for that many
         steps (our SoundStream only), which this voice's audio is then decoded with: the same
         tokens, nearer a voice the codec never heard (adapt.py; about 0.4 s a step on one CPU
         thread, spent once per voice)."""
+        if not isinstance(source, np.ndarray) and Path(source).is_dir():
+            if adapt_steps:
+                raise ValueError(f"{source} is an enrolled voice: its decoder is already adapted (on all its "
+                                 "enrolment audio); leave out --adapt-decoder")
+            codec = self._enrolled_codec(read_voice_folder(source))
+            voice = self.voice(Path(source) / PROMPT_FILE, name=name or Path(source).name, text=text,
+                               max_seconds=max_seconds)
+            voice.codec = codec
+            return voice
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise ValueError("a voice prompt given as samples needs its sample_rate")
@@ -257,6 +268,23 @@ class SpeechPipeline:
         if not isinstance(self.codec, SoundStreamCodec):
             raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.codec.name}")
         return self.codec.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)))
+
+    def _enrolled_codec(self, folder: VoiceFolder) -> Codec:
+        """A voice folder's codec, checked to make this pipeline's tokens."""
+        from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+
+        mine = getattr(self.codec, "encoder_digest", None)
+        if mine is None or folder.encoder_weights != mine:
+            raise ValueError(
+                f"the voice folder {folder.path} was enrolled with a codec whose encoder and codebooks "
+                f"(digest {folder.encoder_weights}) are not this pipeline's ({self.codec.name}, digest {mine}): "
+                "its decoder would read other tokens; enroll the voice again with these models (--models)")
+        codec = SoundStreamCodec.from_pretrained(folder.codec, num_quantizers=self.codec.num_quantizers,
+                                                 device=self.device)
+        if codec.encoder_digest != mine:
+            raise ValueError(f"{folder.codec} does not hold the codec voice.json names (encoder digest "
+                             f"{codec.encoder_digest}, not {folder.encoder_weights}): enroll the voice again")
+        return codec
 
     def default_voice(self, adapt_steps: int = 0) -> Voice:
         if self.voices_dir is None or not (self.voices_dir / "default.wav").is_file():

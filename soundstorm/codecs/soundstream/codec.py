@@ -12,7 +12,7 @@ the weights and levels that made it.
 from __future__ import annotations
 
 import hashlib
-
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +112,13 @@ class SoundStreamCodec(Codec):
         return SoundStreamCodec(self.model, name=name, num_quantizers=num_quantizers, device=self.device)
 
 
-    def adapted_to(self, wav: Tensor, options: DecoderAdaptation) -> SoundStreamCodec:
-        """The same codec with a copy of its decoder fine-tuned on one voice's audio wav [1, 1, N]
-        (adapt.py): the same tokens, decoded nearer that voice. Callable under inference mode."""
+    def adapted_to(self, audio: Tensor | Sequence[Tensor], options: DecoderAdaptation) -> SoundStreamCodec:
+        """The same codec with a copy of its decoder fine-tuned on one voice's audio, a clip
+        [1, 1, N] or several (adapt.py): the same tokens, decoded nearer that voice. Callable
+        under inference mode."""
+        clips = [audio] if isinstance(audio, Tensor) else list(audio)
         with torch.inference_mode(False), torch.enable_grad():
-            model = adapt_decoder(self.model, wav.clone(), options)
+            model = adapt_decoder(self.model, [clip.clone() for clip in clips], options)
         return SoundStreamCodec(model, name=self.name, num_quantizers=self.num_quantizers, device=self.device)
 
 

@@ -90,17 +90,9 @@ class VocosDecoder(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, latents: Tensor) -> Tensor:
-        return self.synthesize(self.features(latents))
-
-    def features(self, latents: Tensor) -> Tensor:
-        """The ConvNeXt trunk: latents [B, D, T] -> features [B, C, T]."""
         x = self.norm_in(self.embed(latents).transpose(1, 2)).transpose(1, 2)  # [B, C, T]
         for block in self.blocks:
             x = block(x)
-        return x
-
-    def synthesize(self, x: Tensor) -> Tensor:
-        """The head and the inverse STFT: features [B, C, T] -> waveform [B, 1, T * hop]."""
         # The inverse FFT runs in float32 whatever the autocast: bf16 has no FFT and too few bits.
         out = self.head(self.norm_out(x.transpose(1, 2))).float().transpose(1, 2)  # [B, 2F, T]
         log_magnitude, phase = out.split(self.bins, dim=1)  # [B, F, T] each

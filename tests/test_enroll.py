@@ -1,0 +1,92 @@
+"""Voice enrolment: a folder with a prompt and a codec whose decoder learned the voice, usable as
+--voice wherever a prompt file is, tied to the codec whose tokens it reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from soundstorm.cli import main
+from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+from soundstorm.text.enroll import MAX_STEPS, MIN_STEPS, default_steps, enroll_voice
+from soundstorm.text.pipeline import SpeechPipeline
+from soundstorm.text.voice_folder import read_voice_folder
+from tests.speech_models import flite, needs_flite, write_tiny_models
+
+
+def test_default_steps_grow_with_the_audio_within_bounds() -> None:
+    counts = [default_steps(s) for s in (0.5, 3, 10, 30, 60, 600)]
+    assert counts == sorted(counts) and counts[0] == MIN_STEPS and counts[-1] == MAX_STEPS
+    assert default_steps(30) == 100 and default_steps(60) == 200  # the measured points
+
+
+@needs_flite
+def test_enrolled_voice_folder_decodes_with_its_own_decoder(tmp_path: Path) -> None:
+    models = write_tiny_models(tmp_path / "models")
+    pipeline = SpeechPipeline.from_folder(models)
+    audio = [flite(tmp_path / f"rms{i}.wav", text, voice="rms") for i, text in
+             enumerate(["The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background."])]
+    out = tmp_path / "voices" / "rms"
+    folder = enroll_voice(pipeline, audio, out, steps=4)
+
+    info = json.loads((out / "voice.json").read_text())
+    assert info["encoder_weights"] == pipeline.codec.encoder_digest and info["adaptation"]["steps"] == 4
+    assert [a["file"] for a in info["audio"]] == ["rms0.wav", "rms1.wav"]
+    assert info["mel_distance"]["after"] < info["mel_distance"]["before"]  # it learned the enrolment audio
+    prompt, rate = sf.read(folder.prompt)
+    first = sf.info(audio[0])
+    assert rate == pipeline.sample_rate and len(prompt) == min(first.frames, 3 * rate)  # <= 3 s of the first file
+    codec = SoundStreamCodec.from_pretrained(folder.codec)  # a codec spec in its own right
+    assert codec.encoder_digest == pipeline.codec.encoder_digest  # the same tokens...
+    original = pipeline.codec.model.decoder.state_dict()
+    assert any(not torch.allclose(v.float(), original[k].float()) for k, v in codec.model.decoder.state_dict().items())
+
+    voice, plain = pipeline.voice(out), pipeline.voice(folder.prompt)
+    assert voice.name == "rms" and voice.codec is not None and plain.codec is None
+    assert torch.equal(voice.codes, plain.codes)  # ... read by another decoder
+    codes = voice.codes[:50, : len(pipeline.default_steps)]
+    assert not np.allclose(pipeline.decode(codes, voice), pipeline.decode(codes, plain))
+
+    wav_out = tmp_path / "tts.wav"
+    assert main(["tts", "Hello there.", "--models", str(models), "--voice", str(out), "-o", str(wav_out),
+                 "--steps", "2", "1", "1", "1", "--t2s-eos-threshold", "0.3"]) == 0
+    assert sf.info(wav_out).frames > 0
+    with pytest.raises(ValueError, match="already adapted"):
+        pipeline.voice(out, adapt_steps=2)
+
+
+@needs_flite
+def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) -> None:
+    models = write_tiny_models(tmp_path / "models")
+    pipeline = SpeechPipeline.from_folder(models)
+    speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
+    out = tmp_path / "voice"
+    enroll_voice(pipeline, [speech], out, steps=1)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match="silent"):
+        enroll_voice(pipeline, [speech, silent], out, steps=1)
+    short = tmp_path / "short.wav"
+    sf.write(short, np.full(800, 0.1, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match="each enrolment file needs at least"):
+        enroll_voice(pipeline, [short], out, steps=1)
+    with pytest.raises(ValueError, match="at least one audio file"):
+        enroll_voice(pipeline, [], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing lost
+
+    with pytest.raises(FileNotFoundError, match="not a voice folder"):
+        pipeline.voice(tmp_path / "models")  # a folder without voice.json
+    meta = json.loads((out / "voice.json").read_text())
+    (out / "voice.json").write_text(json.dumps({**meta, "encoder_weights": "0123456789abcdef"}))
+    with pytest.raises(ValueError, match="digest 0123456789abcdef.*enroll the voice again"):
+        pipeline.voice(out)  # enrolled with another codec: its decoder would read other tokens
+    (out / "voice.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ValueError, match="format_version 99"):
+        read_voice_folder(out)
