@@ -116,3 +116,12 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     assert result["options"]["t2s_eos_threshold"] == 0.5 and result["adapt_decoder"] == 1
     markdown = (tmp_path / "out" / "tts_eval.md").read_text()
     assert "| training voices (" in markdown and "temperature 0.7" in markdown and "EOS threshold 0.5" in markdown
+
+    # Enrolled decoders instead: one per speaker, on 2 s of its utterances that are not evaluated.
+    assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "1",
+                 "--prompt-seconds", "1.0", "--dialogue-seconds", "1", "--steps", "1", "1", "1", "1",
+                 "--enroll-seconds", "2", "--out", str(tmp_path / "enrolled"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "enrolled" / "tts_eval.json").read_text())["enroll_seconds"] == 2.0
+    with pytest.raises(SystemExit, match="give one"):
+        main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--enroll-seconds", "2",
+              "--adapt-decoder", "1", "--quiet"])

@@ -310,27 +310,12 @@ def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: 
 
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"decoder adaptation needs our SoundStream codec, not {codec.name}")
-    if not seconds > 0:
-        raise ValueError(f"adaptation needs seconds > 0 of each voice, got {seconds}")
     skip = {e.id for e in evaluated}
     cache: dict[str, Codec] = {}
 
     def decoder_for(speaker: str) -> Codec:
         if speaker not in cache:
-            pool = [e for e in entries if e.id not in skip and e.speaker == speaker]
-            # One utterance when one lasts long enough, as a voice prompt is; else several in turn.
-            whole = [e for e in pool if e.duration >= seconds]
-            clips, total = [], 0.0
-            for entry in whole[:1] or pool:
-                wav, _ = load_audio(entry.audio_path(root), sample_rate=codec.sample_rate, resample=True, downmix=True)
-                wav = wav[: round((seconds - total) * codec.sample_rate)]
-                clips.append(torch.from_numpy(wav)[None, None])
-                total += len(wav) / codec.sample_rate
-                if total >= seconds - 1e-6:
-                    break
-            if total < seconds - 1e-6:
-                raise ValueError(f"the utterances of {speaker} outside the evaluated ones last {total:.1f} s, not "
-                                 f"{seconds:g} s: not enough to adapt the decoder on")
+            clips = speaker_audio(entries, speaker, skip, seconds, root, codec.sample_rate)
             cache[speaker] = codec.adapted_to(clips, options)
         return cache[speaker]
 
@@ -400,3 +385,23 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "codec_eval.json", report.to_json())
         print(f"wrote {args.out / 'codec_eval.md'} and {args.out / 'codec_eval.json'}")
     return 0
+
+
+def speaker_audio(entries: Sequence[ManifestEntry], speaker: str, skip: set[str], seconds: float, root: Path,
+                  sample_rate: int) -> list[torch.Tensor]:
+    """`seconds` of `speaker`'s utterances whose ids are not in `skip`, as clips [1, 1, N]: the
+    first that lasts that long, as a voice prompt is, else several in manifest order."""
+    if not seconds > 0:
+        raise ValueError(f"adaptation needs seconds > 0 of each voice, got {seconds}")
+    pool = [e for e in entries if e.id not in skip and e.speaker == speaker]
+    whole = [e for e in pool if e.duration >= seconds]
+    clips, total = [], 0.0
+    for entry in whole[:1] or pool:
+        wav, _ = load_audio(entry.audio_path(root), sample_rate=sample_rate, resample=True, downmix=True)
+        wav = wav[: round((seconds - total) * sample_rate)]
+        clips.append(torch.from_numpy(wav)[None, None])
+        total += len(wav) / sample_rate
+        if total >= seconds - 1e-6:
+            return clips
+    raise ValueError(f"the utterances of {speaker} outside the evaluated ones last {total:.1f} s, not "
+                     f"{seconds:g} s: not enough to adapt the decoder on")

@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from soundstorm.atomic import atomic_write_text
+from soundstorm.codecs import Codec
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.tts_eval import family
@@ -108,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"{args.manifest}: no held-out sentences of {', '.join(args.families)} voices with a prompt")
     asr, similarity = Recognizer(), SpeakerSimilarity()
     sr = pipeline.sample_rate
+    if args.enroll_seconds and args.adapt_decoder:
+        raise SystemExit("--enroll-seconds and --adapt-decoder both adapt the decoder: give one")
+    enrolled = _enrolled_codecs(pipeline, entries, {e.id for e, _ in pairs}, args.enroll_seconds, root)
     spoken: list[Spoken] = []
     for index, (entry, prompt_entry) in enumerate(tqdm(pairs, disable=args.quiet or not sys.stderr.isatty(), unit="utt")):
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
         voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder)
+        if args.enroll_seconds:
+            voice.codec = enrolled(entry.speaker)
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
             wav = pipeline.tts(entry.text or "", voice, replace(options, seed=options.seed * len(pairs) + index))
@@ -166,10 +173,35 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
-            {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder, "goals": GOALS,
+            {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder,
+             "enroll_seconds": args.enroll_seconds, "goals": GOALS,
              "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
+
+
+def _enrolled_codecs(pipeline: SpeechPipeline, entries: list[ManifestEntry], evaluated: set[str], seconds: float,
+                     root: Path) -> Callable[[str], Codec]:
+    """speaker -> the pipeline's codec with its decoder enrolled on `seconds` of that speaker's
+    utterances outside `evaluated`, as `soundstorm enroll` does (its step count); made on first use."""
+    from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
+    from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+    from soundstorm.eval.codec_eval import speaker_audio
+    from soundstorm.text.enroll import default_steps
+
+    codec = pipeline.codec
+    cache: dict[str, Codec] = {}
+
+    def codec_for(speaker: str) -> Codec:
+        if speaker not in cache:
+            clips = speaker_audio(entries, speaker, evaluated, seconds, root, pipeline.sample_rate)
+            options = DecoderAdaptation(steps=default_steps(seconds), levels=len(pipeline.default_steps))
+            if not isinstance(codec, SoundStreamCodec):
+                raise ValueError(f"enrolment adapts our SoundStream codec's decoder, not {codec.name}")
+            cache[speaker] = codec.adapted_to(clips, options)
+        return cache[speaker]
+
+    return codec_for
 
 
 def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,
@@ -212,6 +244,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-group", type=int, default=30, help="sentences per group (default 30)")
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     add_adaptation_argument(parser)
+    parser.add_argument("--enroll-seconds", type=float, default=0.0,
+                        help="decode each speaker's sentences with a decoder enrolled (`soundstorm enroll`) on this "
+                             "many seconds of its utterances that are not evaluated (default 0: off)")
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
     add_decoding_arguments(parser)
