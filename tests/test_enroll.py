@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -90,3 +91,26 @@ def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) ->
     (out / "voice.json").write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(ValueError, match="format_version 99"):
         read_voice_folder(out)
+
+
+@needs_flite
+def test_server_offers_an_enrolled_voice_of_the_models_folder(tmp_path: Path) -> None:
+    import httpx
+
+    from soundstorm.serve.app import create_app
+    from tests.live_server import LiveServer
+
+    models = write_tiny_models(tmp_path / "models")
+    speech = flite(tmp_path / "rms.wav", "The birch canoe slid on the smooth planks.", voice="rms")
+    enroll_voice(SpeechPipeline.from_folder(models), [speech], models / "voices" / "rms", steps=4)
+    pipeline = SpeechPipeline.from_folder(models)
+    with LiveServer(create_app(pipeline)) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.get("/api/voices").json()["voices"] == ["awb", "default", "rms"]
+        request = {"text": "Hello there.", "steps": "2,1,1,1", "seed": "3"}
+        enrolled = client.post("/api/tts", data={**request, "voice_name": "rms"})
+        prompt = (models / "voices" / "rms" / "prompt.wav").read_bytes()
+        uploaded = client.post("/api/tts", data=request, files={"voice": ("rms.wav", prompt, "audio/wav")})
+    assert enrolled.status_code == uploaded.status_code == 200, enrolled.text
+    a, _ = sf.read(io.BytesIO(enrolled.content))
+    b, _ = sf.read(io.BytesIO(uploaded.content))
+    assert len(a) == len(b) and not np.allclose(a, b)  # the same tokens, decoded by the voice's own decoder

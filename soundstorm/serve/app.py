@@ -47,6 +47,7 @@ from soundstorm.serve.schemas import (
     Voices,
 )
 from soundstorm.serve.uploads import decode_audio, wav_bytes
+from soundstorm.text.voice_folder import VOICE_FILE
 from soundstorm.text.pipeline import (
     DecodingOptions,
     Plan,
@@ -91,12 +92,18 @@ class VoiceSpec:
 
 
 class VoiceBook:
-    """Voice prompts as tokens, made on the worker thread; bundled ones encoded once."""
+    """Voice prompts as tokens, made on the worker thread; bundled ones encoded once. The bundled
+    voices are the models folder's voices/NAME.wav and its enrolled voice folders voices/NAME/
+    (`soundstorm enroll`: a prompt and a decoder adapted to the voice)."""
 
     def __init__(self, pipeline: SpeechPipeline) -> None:
         self.pipeline = pipeline
         folder = pipeline.voices_dir
-        self.names = sorted(p.stem for p in folder.glob("*.wav")) if folder is not None else []
+        self._paths: dict[str, Path] = {}
+        if folder is not None:
+            self._paths = {p.stem: p for p in folder.glob("*.wav")}
+            self._paths.update({p.name: p for p in folder.iterdir() if (p / VOICE_FILE).is_file()})
+        self.names = sorted(self._paths)
         self._bundled: dict[str, Voice] = {}
 
     @property
@@ -107,8 +114,7 @@ class VoiceBook:
         if spec.samples is not None:
             return self.pipeline.voice(spec.samples, name=spec.name, sample_rate=spec.sample_rate)
         if spec.name not in self._bundled:
-            assert self.pipeline.voices_dir is not None
-            self._bundled[spec.name] = self.pipeline.voice(self.pipeline.voices_dir / f"{spec.name}.wav", name=spec.name)
+            self._bundled[spec.name] = self.pipeline.voice(self._paths[spec.name], name=spec.name)
         return self._bundled[spec.name]
 
 

@@ -52,5 +52,5 @@ class Health(BaseModel):
 
 
 class Voices(BaseModel):
-    voices: list[str] = Field(description="bundled voice prompts, by name (voices/NAME.wav)")
+    voices: list[str] = Field(description="bundled voices, by name: prompts voices/NAME.wav and enrolled voice folders voices/NAME/")
     default: str | None
