@@ -108,8 +108,10 @@ class CodecEvalReport:
             f"Manifest `{self.manifest}`.",
         ]
         if codec.get("adapt_decoder"):
+            seconds = codec.get("adapt_seconds", 3.0)
+            source = ("another utterance" if seconds <= 3.0 else "other utterances") + " of that speaker"
             lines.append(f"Each speaker's clips decoded by a copy of the decoder adapted {codec['adapt_decoder']} steps "
-                         "on 3 s of another utterance of that speaker (--adapt-decoder); the tokens are the codec's own.")
+                         f"on {seconds:g} s of {source} (--adapt-decoder, --adapt-seconds); the tokens are the codec's own.")
         for split in self.splits:
             lines += [
                 "",
