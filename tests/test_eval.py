@@ -89,6 +89,16 @@ def test_eval_end_to_end_on_tiny_models(tmp_path: Path) -> None:
     assert len(result["utterances"]) == overall["original"]["utterances"] <= 3
     assert "| SoundStorm | all | all |" in (tmp_path / "out" / "eval.md").read_text()
 
+    # Each speaker's audio decoded by a decoder enrolled on 1 s of its utterances not evaluated.
+    assert main(["eval", "--manifest", str(manifest), "--soundstorm", str(tmp_path / "soundstorm"),
+                 "--codec", f"soundstream:{tmp_path / 'codec'}", "--semantic", f"mfcc:{tmp_path / 'semantic'}",
+                 "--splits", "test", "--min-seconds", "1.5", "--prompt-seconds", "0.6", "--max-utterances", "2",
+                 "--steps", "1", "1", "1", "1", "--no-unprompted", "--enroll-seconds", "1",
+                 "--out", str(tmp_path / "enrolled"), "--quiet"]) == 0
+    enrolled = json.loads((tmp_path / "enrolled" / "eval.json").read_text())
+    assert enrolled["enroll_seconds"] == 1.0 and {r["system"] for r in enrolled["rows"]} == {
+        "original", "codec resynthesis", "SoundStorm"}
+
 
 def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     if not Path("/usr/share/games/fortunes").is_dir():

@@ -25,7 +25,6 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ import torch
 from tqdm.auto import tqdm
 
 from soundstorm.atomic import atomic_write_text
-from soundstorm.codecs import Codec
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.tts_eval import family
@@ -112,14 +110,23 @@ def run(args: argparse.Namespace) -> int:
     sr = pipeline.sample_rate
     if args.enroll_seconds and args.adapt_decoder:
         raise SystemExit("--enroll-seconds and --adapt-decoder both adapt the decoder: give one")
-    enrolled = _enrolled_codecs(pipeline, entries, {e.id for e, _ in pairs}, args.enroll_seconds, root)
+    enrolled = None
+    if args.enroll_seconds:
+        from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
+        from soundstorm.eval.codec_eval import adapted_decoders
+        from soundstorm.text.enroll import default_steps
+
+        # As `soundstorm enroll` does: its step count, on the levels SoundStorm decodes.
+        adaptation = DecoderAdaptation(steps=default_steps(args.enroll_seconds), levels=len(pipeline.default_steps))
+        enrolled = adapted_decoders(pipeline.codec, entries, [e for e, _ in pairs], root, adaptation,
+                                    args.enroll_seconds)
     spoken: list[Spoken] = []
     for index, (entry, prompt_entry) in enumerate(tqdm(pairs, disable=args.quiet or not sys.stderr.isatty(), unit="utt")):
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
         voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder)
-        if args.enroll_seconds:
+        if enrolled is not None:
             voice.codec = enrolled(entry.speaker)
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
@@ -178,30 +185,6 @@ def run(args: argparse.Namespace) -> int:
              "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
-
-
-def _enrolled_codecs(pipeline: SpeechPipeline, entries: list[ManifestEntry], evaluated: set[str], seconds: float,
-                     root: Path) -> Callable[[str], Codec]:
-    """speaker -> the pipeline's codec with its decoder enrolled on `seconds` of that speaker's
-    utterances outside `evaluated`, as `soundstorm enroll` does (its step count); made on first use."""
-    from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
-    from soundstorm.codecs.soundstream.codec import SoundStreamCodec
-    from soundstorm.eval.codec_eval import speaker_audio
-    from soundstorm.text.enroll import default_steps
-
-    codec = pipeline.codec
-    cache: dict[str, Codec] = {}
-
-    def codec_for(speaker: str) -> Codec:
-        if speaker not in cache:
-            clips = speaker_audio(entries, speaker, evaluated, seconds, root, pipeline.sample_rate)
-            options = DecoderAdaptation(steps=default_steps(seconds), levels=len(pipeline.default_steps))
-            if not isinstance(codec, SoundStreamCodec):
-                raise ValueError(f"enrolment adapts our SoundStream codec's decoder, not {codec.name}")
-            cache[speaker] = codec.adapted_to(clips, options)
-        return cache[speaker]
-
-    return codec_for
 
 
 def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,

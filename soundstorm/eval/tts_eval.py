@@ -25,6 +25,7 @@ import json
 import shlex
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,10 @@ def _crops(wav: np.ndarray, sample_rate: int) -> list[np.ndarray]:
 
 
 def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: Any, generators: list[Generator],
-             prompt_seconds: float, progress: bool = False) -> list[Utterance]:
+             prompt_seconds: float, progress: bool = False,
+             decoder_for: Callable[[str], Any] | None = None) -> list[Utterance]:
+    """decoder_for: speaker -> the codec that decodes that speaker's tokens (e.g. one enrolled on
+    the voice: codec_eval.adapted_decoders); `codec` encodes every utterance."""
     from soundstorm.eval.asr import Recognizer
     from soundstorm.eval.speaker import SpeakerSimilarity
 
@@ -111,10 +115,11 @@ def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: An
         prompt_samples = P * codec.samples_per_frame
         utterance = Utterance(entry.id, entry.speaker, entry.split, entry.duration, entry.text or "")
         outputs = {"original": wav}
+        decoder = decoder_for(entry.speaker) if decoder_for is not None else codec
         with torch.inference_mode():
-            outputs["codec resynthesis"] = codec.decode(codes[None])[0, 0].numpy()
+            outputs["codec resynthesis"] = decoder.decode(codes[None])[0, 0].numpy()
         for system in generators:
-            outputs[system.name] = codec.decode(system(codes, semantic, P, seed=index)[None].cpu())[0, 0].numpy()
+            outputs[system.name] = decoder.decode(system(codes, semantic, P, seed=index)[None].cpu())[0, 0].numpy()
         prompt_audio = wav[:prompt_samples]
         for name, audio in outputs.items():
             utterance.hypotheses[name] = asr.transcribe(audio, sr)
@@ -182,6 +187,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--no-unprompted", action="store_true", help="skip the unprompted generations")
+    parser.add_argument("--enroll-seconds", type=float, default=0.0,
+                        help="decode each speaker's audio (resynthesis and generated) with a decoder enrolled "
+                             "(`soundstorm enroll`) on this many seconds of its utterances that are not evaluated "
+                             "(our SoundStream only; default 0: off)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write eval.md and eval.json into this folder")
     parser.add_argument("--quiet", action="store_true")
@@ -221,8 +230,17 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.min_seconds:g} s")
     order = np.random.default_rng(0).permutation(len(entries))[: args.max_utterances]
     entries = [entries[i] for i in sorted(order)]
+    decoder_for = None
+    if args.enroll_seconds:
+        from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
+        from soundstorm.eval.codec_eval import adapted_decoders
+        from soundstorm.text.enroll import default_steps
+
+        options = DecoderAdaptation(steps=default_steps(args.enroll_seconds))
+        decoder_for = adapted_decoders(codec, read_manifest(args.manifest), entries, args.manifest.parent, options,
+                                       args.enroll_seconds)
     utterances = evaluate(entries, args.manifest.parent, codec, tokenizer, generators, args.prompt_seconds,
-                          progress=not args.quiet and sys.stderr.isatty())
+                          progress=not args.quiet and sys.stderr.isatty(), decoder_for=decoder_for)
     rows = summarize(utterances)
     command = "soundstorm eval " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:])
     markdown = to_markdown(rows, command, args.prompt_seconds)
@@ -230,5 +248,5 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out / "eval.md", markdown)
         atomic_write_text(args.out / "eval.json", json.dumps(
-            {"command": command, "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
+            {"command": command, "enroll_seconds": args.enroll_seconds, "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
     return 0
