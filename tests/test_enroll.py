@@ -67,7 +67,8 @@ def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) ->
     pipeline = SpeechPipeline.from_folder(models)
     speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
     out = tmp_path / "voice"
-    enroll_voice(pipeline, [speech], out, steps=1)
+    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1"]) == 0
+    assert main(["enroll", str(tmp_path / "missing.wav"), "-o", str(out), "--models", str(models)]) == 2
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
     silent = tmp_path / "silent.wav"
