@@ -47,8 +47,10 @@ def test_enrolled_voice_folder_decodes_with_its_own_decoder(tmp_path: Path) -> N
     original = pipeline.codec.model.decoder.state_dict()
     assert any(not torch.allclose(v.float(), original[k].float()) for k, v in codec.model.decoder.state_dict().items())
 
+    assert info["soundstorm_adaptation"]["steps"] == 100 and folder.soundstorm.is_dir()
     voice, plain = pipeline.voice(out), pipeline.voice(folder.prompt)
     assert voice.name == "rms" and voice.codec is not None and plain.codec is None
+    assert voice.soundstorm is not None and voice.soundstorm.config == pipeline.soundstorm.config
     assert torch.equal(voice.codes, plain.codes)  # ... read by another decoder
     codes = voice.codes[:50, : len(pipeline.default_steps)]
     assert not np.allclose(pipeline.decode(codes, voice), pipeline.decode(codes, plain))
@@ -67,7 +69,9 @@ def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) ->
     pipeline = SpeechPipeline.from_folder(models)
     speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
     out = tmp_path / "voice"
-    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1"]) == 0
+    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
+                 "--soundstorm-steps", "0"]) == 0
+    assert not (out / "soundstorm").exists() and pipeline.voice(out).soundstorm is None
     assert main(["enroll", str(tmp_path / "missing.wav"), "-o", str(out), "--models", str(models)]) == 2
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 

@@ -4,14 +4,19 @@
     soundstorm tts "Hello there." --voice voices/ann -o hello.wav
     soundstorm dialogue script.txt --voice A=voices/ann --voice B=bob.wav -o dialogue.wav
 
-SoundStorm continues a 3 s voice prompt, and its tokens carry a voice the codec never heard,
-but the codec's decoder renders such a voice poorly (docs/codec.md). `--adapt-decoder` fine-tunes
-a copy of the decoder on the 3 s prompt; enrolment does it once on all the audio given, which
-teaches it much more and overfits less: on the held-out flite-rms, 3 / 10 / 30 / 60 s took PESQ
-from 1.47 to 1.79 / 1.93 / 2.30 / 2.52 (Opus at 6 kbit/s: 2.18), and 60 s of a training voice
-gained 0.07 where 3 s cost 0.15. The folder holds the prompt (the first 3 s of the first file, or
---prompt), the codec with the adapted decoder, and voice.json (voice_folder.py). About 0.25 s a
-step on two CPU threads; the default, about 3 steps a second of audio, is what was measured.
+SoundStorm continues a 3 s voice prompt, and on a voice it never heard both of its ends fall
+short. The codec's decoder renders such a voice poorly (docs/codec.md): `--adapt-decoder`
+fine-tunes a copy on the 3 s prompt; enrolment does it once on all the audio given, which teaches
+it much more and overfits less (on the held-out flite-rms, 3 / 10 / 30 / 60 s took PESQ from 1.47
+to 1.79 / 1.93 / 2.30 / 2.52, Opus at 6 kbit/s 2.18; 60 s of a training voice gained 0.07 where
+3 s cost 0.15). And SoundStorm drifts towards the voices it was trained on: enrolment also
+fine-tunes a copy of it on the same audio's tokens (soundstorm/model/adapt.py; on flite-rms its
+continuation's similarity to the prompt went from 0.60 to 0.83, docs/eval-demo).
+
+The folder holds the prompt (the first 3 s of the first file, or --prompt), the codec with the
+adapted decoder, the adapted SoundStorm and voice.json (voice_folder.py). On two CPU threads,
+about 0.25 s a decoder step (the default is about 3 a second of audio, as measured) and 1.3 s a
+SoundStorm step (100).
 """
 
 from __future__ import annotations
@@ -29,11 +34,13 @@ from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
 from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.eval.codec_metrics import mel_distance
+from soundstorm.model.adapt import SoundStormAdaptation, adapt_soundstorm
 from soundstorm.text.commands import models_folder
 from soundstorm.text.pipeline import MIN_PROMPT_SECONDS, PROMPT_SECONDS, SILENT_DB, SpeechPipeline
 from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
 
 MIN_STEPS, MAX_STEPS = 20, 300
+SOUNDSTORM_STEPS = 100  # on 60 s of flite-rms: held-out loss 6.18 -> 5.27 / 5.23 / 5.29 at 50 / 100 / 200
 
 
 def default_steps(seconds: float) -> int:
@@ -43,9 +50,11 @@ def default_steps(seconds: float) -> int:
 
 
 def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str | Path, steps: int | None = None,
-                 prompt: str | Path | None = None, progress: bool = False) -> VoiceFolder:
-    """Adapt the pipeline codec's decoder to the voice of the `audio` files and write the voice
-    folder `out` (atomically: an existing one survives until the new one is complete)."""
+                 prompt: str | Path | None = None, soundstorm_steps: int = SOUNDSTORM_STEPS,
+                 progress: bool = False) -> VoiceFolder:
+    """Adapt the pipeline codec's decoder (`steps`, default: default_steps) and a copy of its
+    SoundStorm (`soundstorm_steps`; 0 leaves it out) to the voice of the `audio` files, and write
+    the voice folder `out` (atomically: an existing one survives until the new one is complete)."""
     codec = pipeline.codec
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
@@ -66,6 +75,8 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     steps = default_steps(seconds) if steps is None else steps
     if steps < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
+    if soundstorm_steps < 0:
+        raise ValueError(f"--soundstorm-steps must be at least 0, got {soundstorm_steps}")
     prompt_wav = (clips[0] if prompt is None else
                   load_audio(prompt, sample_rate=pipeline.sample_rate, resample=True, downmix=True)[0])
     prompt_wav = prompt_wav[: round(PROMPT_SECONDS * pipeline.sample_rate)]
@@ -77,6 +88,18 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     adapted = codec.adapted_to(tensors, DecoderAdaptation(steps=steps, levels=levels))
     took = time.perf_counter() - start
     before, after = _fit(codec, tensors, levels), _fit(adapted, tensors, levels)
+    soundstorm, soundstorm_info = None, None
+    if soundstorm_steps:
+        start = time.perf_counter()
+        examples = [pipeline.tokens(t) for t in tensors]
+        options = SoundStormAdaptation(steps=soundstorm_steps, train_levels=levels)
+        with torch.inference_mode(False), torch.enable_grad():
+            soundstorm = adapt_soundstorm(pipeline.soundstorm, examples, options)
+        soundstorm_info = {"steps": soundstorm_steps, "levels": levels, "lr": options.lr,
+                           "seconds_taken": round(time.perf_counter() - start, 1)}
+        if progress:
+            print(f"adapted SoundStorm on the same audio in {soundstorm_info['seconds_taken']} s "
+                  f"({soundstorm_steps} steps)", file=sys.stderr)
     info = {
         "encoder_weights": codec.encoder_digest,
         "codec": codec.name,
@@ -84,13 +107,14 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
         "seconds": round(seconds, 3),
         "prompt": "first file" if prompt is None else Path(prompt).name,
         "adaptation": {"steps": steps, "levels": levels, "seconds_taken": round(took, 1)},
+        "soundstorm_adaptation": soundstorm_info,
         # On the enrolment audio itself: how well the decoder learned it, not how it generalizes.
         "mel_distance": {"before": round(before, 4), "after": round(after, 4)},
     }
     if progress:
         print(f"adapted the decoder on {seconds:.1f} s of audio in {took:.1f} s ({steps} steps); log-mel distance "
               f"on that audio {before:.3f} -> {after:.3f}", file=sys.stderr)
-    return write_voice_folder(out, prompt_wav, pipeline.sample_rate, adapted.model, info)
+    return write_voice_folder(out, prompt_wav, pipeline.sample_rate, adapted.model, info, soundstorm)
 
 
 def _fit(codec: SoundStreamCodec, clips: Sequence[torch.Tensor], levels: int) -> float:
@@ -109,6 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, help="models folder whose codec to adapt (default: the bundled models/demo)")
     parser.add_argument("--steps", type=int, help=f"adaptation steps (default: about 3 a second of audio, "
                         f"{MIN_STEPS} to {MAX_STEPS})")
+    parser.add_argument("--soundstorm-steps", type=int, default=SOUNDSTORM_STEPS,
+                        help=f"steps fine-tuning a copy of SoundStorm on the voice (default {SOUNDSTORM_STEPS}, "
+                             "measured on 60 s; 0: keep the models folder's)")
     parser.add_argument("--prompt", type=Path, help="the voice prompt's audio (default: the first 3 s of the first file)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
 
@@ -117,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = SpeechPipeline.from_folder(models_folder(args.models))
-    folder = enroll_voice(pipeline, args.audio, args.output, steps=args.steps, prompt=args.prompt, progress=True)
+    folder = enroll_voice(pipeline, args.audio, args.output, steps=args.steps, prompt=args.prompt,
+                          soundstorm_steps=args.soundstorm_steps, progress=True)
     print(f"wrote the voice folder {folder.path}: use it as --voice {folder.path}")
     return 0

@@ -72,6 +72,9 @@ class Voice:
     # The codec with its decoder adapted to this voice's prompt (SpeechPipeline.voice's
     # adapt_steps; soundstorm/codecs/soundstream/adapt.py), or None: the pipeline's codec decodes.
     codec: Codec | None = None
+    # A SoundStorm fine-tuned on this voice (an enrolled voice folder: soundstorm/model/adapt.py),
+    # or None: the pipeline's SoundStorm generates its tokens.
+    soundstorm: SoundStorm | None = None
 
 
 @dataclass
@@ -225,10 +228,11 @@ class SpeechPipeline:
             if adapt_steps:
                 raise ValueError(f"{source} is an enrolled voice: its decoder is already adapted (on all its "
                                  "enrolment audio); leave out --adapt-decoder")
-            codec = self._enrolled_codec(read_voice_folder(source))
-            voice = self.voice(Path(source) / PROMPT_FILE, name=name or Path(source).name, text=text,
-                               max_seconds=max_seconds)
+            folder = read_voice_folder(source)
+            codec = self._enrolled_codec(folder)
+            voice = self.voice(folder.prompt, name=name or Path(source).name, text=text, max_seconds=max_seconds)
             voice.codec = codec
+            voice.soundstorm = self._enrolled_soundstorm(folder)
             return voice
         if isinstance(source, np.ndarray):
             if sample_rate is None:
@@ -250,14 +254,20 @@ class SpeechPipeline:
             raise ValueError(f"the voice prompt {label} is silent ({level:.0f} dBFS): give a recording of speech")
         wav = wav[: round(max_seconds * self.sample_rate)]
         tensor = torch.from_numpy(np.ascontiguousarray(wav))[None, None]  # [1, 1, N]
+        codes, tokens = self.tokens(tensor)
+        codec = self._adapted_codec(tensor, adapt_steps) if adapt_steps else None
+        return Voice(label, codes, tokens, text, codec)
+
+    def tokens(self, wav: Tensor) -> tuple[Tensor, Tensor]:
+        """Codec tokens int64 [T, Q] and semantic tokens int64 [T / r] of one clip wav [1, 1, N] at
+        the codec's rate, cut to whole semantic tokens: SoundStorm's input and training example."""
         with torch.inference_mode():
-            codes = self.codec.encode(tensor)[0]  # [T, Q]
-            semantic, lengths = self.semantic.tokenize(tensor)
+            codes = self.codec.encode(wav)[0]  # [T, Q]
+            semantic, lengths = self.semantic.tokenize(wav)
         frames = (codes.shape[0] // self.ratio) * self.ratio  # whole semantic tokens only
         tokens = semantic[0, : int(lengths[0])]
         frames = min(frames, len(tokens) * self.ratio)
-        codec = self._adapted_codec(tensor, adapt_steps) if adapt_steps else None
-        return Voice(label, codes[:frames].long(), tokens[: frames // self.ratio].long(), text, codec)
+        return codes[:frames].long(), tokens[: frames // self.ratio].long()
 
     def _adapted_codec(self, wav: Tensor, steps: int) -> Codec:
         """The codec with a decoder that learned the prompt wav [1, 1, N] in `steps` steps, on the
@@ -285,6 +295,16 @@ class SpeechPipeline:
             raise ValueError(f"{folder.codec} does not hold the codec voice.json names (encoder digest "
                              f"{codec.encoder_digest}, not {folder.encoder_weights}): enroll the voice again")
         return codec
+
+    def _enrolled_soundstorm(self, folder: VoiceFolder) -> SoundStorm | None:
+        """A voice folder's SoundStorm, if it has one, checked to be this pipeline's with other weights."""
+        if not folder.soundstorm.is_dir():
+            return None
+        model = SoundStorm.from_pretrained(folder.soundstorm).float().eval().to(self.device)
+        if model.config != self.soundstorm.config:
+            raise ValueError(f"the voice folder {folder.path} holds a SoundStorm of another configuration than this "
+                             "pipeline's (soundstorm/config.json differ): enroll the voice again with these models")
+        return model
 
     def default_voice(self, adapt_steps: int = 0) -> Voice:
         if self.voices_dir is None or not (self.voices_dir / "default.wav").is_file():
@@ -345,6 +365,10 @@ class SpeechPipeline:
         options = options or DecodingOptions()
         if not segments:
             return []
+        models = {id(segment.voice.soundstorm) for segment in segments}
+        if len(models) > 1:
+            raise ValueError("one batch of segments must share a SoundStorm: enrolled voices go in their own batches")
+        model = segments[0].voice.soundstorm or self.soundstorm
         r, Q = self.ratio, self.soundstorm.config.num_quantizers
         prompts = [len(segment.voice.semantic) for segment in segments]  # prompt semantic tokens
         totals = [p + len(segment.semantic) for p, segment in zip(prompts, segments)]  # [B]
@@ -365,7 +389,7 @@ class SpeechPipeline:
             guidance = (guidance + [1.0] * len(steps))[: len(steps)]
         start = time.perf_counter()
         with autocast(self.precision, self.device):
-            codes = self.soundstorm.generate(
+            codes = model.generate(
                 semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
@@ -457,8 +481,10 @@ class SpeechPipeline:
         codes: dict[tuple[int, int], Tensor] = {}
         groups: dict[tuple, list[tuple[int, int]]] = {}
         for p, plan in enumerate(plans):
-            for i in range(len(plan.segments)):
-                groups.setdefault(plan.options.acoustic_key(), []).append((p, i))
+            for i, segment in enumerate(plan.segments):
+                # A voice with its own SoundStorm (enrolled) shares batches only with its own kind.
+                model = id(segment.voice.soundstorm) if segment.voice.soundstorm is not None else None
+                groups.setdefault((plan.options.acoustic_key(), model), []).append((p, i))
 
         def frames(member: tuple[int, int]) -> int:  # prompt and new frames
             segment = plans[member[0]].segments[member[1]]

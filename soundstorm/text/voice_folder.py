@@ -6,6 +6,8 @@
                      encoder and codebooks, its decoder fine-tuned on all the enrolment audio
                      (soundstorm/codecs/soundstream/adapt.py); `soundstream:voices/ann/codec`
                      anywhere a codec spec is taken
+        soundstorm/  the models folder's SoundStorm fine-tuned on the voice's tokens
+                     (soundstorm/model/adapt.py; optional), config.json + model.safetensors
         voice.json   what it was made from, and the digest of the weights that make tokens
 
 `--voice voices/ann` then works wherever a voice prompt file does. The tokens are the models
@@ -26,10 +28,12 @@ import torch
 from soundstorm.atomic import atomic_folder
 from soundstorm.codecs.soundstream.model import SoundStream
 from soundstorm.data.audio import save_audio
+from soundstorm.model.soundstorm import SoundStorm
 
 VOICE_FILE = "voice.json"
 PROMPT_FILE = "prompt.wav"
 CODEC_FOLDER = "codec"
+SOUNDSTORM_FOLDER = "soundstorm"
 FORMAT_VERSION = 1
 
 
@@ -46,6 +50,11 @@ class VoiceFolder:
     @property
     def codec(self) -> Path:
         return self.path / CODEC_FOLDER
+
+    @property
+    def soundstorm(self) -> Path:
+        """A SoundStorm fine-tuned on the voice (optional: absent when enrolment left it alone)."""
+        return self.path / SOUNDSTORM_FOLDER
 
 
 def read_voice_folder(path: str | Path) -> VoiceFolder:
@@ -69,17 +78,20 @@ def read_voice_folder(path: str | Path) -> VoiceFolder:
 
 
 def write_voice_folder(path: str | Path, prompt: np.ndarray, sample_rate: int, model: SoundStream,
-                       info: dict[str, Any]) -> VoiceFolder:
+                       info: dict[str, Any], soundstorm: SoundStorm | None = None) -> VoiceFolder:
     """Write the folder atomically (an existing one survives until the new one is complete).
 
     prompt: float32 [N] at sample_rate; model: the codec with its adapted decoder; info: what
-    voice.json records besides the format version (it must hold "encoder_weights")."""
+    voice.json records besides the format version (it must hold "encoder_weights"); soundstorm:
+    a SoundStorm adapted to the voice, stored in float16 (tokens come from float32 logits)."""
     if "encoder_weights" not in info:
         raise ValueError("a voice folder records the digest of its codec's encoder weights (info['encoder_weights'])")
     path = Path(path)
     with atomic_folder(path) as staging:
         save_audio(staging / PROMPT_FILE, prompt, sample_rate)
         model.save_pretrained(staging / CODEC_FOLDER, dtype=_storage_dtype(model))
+        if soundstorm is not None:
+            soundstorm.save_pretrained(staging / SOUNDSTORM_FOLDER, dtype=torch.float16)
         (staging / VOICE_FILE).write_text(json.dumps({"format_version": FORMAT_VERSION, **info}, indent=2) + "\n")
     return read_voice_folder(path)
 
