@@ -38,6 +38,8 @@ from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
+from soundstorm.eval.codec_eval import speaker_audio
+from soundstorm.text.enroll import adapt_to_voice, default_steps
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
@@ -110,24 +112,21 @@ def run(args: argparse.Namespace) -> int:
     sr = pipeline.sample_rate
     if args.enroll_seconds and args.adapt_decoder:
         raise SystemExit("--enroll-seconds and --adapt-decoder both adapt the decoder: give one")
-    enrolled = None
-    if args.enroll_seconds:
-        from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
-        from soundstorm.eval.codec_eval import adapted_decoders
-        from soundstorm.text.enroll import default_steps
-
-        # As `soundstorm enroll` does: its step count, on the levels SoundStorm decodes.
-        adaptation = DecoderAdaptation(steps=default_steps(args.enroll_seconds), levels=len(pipeline.default_steps))
-        enrolled = adapted_decoders(pipeline.codec, entries, [e for e, _ in pairs], root, adaptation,
-                                    args.enroll_seconds)
+    enrolled: dict[str, Any] = {}  # speaker -> its Enrolment (soundstorm/text/enroll.py), made on first use
+    evaluated = {e.id for e, _ in pairs}
     spoken: list[Spoken] = []
     for index, (entry, prompt_entry) in enumerate(tqdm(pairs, disable=args.quiet or not sys.stderr.isatty(), unit="utt")):
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
         voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder)
-        if enrolled is not None:
-            voice.codec = enrolled(entry.speaker)
+        if args.enroll_seconds:
+            if entry.speaker not in enrolled:
+                # As `soundstorm enroll` does, on the speaker's utterances that are not evaluated.
+                clips = speaker_audio(entries, entry.speaker, evaluated, args.enroll_seconds, root, sr)
+                enrolled[entry.speaker] = adapt_to_voice(pipeline, clips, default_steps(args.enroll_seconds),
+                                                         args.enroll_soundstorm_steps)
+            voice.codec, voice.soundstorm = enrolled[entry.speaker].codec, enrolled[entry.speaker].soundstorm
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
             wav = pipeline.tts(entry.text or "", voice, replace(options, seed=options.seed * len(pairs) + index))
@@ -181,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
             {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder,
-             "enroll_seconds": args.enroll_seconds, "goals": GOALS,
+             "enroll_seconds": args.enroll_seconds,
+             "enroll_soundstorm_steps": args.enroll_soundstorm_steps if args.enroll_seconds else None, "goals": GOALS,
              "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
@@ -228,8 +228,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     add_adaptation_argument(parser)
     parser.add_argument("--enroll-seconds", type=float, default=0.0,
-                        help="decode each speaker's sentences with a decoder enrolled (`soundstorm enroll`) on this "
+                        help="speak each speaker's sentences with a decoder and a SoundStorm enrolled (`soundstorm enroll`) on this "
                              "many seconds of its utterances that are not evaluated (default 0: off)")
+    parser.add_argument("--enroll-soundstorm-steps", type=int, default=100,
+                        help="with --enroll-seconds, SoundStorm's adaptation steps (default 100, as `soundstorm "
+                             "enroll`; 0: the decoder only)")
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
     add_decoding_arguments(parser)

@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.eval.codec_metrics import mel_distance
 from soundstorm.model.adapt import SoundStormAdaptation, adapt_soundstorm
+from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.text.commands import models_folder
 from soundstorm.text.pipeline import MIN_PROMPT_SECONDS, PROMPT_SECONDS, SILENT_DB, SpeechPipeline
 from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
@@ -82,24 +84,18 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     prompt_wav = prompt_wav[: round(PROMPT_SECONDS * pipeline.sample_rate)]
     pipeline.voice(prompt_wav, name="prompt", sample_rate=pipeline.sample_rate)  # the checks a voice prompt gets
 
-    levels = len(pipeline.default_steps)  # the levels SoundStorm decodes
     tensors = [torch.from_numpy(np.ascontiguousarray(c))[None, None] for c in clips]
-    start = time.perf_counter()
-    adapted = codec.adapted_to(tensors, DecoderAdaptation(steps=steps, levels=levels))
-    took = time.perf_counter() - start
+    enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm_steps)
+    adapted, soundstorm, levels = enrolment.codec, enrolment.soundstorm, enrolment.levels
     before, after = _fit(codec, tensors, levels), _fit(adapted, tensors, levels)
-    soundstorm, soundstorm_info = None, None
-    if soundstorm_steps:
-        start = time.perf_counter()
-        examples = [pipeline.tokens(t) for t in tensors]
-        options = SoundStormAdaptation(steps=soundstorm_steps, train_levels=levels)
-        with torch.inference_mode(False), torch.enable_grad():
-            soundstorm = adapt_soundstorm(pipeline.soundstorm, examples, options)
-        soundstorm_info = {"steps": soundstorm_steps, "levels": levels, "lr": options.lr,
-                           "seconds_taken": round(time.perf_counter() - start, 1)}
+    soundstorm_info = None
+    if soundstorm is not None:
+        soundstorm_info = {"steps": soundstorm_steps, "levels": levels, "lr": SoundStormAdaptation().lr,
+                           "seconds_taken": round(enrolment.soundstorm_seconds, 1)}
         if progress:
-            print(f"adapted SoundStorm on the same audio in {soundstorm_info['seconds_taken']} s "
+            print(f"adapted SoundStorm on the same audio in {enrolment.soundstorm_seconds:.1f} s "
                   f"({soundstorm_steps} steps)", file=sys.stderr)
+    took = enrolment.decoder_seconds
     info = {
         "encoder_weights": codec.encoder_digest,
         "codec": codec.name,
@@ -115,6 +111,37 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
         print(f"adapted the decoder on {seconds:.1f} s of audio in {took:.1f} s ({steps} steps); log-mel distance "
               f"on that audio {before:.3f} -> {after:.3f}", file=sys.stderr)
     return write_voice_folder(out, prompt_wav, pipeline.sample_rate, adapted.model, info, soundstorm)
+
+
+@dataclass
+class Enrolment:
+    codec: SoundStreamCodec  # the pipeline's codec with its decoder adapted to the voice
+    soundstorm: SoundStorm | None  # the pipeline's SoundStorm adapted to it, or None
+    levels: int  # the levels both learned from: those SoundStorm decodes by default
+    decoder_seconds: float
+    soundstorm_seconds: float
+
+
+def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], steps: int,
+                   soundstorm_steps: int = SOUNDSTORM_STEPS) -> Enrolment:
+    """The pipeline's decoder and SoundStorm adapted to one voice's clips [1, 1, N] (copies;
+    soundstorm_steps 0 leaves SoundStorm out), on the levels SoundStorm decodes."""
+    codec = pipeline.codec
+    if not isinstance(codec, SoundStreamCodec):
+        raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
+    levels = len(pipeline.default_steps)
+    start = time.perf_counter()
+    adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels))
+    decoder_seconds = time.perf_counter() - start
+    soundstorm = None
+    start = time.perf_counter()
+    if soundstorm_steps:
+        examples = [pipeline.tokens(clip) for clip in clips]
+        with torch.inference_mode(False), torch.enable_grad():
+            soundstorm = adapt_soundstorm(pipeline.soundstorm, examples,
+                                          SoundStormAdaptation(steps=soundstorm_steps, train_levels=levels))
+        soundstorm = soundstorm.to(pipeline.device)
+    return Enrolment(adapted, soundstorm, levels, decoder_seconds, time.perf_counter() - start)
 
 
 def _fit(codec: SoundStreamCodec, clips: Sequence[torch.Tensor], levels: int) -> float:
