@@ -96,8 +96,8 @@ def test_eval_end_to_end_on_tiny_models(tmp_path: Path) -> None:
                  "--steps", "1", "1", "1", "1", "--no-unprompted", "--enroll-seconds", "1",
                  "--out", str(tmp_path / "enrolled"), "--quiet"]) == 0
     enrolled = json.loads((tmp_path / "enrolled" / "eval.json").read_text())
-    assert enrolled["enroll_seconds"] == 1.0 and {r["system"] for r in enrolled["rows"]} == {
-        "original", "codec resynthesis", "SoundStorm"}
+    assert enrolled["enroll_seconds"] == 1.0 and enrolled["enroll_soundstorm_steps"] == 100
+    assert {r["system"] for r in enrolled["rows"]} == {"original", "codec resynthesis", "SoundStorm"}
 
 
 def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:

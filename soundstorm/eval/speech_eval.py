@@ -39,7 +39,7 @@ from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
 from soundstorm.eval.codec_eval import speaker_audio
-from soundstorm.text.enroll import adapt_to_voice, default_steps
+from soundstorm.text.enroll import SOUNDSTORM_STEPS, adapt_to_voice, default_steps
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
@@ -230,9 +230,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enroll-seconds", type=float, default=0.0,
                         help="speak each speaker's sentences with a decoder and a SoundStorm enrolled (`soundstorm enroll`) on this "
                              "many seconds of its utterances that are not evaluated (default 0: off)")
-    parser.add_argument("--enroll-soundstorm-steps", type=int, default=100,
-                        help="with --enroll-seconds, SoundStorm's adaptation steps (default 100, as `soundstorm "
-                             "enroll`; 0: the decoder only)")
+    parser.add_argument("--enroll-soundstorm-steps", type=int, default=SOUNDSTORM_STEPS,
+                        help=f"with --enroll-seconds, SoundStorm's adaptation steps (default {SOUNDSTORM_STEPS}, as "
+                             "`soundstorm enroll`; 0: the decoder only)")
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
     add_decoding_arguments(parser)

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from soundstorm.atomic import atomic_write_text
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
+from soundstorm.model.adapt import SoundStormAdaptation
 from soundstorm.semantic.rate import match_rate
 
 BUCKETS = (("short", 0.0, 5.0), ("mid", 5.0, 8.0), ("long", 8.0, float("inf")))
@@ -70,17 +71,20 @@ class Generator:
     def __init__(self, name: str, model: Any, prompted: bool, steps: list[int] | None, temperature: float) -> None:
         self.name, self.model, self.prompted, self.steps, self.temperature = name, model, prompted, steps, temperature
 
-    def __call__(self, codes: torch.Tensor, semantic: torch.Tensor, prompt_frames: int, seed: int) -> torch.Tensor:
+    def __call__(self, codes: torch.Tensor, semantic: torch.Tensor, prompt_frames: int, seed: int,
+                 model: Any = None) -> torch.Tensor:
+        """model: another of the same kind to generate with (one adapted to the voice); default self.model."""
+        model = model if model is not None else self.model
         generator = torch.Generator().manual_seed(seed)
         prompt = codes[None, :prompt_frames] if self.prompted else None
         T = codes.shape[0]
         from soundstorm import SoundStorm
 
         with torch.inference_mode():
-            if isinstance(self.model, SoundStorm):
-                return self.model.generate(semantic[None], num_frames=T, prompt_codes=prompt, steps=self.steps,
-                                           temperature=self.temperature, generator=generator)[0]
-            return self.model.generate(semantic[None], num_frames=T, prompt_codes=prompt, temperature=self.temperature,
+            if isinstance(model, SoundStorm):
+                return model.generate(semantic[None], num_frames=T, prompt_codes=prompt, steps=self.steps,
+                                      temperature=self.temperature, generator=generator)[0]
+            return model.generate(semantic[None], num_frames=T, prompt_codes=prompt, temperature=self.temperature,
                                        generator=generator).codes[0]
 
 
@@ -91,9 +95,13 @@ def _crops(wav: np.ndarray, sample_rate: int) -> list[np.ndarray]:
 
 def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: Any, generators: list[Generator],
              prompt_seconds: float, progress: bool = False,
-             decoder_for: Callable[[str], Any] | None = None) -> list[Utterance]:
+             decoder_for: Callable[[str], Any] | None = None,
+             soundstorm_for: Callable[[str], Any] | None = None) -> list[Utterance]:
     """decoder_for: speaker -> the codec that decodes that speaker's tokens (e.g. one enrolled on
-    the voice: codec_eval.adapted_decoders); `codec` encodes every utterance."""
+    the voice: codec_eval.adapted_decoders); `codec` encodes every utterance. soundstorm_for:
+    speaker -> the SoundStorm that the SoundStorm generators use for that speaker (enrolled)."""
+    from soundstorm import SoundStorm
+
     from soundstorm.eval.asr import Recognizer
     from soundstorm.eval.speaker import SpeakerSimilarity
 
@@ -119,7 +127,10 @@ def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: An
         with torch.inference_mode():
             outputs["codec resynthesis"] = decoder.decode(codes[None])[0, 0].numpy()
         for system in generators:
-            outputs[system.name] = decoder.decode(system(codes, semantic, P, seed=index)[None].cpu())[0, 0].numpy()
+            own = (soundstorm_for(entry.speaker) if soundstorm_for is not None and isinstance(system.model, SoundStorm)
+                   else None)
+            generated = system(codes, semantic, P, seed=index, model=own)
+            outputs[system.name] = decoder.decode(generated[None].cpu())[0, 0].numpy()
         prompt_audio = wav[:prompt_samples]
         for name, audio in outputs.items():
             utterance.hypotheses[name] = asr.transcribe(audio, sr)
@@ -174,6 +185,37 @@ def to_markdown(rows: list[dict[str, Any]], command: str, prompt_seconds: float)
     return "\n".join(lines) + "\n"
 
 
+def _adapted_soundstorms(model: Any, codec: Any, tokenizer: Any, entries: list[ManifestEntry],
+                         evaluated: list[ManifestEntry], root: Path, seconds: float, steps: int,
+                         levels: int | None) -> Callable[[str], Any]:
+    """speaker -> `model` fine-tuned (soundstorm/model/adapt.py) on `seconds` of that speaker's
+    utterances that are not evaluated, as `soundstorm enroll` does; made on first use."""
+    from soundstorm.data.audio import resample_audio
+    from soundstorm.eval.codec_eval import speaker_audio
+    from soundstorm.model.adapt import adapt_soundstorm
+
+    skip, cache = {e.id for e in evaluated}, {}
+
+    def examples(clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.inference_mode():
+            codes = codec.encode(clip)[0]  # [T, Q]
+            audio = clip if tokenizer.sample_rate == codec.sample_rate else torch.from_numpy(
+                resample_audio(clip[0, 0].numpy(), codec.sample_rate, tokenizer.sample_rate))[None, None]
+            tokens, lengths = tokenizer.tokenize(audio)
+        semantic = match_rate(tokens[0, : int(lengths[0])].numpy(), tokenizer.rate, codec.frame_rate, codes.shape[0])
+        return codes.long(), torch.from_numpy(semantic).long()
+
+    def soundstorm_for(speaker: str) -> Any:
+        if speaker not in cache:
+            clips = speaker_audio(entries, speaker, skip, seconds, root, codec.sample_rate)
+            options = SoundStormAdaptation(steps=steps, train_levels=levels)
+            with torch.inference_mode(False), torch.enable_grad():
+                cache[speaker] = adapt_soundstorm(model, [examples(clip) for clip in clips], options)
+        return cache[speaker]
+
+    return soundstorm_for
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", type=Path, required=True, help="manifest with transcripts and splits")
     parser.add_argument("--soundstorm", type=Path, help="a SoundStorm checkpoint folder")
@@ -190,7 +232,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enroll-seconds", type=float, default=0.0,
                         help="decode each speaker's audio (resynthesis and generated) with a decoder enrolled "
                              "(`soundstorm enroll`) on this many seconds of its utterances that are not evaluated "
-                             "(our SoundStream only; default 0: off)")
+                             "(our SoundStream only; default 0: off), and SoundStorm's tokens by a SoundStorm "
+                             "enrolled on the same audio (not the AR baseline's)")
+    parser.add_argument("--enroll-soundstorm-steps", type=int, default=SoundStormAdaptation().steps,
+                        help="with --enroll-seconds, SoundStorm's adaptation steps (default: as `soundstorm enroll`; "
+                             "0: the decoder only)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write eval.md and eval.json into this folder")
     parser.add_argument("--quiet", action="store_true")
@@ -230,17 +276,23 @@ def run(args: argparse.Namespace) -> int:
                          f"{args.min_seconds:g} s")
     order = np.random.default_rng(0).permutation(len(entries))[: args.max_utterances]
     entries = [entries[i] for i in sorted(order)]
-    decoder_for = None
+    decoder_for = soundstorm_for = None
     if args.enroll_seconds:
         from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
         from soundstorm.eval.codec_eval import adapted_decoders
         from soundstorm.text.enroll import default_steps
 
+        everything = read_manifest(args.manifest)
         options = DecoderAdaptation(steps=default_steps(args.enroll_seconds))
-        decoder_for = adapted_decoders(codec, read_manifest(args.manifest), entries, args.manifest.parent, options,
-                                       args.enroll_seconds)
+        decoder_for = adapted_decoders(codec, everything, entries, args.manifest.parent, options, args.enroll_seconds)
+        soundstorm = next((g.model for g in generators if g.name == "SoundStorm"), None)
+        if soundstorm is not None and args.enroll_soundstorm_steps:
+            soundstorm_for = _adapted_soundstorms(soundstorm, codec, tokenizer, everything, entries, args.manifest.parent,
+                                                  args.enroll_seconds, args.enroll_soundstorm_steps,
+                                                  len(args.steps) if args.steps else None)
     utterances = evaluate(entries, args.manifest.parent, codec, tokenizer, generators, args.prompt_seconds,
-                          progress=not args.quiet and sys.stderr.isatty(), decoder_for=decoder_for)
+                          progress=not args.quiet and sys.stderr.isatty(), decoder_for=decoder_for,
+                          soundstorm_for=soundstorm_for)
     rows = summarize(utterances)
     command = "soundstorm eval " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval"] else sys.argv[1:])
     markdown = to_markdown(rows, command, args.prompt_seconds)
@@ -248,5 +300,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out / "eval.md", markdown)
         atomic_write_text(args.out / "eval.json", json.dumps(
-            {"command": command, "enroll_seconds": args.enroll_seconds, "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
+            {"command": command, "enroll_seconds": args.enroll_seconds,
+             "enroll_soundstorm_steps": args.enroll_soundstorm_steps if args.enroll_seconds else None, "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
     return 0

@@ -42,7 +42,7 @@ from soundstorm.text.pipeline import MIN_PROMPT_SECONDS, PROMPT_SECONDS, SILENT_
 from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
 
 MIN_STEPS, MAX_STEPS = 20, 300
-SOUNDSTORM_STEPS = 100  # on 60 s of flite-rms: held-out loss 6.18 -> 5.27 / 5.23 / 5.29 at 50 / 100 / 200
+SOUNDSTORM_STEPS = SoundStormAdaptation().steps  # 100: measured on 60 s (soundstorm/model/adapt.py)
 
 
 def default_steps(seconds: float) -> int:
