@@ -1,3 +1,9 @@
+"""`soundstorm eval` runs A and B side by side by voice group: WER, CER and similarity of each
+system, and the paired similarity difference (B - A, mean +- standard error) over the utterances
+both scored.
+
+    .venv/bin/python benchmarks/eval_by_voice.py docs/eval-demo/2026-12-05-plain/eval.json docs/eval-demo/2026-12-05-enrol60/eval.json
+"""
 import json, sys
 import numpy as np
 from soundstorm.eval.asr import error_rates

@@ -1,5 +1,10 @@
 """Probe: fine-tune a copy of SoundStorm on 60 s of a held-out voice's tokens (speaker enrolment
-of the acoustic model), and measure its masked-token loss on that voice's evaluated utterances."""
+of the acoustic model), and measure its masked-token loss on that voice's utterances that
+`soundstorm eval --max-utterances 40` scores (never trained on); saves runs/ss-SPEAKER-STEPS.
+
+    .venv/bin/python benchmarks/soundstorm_enrol_probe.py flite-rms 60 25,50,100,200 1e-4
+
+Written before soundstorm/model/adapt.py, which does the same (its defaults are this probe's)."""
 import copy, sys, time
 from pathlib import Path
 import numpy as np, torch
