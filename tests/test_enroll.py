@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from soundstorm import SoundStorm, SoundStormConfig
 from soundstorm.cli import main
 from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 from soundstorm.text.enroll import MAX_STEPS, MIN_STEPS, default_steps, enroll_voice
@@ -96,6 +97,12 @@ def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) ->
     (out / "voice.json").write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(ValueError, match="format_version 99"):
         read_voice_folder(out)
+    (out / "voice.json").write_text(json.dumps(meta))
+    other = SoundStorm(SoundStormConfig(codebook_size=64, num_quantizers=4, semantic_vocab_size=16,
+                                        semantic_rate_ratio=2, dim=48, depth=1, heads=2))
+    other.save_pretrained(out / "soundstorm")  # not the models folder's architecture
+    with pytest.raises(ValueError, match="SoundStorm of another configuration"):
+        pipeline.voice(out)
 
 
 @needs_flite
