@@ -85,9 +85,15 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     pipeline.voice(prompt_wav, name="prompt", sample_rate=pipeline.sample_rate)  # the checks a voice prompt gets
 
     tensors = [torch.from_numpy(np.ascontiguousarray(c))[None, None] for c in clips]
+    if progress:
+        print(f"enrolling {seconds:.1f} s of audio: {steps} decoder steps, {soundstorm_steps} SoundStorm steps "
+              "(a few minutes on a CPU)", file=sys.stderr)
     enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm_steps)
     adapted, soundstorm, levels = enrolment.codec, enrolment.soundstorm, enrolment.levels
     before, after = _fit(codec, tensors, levels), _fit(adapted, tensors, levels)
+    if progress:
+        print(f"adapted the decoder on {seconds:.1f} s of audio in {enrolment.decoder_seconds:.1f} s ({steps} steps); "
+              f"log-mel distance on that audio {before:.3f} -> {after:.3f}", file=sys.stderr)
     soundstorm_info = None
     if soundstorm is not None:
         soundstorm_info = {"steps": soundstorm_steps, "levels": levels, "lr": SoundStormAdaptation().lr,
@@ -95,21 +101,17 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
         if progress:
             print(f"adapted SoundStorm on the same audio in {enrolment.soundstorm_seconds:.1f} s "
                   f"({soundstorm_steps} steps)", file=sys.stderr)
-    took = enrolment.decoder_seconds
     info = {
         "encoder_weights": codec.encoder_digest,
         "codec": codec.name,
         "audio": [{"file": Path(p).name, "seconds": round(len(c) / pipeline.sample_rate, 3)} for p, c in zip(audio, clips)],
         "seconds": round(seconds, 3),
         "prompt": "first file" if prompt is None else Path(prompt).name,
-        "adaptation": {"steps": steps, "levels": levels, "seconds_taken": round(took, 1)},
+        "adaptation": {"steps": steps, "levels": levels, "seconds_taken": round(enrolment.decoder_seconds, 1)},
         "soundstorm_adaptation": soundstorm_info,
         # On the enrolment audio itself: how well the decoder learned it, not how it generalizes.
         "mel_distance": {"before": round(before, 4), "after": round(after, 4)},
     }
-    if progress:
-        print(f"adapted the decoder on {seconds:.1f} s of audio in {took:.1f} s ({steps} steps); log-mel distance "
-              f"on that audio {before:.3f} -> {after:.3f}", file=sys.stderr)
     return write_voice_folder(out, prompt_wav, pipeline.sample_rate, adapted.model, info, soundstorm)
 
 
