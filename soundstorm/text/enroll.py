@@ -11,7 +11,10 @@ it much more and overfits less (on the held-out flite-rms, 3 / 10 / 30 / 60 s to
 to 1.79 / 1.93 / 2.30 / 2.52, Opus at 6 kbit/s 2.18; 60 s of a training voice gained 0.07 where
 3 s cost 0.15). And SoundStorm drifts towards the voices it was trained on: enrolment also
 fine-tunes a copy of it on the same audio's tokens (soundstorm/model/adapt.py; on flite-rms its
-continuation's similarity to the prompt went from 0.60 to 0.83, docs/eval-demo).
+continuation's similarity to the prompt went from 0.60 to 0.83, docs/eval-demo). In text to
+speech the held-out voice's similarity went from 0.53 to 0.84, but the fine-tuned SoundStorm
+reads the text-to-semantic model's tokens less well (CER 0.39 -> 0.52): `--soundstorm-steps 0`
+keeps the models folder's SoundStorm and enrols the decoder alone.
 
 The folder holds the prompt (the first 3 s of the first file, or --prompt), the codec with the
 adapted decoder, the adapted SoundStorm and voice.json (voice_folder.py). On two CPU threads,
@@ -159,8 +162,8 @@ def _fit(codec: SoundStreamCodec, clips: Sequence[torch.Tensor], levels: int) ->
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", type=Path, help="audio files of one voice (30-60 s in all is best)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the voice folder to write")
-    parser.add_argument("--models", type=Path, help="models folder whose codec to adapt (default: the bundled models/demo)")
-    parser.add_argument("--steps", type=int, help=f"adaptation steps (default: about 3 a second of audio, "
+    parser.add_argument("--models", type=Path, help="models folder whose decoder and SoundStorm to adapt (default: the bundled models/demo)")
+    parser.add_argument("--steps", type=int, help=f"decoder adaptation steps (default: about 3 a second of audio, "
                         f"{MIN_STEPS} to {MAX_STEPS})")
     parser.add_argument("--soundstorm-steps", type=int, default=SOUNDSTORM_STEPS,
                         help=f"steps fine-tuning a copy of SoundStorm on the voice (default {SOUNDSTORM_STEPS}, "
