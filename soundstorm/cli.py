@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     from soundstorm.text.commands import add_commands
 
     add_commands(commands)
-    _add_module(commands, "enroll", "soundstorm.text.enroll", "a voice folder: the codec's decoder adapted to 30-60 s of one voice")
+    _add_module(commands, "enroll", "soundstorm.text.enroll", "a voice folder: the decoder and SoundStorm adapted to 30-60 s of one voice")
     _add_module(commands, "bundle", "soundstorm.text.bundle", "gather trained models into a small models folder")
     _add_module(commands, "eval", "soundstorm.eval.tts_eval", "WER, speaker similarity and consistency of generated speech (Table 1)")
     _add_module(commands, "eval-tts", "soundstorm.eval.speech_eval", "text to speech from a models folder: WER, similarity, dialogue speed")

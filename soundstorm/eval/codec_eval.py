@@ -307,7 +307,7 @@ def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: 
     """speaker -> `codec` with its decoder adapted (soundstorm/codecs/soundstream/adapt.py) on
     `seconds` of that speaker's utterances that are not evaluated, in manifest order: 3 s of one
     utterance is what a voice prompt gives text to speech; tens of seconds enrol the voice
-    (`soundstorm codec adapt`). Adapted on first use, then kept."""
+    (`soundstorm enroll`). Adapted on first use, then kept."""
     from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
     if not isinstance(codec, SoundStreamCodec):

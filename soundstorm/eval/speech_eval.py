@@ -36,11 +36,11 @@ from tqdm.auto import tqdm
 from soundstorm.atomic import atomic_write_text
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
+from soundstorm.eval.codec_eval import speaker_audio
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
-from soundstorm.eval.codec_eval import speaker_audio
-from soundstorm.text.enroll import SOUNDSTORM_STEPS, adapt_to_voice, default_steps
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
+from soundstorm.text.enroll import SOUNDSTORM_STEPS, adapt_to_voice, default_steps
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}

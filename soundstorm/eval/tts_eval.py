@@ -88,6 +88,16 @@ class Generator:
                                        generator=generator).codes[0]
 
 
+def _tokens(codec: Any, tokenizer: Any, wav: torch.Tensor, semantic_wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codec tokens [T, Q] of wav [1, 1, N] and the semantic tokens [ceil(T / r)] that condition
+    them, from the same audio at the tokenizer's rate (semantic_wav)."""
+    with torch.inference_mode():
+        codes = codec.encode(wav)[0]  # [T, Q]
+        tokens, lengths = tokenizer.tokenize(semantic_wav)
+    semantic = match_rate(tokens[0, : int(lengths[0])].numpy(), tokenizer.rate, codec.frame_rate, codes.shape[0])
+    return codes, torch.from_numpy(semantic).long()
+
+
 def _crops(wav: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     n = round(CROP_SECONDS * sample_rate)
     return [wav[i : i + n] for i in range(0, len(wav) - n + 1, n)]
@@ -112,13 +122,9 @@ def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: An
     for index, entry in enumerate(tqdm(entries, disable=not progress, unit="utt")):
         wav, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         tensor = torch.from_numpy(wav)[None, None]
-        with torch.inference_mode():
-            codes = codec.encode(tensor)[0]  # [T, Q]
-            semantic_wav = tensor if tokenizer.sample_rate == sr else torch.from_numpy(
-                load_audio(entry.audio_path(root), sample_rate=tokenizer.sample_rate, resample=True, downmix=True)[0])[None, None]
-            tokens, lengths = tokenizer.tokenize(semantic_wav)
-        semantic = torch.from_numpy(match_rate(tokens[0, : int(lengths[0])].numpy(), tokenizer.rate, codec.frame_rate,
-                                               codes.shape[0])).long()
+        semantic_wav = tensor if tokenizer.sample_rate == sr else torch.from_numpy(
+            load_audio(entry.audio_path(root), sample_rate=tokenizer.sample_rate, resample=True, downmix=True)[0])[None, None]
+        codes, semantic = _tokens(codec, tokenizer, tensor, semantic_wav)
         P = int(prompt_seconds * codec.frame_rate) // ratio * ratio
         prompt_samples = P * codec.samples_per_frame
         utterance = Utterance(entry.id, entry.speaker, entry.split, entry.duration, entry.text or "")
@@ -197,13 +203,9 @@ def _adapted_soundstorms(model: Any, codec: Any, tokenizer: Any, entries: list[M
     skip, cache = {e.id for e in evaluated}, {}
 
     def examples(clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
-            codes = codec.encode(clip)[0]  # [T, Q]
-            audio = clip if tokenizer.sample_rate == codec.sample_rate else torch.from_numpy(
-                resample_audio(clip[0, 0].numpy(), codec.sample_rate, tokenizer.sample_rate))[None, None]
-            tokens, lengths = tokenizer.tokenize(audio)
-        semantic = match_rate(tokens[0, : int(lengths[0])].numpy(), tokenizer.rate, codec.frame_rate, codes.shape[0])
-        return codes.long(), torch.from_numpy(semantic).long()
+        audio = clip if tokenizer.sample_rate == codec.sample_rate else torch.from_numpy(
+            resample_audio(clip[0, 0].numpy(), codec.sample_rate, tokenizer.sample_rate))[None, None]
+        return _tokens(codec, tokenizer, clip, audio)
 
     def soundstorm_for(speaker: str) -> Any:
         if speaker not in cache:
@@ -301,5 +303,6 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "eval.md", markdown)
         atomic_write_text(args.out / "eval.json", json.dumps(
             {"command": command, "enroll_seconds": args.enroll_seconds,
-             "enroll_soundstorm_steps": args.enroll_soundstorm_steps if args.enroll_seconds else None, "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
+             "enroll_soundstorm_steps": args.enroll_soundstorm_steps if args.enroll_seconds else None,
+             "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
     return 0

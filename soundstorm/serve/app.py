@@ -47,7 +47,6 @@ from soundstorm.serve.schemas import (
     Voices,
 )
 from soundstorm.serve.uploads import decode_audio, wav_bytes
-from soundstorm.text.voice_folder import VOICE_FILE
 from soundstorm.text.pipeline import (
     DecodingOptions,
     Plan,
@@ -55,6 +54,7 @@ from soundstorm.text.pipeline import (
     Voice,
     parse_dialogue,
 )
+from soundstorm.text.voice_folder import VOICE_FILE
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 MAX_STEPS_PER_LEVEL = 64
@@ -94,7 +94,7 @@ class VoiceSpec:
 class VoiceBook:
     """Voice prompts as tokens, made on the worker thread; bundled ones encoded once. The bundled
     voices are the models folder's voices/NAME.wav and its enrolled voice folders voices/NAME/
-    (`soundstorm enroll`: a prompt and a decoder adapted to the voice)."""
+    (`soundstorm enroll`: a prompt, and a decoder and SoundStorm adapted to the voice)."""
 
     def __init__(self, pipeline: SpeechPipeline) -> None:
         self.pipeline = pipeline

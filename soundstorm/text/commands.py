@@ -8,8 +8,8 @@
 Models come from --models (default: the bundled models/demo, or $SOUNDSTORM_MODELS): a folder
 with codec/, semantic/, soundstorm/, t2s/ and voices/. Without --voice, the bundled default
 voice (voices/default.wav) speaks. The first 3 s of a voice prompt are used. A voice folder
-(`soundstorm enroll`) stands wherever a prompt file does: its prompt, and a codec decoder that
-learned the voice from all of its enrolment audio.
+(`soundstorm enroll`) stands wherever a prompt file does: its prompt, and a codec decoder and a
+SoundStorm that learned the voice from all of its enrolment audio.
 
 A dialogue script has one turn a line, `NAME: text`; blank lines and `#` comments are skipped,
 and a line without `NAME:` continues the turn before it. Every NAME needs a --voice NAME=FILE

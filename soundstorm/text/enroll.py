@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundstorm.codecs import Codec
 from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
 from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 from soundstorm.data.audio import load_audio, rms_db
@@ -60,9 +61,6 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     """Adapt the pipeline codec's decoder (`steps`, default: default_steps) and a copy of its
     SoundStorm (`soundstorm_steps`; 0 leaves it out) to the voice of the `audio` files, and write
     the voice folder `out` (atomically: an existing one survives until the new one is complete)."""
-    codec = pipeline.codec
-    if not isinstance(codec, SoundStreamCodec):
-        raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
     if not audio:
         raise ValueError("enrolment needs at least one audio file of the voice")
     clips: list[np.ndarray] = []
@@ -93,7 +91,7 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
               "(a few minutes on a CPU)", file=sys.stderr)
     enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm_steps)
     adapted, soundstorm, levels = enrolment.codec, enrolment.soundstorm, enrolment.levels
-    before, after = _fit(codec, tensors, levels), _fit(adapted, tensors, levels)
+    before, after = _fit(pipeline.codec, adapted, tensors, levels)
     if progress:
         print(f"adapted the decoder on {seconds:.1f} s of audio in {enrolment.decoder_seconds:.1f} s ({steps} steps); "
               f"log-mel distance on that audio {before:.3f} -> {after:.3f}", file=sys.stderr)
@@ -105,8 +103,8 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
             print(f"adapted SoundStorm on the same audio in {enrolment.soundstorm_seconds:.1f} s "
                   f"({soundstorm_steps} steps)", file=sys.stderr)
     info = {
-        "encoder_weights": codec.encoder_digest,
-        "codec": codec.name,
+        "encoder_weights": adapted.encoder_digest,
+        "codec": adapted.name,
         "audio": [{"file": Path(p).name, "seconds": round(len(c) / pipeline.sample_rate, 3)} for p, c in zip(audio, clips)],
         "seconds": round(seconds, 3),
         "prompt": "first file" if prompt is None else Path(prompt).name,
@@ -149,14 +147,18 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
     return Enrolment(adapted, soundstorm, levels, decoder_seconds, time.perf_counter() - start)
 
 
-def _fit(codec: SoundStreamCodec, clips: Sequence[torch.Tensor], levels: int) -> float:
-    """Mean log-mel distance of the clips [1, 1, N] to their decoding from `levels` levels."""
+def _fit(original: Codec, adapted: Codec, clips: Sequence[torch.Tensor], levels: int) -> tuple[float, float]:
+    """Mean log-mel distance of the clips [1, 1, N] to their decoding from `levels` levels by the
+    original decoder and by the adapted one (the same tokens: encoded once)."""
     distances = []
     with torch.inference_mode():
         for clip in clips:
-            decoded = codec.decode(codec.encode(clip)[..., :levels])[0, 0, : clip.shape[-1]].numpy()
-            distances.append(mel_distance(clip[0, 0].numpy(), decoded, codec.sample_rate))
-    return float(np.mean(distances))
+            codes = original.encode(clip)[..., :levels]
+            reference = clip[0, 0].numpy()
+            distances.append([mel_distance(reference, codec.decode(codes)[0, 0, : clip.shape[-1]].numpy(),
+                                           original.sample_rate) for codec in (original, adapted)])
+    before, after = np.mean(distances, axis=0)
+    return float(before), float(after)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -218,7 +218,8 @@ class SpeechPipeline:
     def voice(self, source: str | Path | np.ndarray, name: str | None = None, text: str | None = None,
               max_seconds: float = PROMPT_SECONDS, sample_rate: int | None = None, adapt_steps: int = 0) -> Voice:
         """A voice prompt from an audio file (or float32 [N] at sample_rate): its first max_seconds.
-        A voice folder (`soundstorm enroll`, voice_folder.py) gives its prompt and its adapted codec.
+        A voice folder (`soundstorm enroll`, voice_folder.py) gives its prompt, its adapted codec and
+        its adapted SoundStorm.
 
         adapt_steps > 0 also fine-tunes a copy of the codec's decoder on the prompt for that many
         steps (our SoundStream only), which this voice's audio is then decoded with: the same

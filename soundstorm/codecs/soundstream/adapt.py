@@ -12,7 +12,7 @@ it, the voice prompt that text to speech is given anyway, are enough to teach a 
 decoder its spectral envelope: test-time speaker adaptation, like a vocoder's. More of the voice
 teaches it more and overfits less: on flite-rms 3 / 10 / 30 / 60 s (20 / 50 / 100 / 200 steps)
 take PESQ from 1.47 to 1.79 / 1.93 / 2.30 / 2.52 (Opus at 6 kbit/s: 2.18), and on a training
-voice, which 3 s cost 0.15 PESQ, 60 s gain 0.07 (docs/codec.md): enrolment, `soundstorm codec adapt`.
+voice, which 3 s cost 0.15 PESQ, 60 s gain 0.07 (docs/codec.md): enrolment, `soundstorm enroll`.
 
 The copy's encoder and codebooks are never touched, so the tokens it makes are those of the
 original (and of any SoundStorm trained on them). Training crops are windows of the clips'
