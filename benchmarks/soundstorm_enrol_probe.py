@@ -1,21 +1,24 @@
-"""Probe: fine-tune a copy of SoundStorm on 60 s of a held-out voice's tokens (speaker enrolment
-of the acoustic model), and measure its masked-token loss on that voice's utterances that
-`soundstorm eval --max-utterances 40` scores (never trained on); saves runs/ss-SPEAKER-STEPS.
+"""Probe: adapt a copy of SoundStorm to 60 s of a held-out voice's tokens (speaker enrolment of
+the acoustic model, soundstorm/model/adapt.py) in several ways, and measure its masked-token loss
+(first four levels) on that voice's utterances that `soundstorm eval --max-utterances 40` scores
+(never trained on: what it learned of the voice) and on the other voices' evaluated utterances
+(what it forgot of the rest). Each setting is STEPS:LR or STEPS:LR:RANK (low-rank adapters).
 
-    .venv/bin/python benchmarks/soundstorm_enrol_probe.py flite-rms 60 25,50,100,200 1e-4
+    .venv/bin/python benchmarks/soundstorm_enrol_probe.py flite-rms 60 100:1e-4 100:1e-3:16
 
-Written before soundstorm/model/adapt.py, which does the same (its defaults are this probe's)."""
+First written before soundstorm/model/adapt.py, whose defaults are its first findings."""
 import copy, sys, time
 from pathlib import Path
 import numpy as np, torch
 from soundstorm import SoundStorm
+from soundstorm.model.adapt import SoundStormAdaptation, adapt_soundstorm
 from soundstorm.codecs import load_codec
 from soundstorm.semantic import load_semantic_tokenizer
 from soundstorm.semantic.rate import match_rate
 from soundstorm.data.manifest import read_manifest
 from soundstorm.data.audio import load_audio
 torch.set_num_threads(2)
-speaker, seconds, steps_list, lr = sys.argv[1], float(sys.argv[2]), [int(x) for x in sys.argv[3].split(",")], float(sys.argv[4])
+speaker, seconds, settings = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 m = Path("data/synth/manifest.jsonl"); root = m.parent
 entries = read_manifest(m)
 # The evaluated 40 of `soundstorm eval --max-utterances 40` (its selection, replicated).
@@ -38,7 +41,8 @@ for e in entries:
     if e.speaker == speaker and e.id not in skip and total < seconds:
         pool.append(tokens(e)); total += e.duration
 test = [tokens(e) for e in evaluated if e.speaker == speaker]
-print(f"{speaker}: enrol {len(pool)} utterances {total:.1f} s; test {len(test)}", flush=True)
+others = [tokens(e) for e in evaluated if e.speaker != speaker and not e.speaker.startswith('espeak')]
+print(f"{speaker}: enrol {len(pool)} utterances {total:.1f} s; test {len(test)}, other voices {len(others)}", flush=True)
 def batch(items):
     T = max(c.shape[0] for c, _ in items); S = (T + 1) // 2
     codes = torch.zeros(len(items), T, items[0][0].shape[1], dtype=torch.long)
@@ -53,18 +57,11 @@ def loss_on(model, items, draws=8):
             g = torch.Generator().manual_seed(100 + d)
             losses.append(float(model(codes, sem, lengths, generator=g, train_levels=4).loss))
     return np.mean(losses)
-print("base: test loss", round(loss_on(base, test), 4), "enrol loss", round(loss_on(base, pool), 4), flush=True)
-model = copy.deepcopy(base).train()
-opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
-rng = np.random.default_rng(0); g = torch.Generator().manual_seed(0)
-start = time.perf_counter(); done = 0
-for target in steps_list:
-    model.train()
-    while done < target:
-        items = [pool[i] for i in rng.integers(0, len(pool), 8)]
-        codes, sem, lengths = batch(items)
-        out = model(codes, sem, lengths, generator=g, cond_drop_prob=0.1, train_levels=4)
-        opt.zero_grad(); out.loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
-        done += 1
-    print(f"step {done} ({time.perf_counter() - start:.0f} s): test loss {loss_on(model, test):.4f}, enrol loss {loss_on(model, pool):.4f}", flush=True)
-    model.eval(); model.save_pretrained(f"runs/ss-{speaker}-{done}")
+print(f"base: voice {loss_on(base, test):.4f}, other voices {loss_on(base, others):.4f}", flush=True)
+for setting in settings:
+    steps, lr, *rank = setting.split(":")
+    options = SoundStormAdaptation(steps=int(steps), lr=float(lr), rank=int(rank[0]) if rank else None, train_levels=4)
+    start = time.perf_counter()
+    model = adapt_soundstorm(base, pool, options)
+    print(f"{setting} ({time.perf_counter() - start:.0f} s): voice {loss_on(model, test):.4f}, "
+          f"other voices {loss_on(model, others):.4f}", flush=True)

@@ -6,7 +6,9 @@ from_dict) is saved and loaded here. No pickle: safetensors holds the weights, J
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -27,6 +29,20 @@ class Config(Protocol):
 
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def weights_digest(model: nn.Module, skip: Sequence[str] = ()) -> str:
+    """sha256 of the model's state as float32 (fp16- and fp32-stored copies of one model agree
+    only if the fp32 one was rounded: they are different weights), first 16 hex digits; entries
+    whose names start with a prefix in `skip` are left out. Names what a derived artifact (a
+    token cache, a voice's adapter) was made with, whatever dtype the model is held in."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if any(name.startswith(prefix) for prefix in skip):
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def save_model(model: nn.Module, config: Config, path: str | Path, dtype: torch.dtype | None = None) -> None:

@@ -13,8 +13,10 @@ import soundfile as sf
 import torch
 
 from soundstorm import SoundStorm, SoundStormConfig
+from soundstorm.checkpoint import weights_digest
 from soundstorm.cli import main
 from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+from soundstorm.model.lora import LoRAAdapter
 from soundstorm.text.enroll import MAX_STEPS, MIN_STEPS, default_steps, enroll_voice
 from soundstorm.text.pipeline import SpeechPipeline
 from soundstorm.text.voice_folder import read_voice_folder
@@ -103,6 +105,41 @@ def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) ->
     other.save_pretrained(out / "soundstorm")  # not the models folder's architecture
     with pytest.raises(ValueError, match="SoundStorm of another configuration"):
         pipeline.voice(out)
+
+
+@needs_flite
+def test_enrolment_with_adapters_stores_them_alone_and_merges_them_into_the_pipelines(tmp_path: Path) -> None:
+    models = write_tiny_models(tmp_path / "models")
+    pipeline = SpeechPipeline.from_folder(models)
+    speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
+    out = tmp_path / "voice"
+    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
+                 "--soundstorm-steps", "3", "--soundstorm-rank", "2", "--soundstorm-lr", "1e-2"]) == 0
+    info = json.loads((out / "voice.json").read_text())
+    assert info["format_version"] == 2
+    assert info["soundstorm_adaptation"]["rank"] == 2 and info["soundstorm_adaptation"]["lr"] == 1e-2
+    assert sorted(p.name for p in (out / "soundstorm").iterdir()) == ["adapter.json", "adapter.safetensors"]
+    adapter = LoRAAdapter.load(out / "soundstorm")
+    assert adapter.base_weights == weights_digest(pipeline.soundstorm)
+    assert adapter.num_parameters() < 0.25 * pipeline.soundstorm.num_parameters()
+
+    voice = pipeline.voice(out)
+    assert voice.soundstorm is not None and voice.soundstorm is not pipeline.soundstorm
+    merged, original = voice.soundstorm.state_dict(), pipeline.soundstorm.state_dict()
+    moved = {k for k in original if not torch.equal(merged[k], original[k])}
+    assert moved and moved <= {f"{layer}.weight" for layer in adapter.layers}  # only where adapters are
+    torch.testing.assert_close(merged, adapter.merged_into(pipeline.soundstorm).state_dict())
+
+    # A version-1 folder (before adapters) is read as it was.
+    meta = json.loads((out / "voice.json").read_text())
+    (out / "voice.json").write_text(json.dumps({**meta, "format_version": 1}))
+    assert pipeline.voice(out).soundstorm is not None
+    # Adapters of another SoundStorm's weights would add their change to the wrong model.
+    retrained = SpeechPipeline.from_folder(models)
+    with torch.no_grad():
+        retrained.soundstorm.head_bias.add_(0.01)
+    with pytest.raises(ValueError, match="holds adapters for a SoundStorm with weights .*enroll the voice again"):
+        retrained.voice(out)
 
 
 @needs_flite

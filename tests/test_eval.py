@@ -96,7 +96,7 @@ def test_eval_end_to_end_on_tiny_models(tmp_path: Path) -> None:
                  "--steps", "1", "1", "1", "1", "--no-unprompted", "--enroll-seconds", "1",
                  "--out", str(tmp_path / "enrolled"), "--quiet"]) == 0
     enrolled = json.loads((tmp_path / "enrolled" / "eval.json").read_text())
-    assert enrolled["enroll_seconds"] == 1.0 and enrolled["enroll_soundstorm_steps"] == 100
+    assert enrolled["enroll_seconds"] == 1.0 and enrolled["enroll_soundstorm"]["steps"] == 100
     assert {r["system"] for r in enrolled["rows"]} == {"original", "codec resynthesis", "SoundStorm"}
 
 
@@ -127,11 +127,15 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     markdown = (tmp_path / "out" / "tts_eval.md").read_text()
     assert "| training voices (" in markdown and "temperature 0.7" in markdown and "EOS threshold 0.5" in markdown
 
-    # Enrolled decoders instead: one per speaker, on 2 s of its utterances that are not evaluated.
+    # Enrolled decoders and SoundStorm adapters instead: one per speaker, on 2 s of its
+    # utterances that are not evaluated; the held-out voice alone.
     assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "1",
                  "--prompt-seconds", "1.0", "--dialogue-seconds", "1", "--steps", "1", "1", "1", "1",
-                 "--enroll-seconds", "2", "--out", str(tmp_path / "enrolled"), "--quiet"]) == 0
-    assert json.loads((tmp_path / "enrolled" / "tts_eval.json").read_text())["enroll_seconds"] == 2.0
+                 "--enroll-seconds", "2", "--enroll-soundstorm-steps", "2", "--enroll-soundstorm-rank", "2",
+                 "--groups", "held-out", "--out", str(tmp_path / "enrolled"), "--quiet"]) == 0
+    enrolled = json.loads((tmp_path / "enrolled" / "tts_eval.json").read_text())
+    assert enrolled["enroll_seconds"] == 2.0 and [r["group"] for r in enrolled["rows"]] == ["held-out voices"]
+    assert enrolled["enroll_soundstorm"]["rank"] == 2 and enrolled["enroll_soundstorm"]["lr"] == 1e-3
     with pytest.raises(SystemExit, match="give one"):
         main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--enroll-seconds", "2",
               "--adapt-decoder", "1", "--quiet"])

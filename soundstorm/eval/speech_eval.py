@@ -40,10 +40,12 @@ from soundstorm.eval.codec_eval import speaker_audio
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
-from soundstorm.text.enroll import SOUNDSTORM_STEPS, adapt_to_voice, default_steps
+from soundstorm.text.enroll import (add_soundstorm_adaptation_arguments, adapt_to_voice, default_steps,
+                                    soundstorm_adaptation)
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
+GROUP_NAMES = {"training": "training voices", "held-out": "held-out voices"}  # --groups
 GOALS = {"wer_ratio": 1.3, "similarity": {"training voices": 0.80, "held-out voices": 0.70}, "rtf": 0.2}
 
 
@@ -108,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     pairs = choose(entries, tuple(args.families), args.per_group, args.prompt_seconds)
     if not pairs:
         raise SystemExit(f"{args.manifest}: no held-out sentences of {', '.join(args.families)} voices with a prompt")
+    # A sentence's seed is its index among all the pairs, so a run of one group draws what the
+    # same sentence draws in a run of both: the two pair up sentence by sentence.
+    wanted = {GROUP_NAMES[g] for g in args.groups}
+    indexed = [(index, pair) for index, pair in enumerate(pairs) if GROUPS[pair[0].split or ""] in wanted]
+    enrolment = soundstorm_adaptation(args, "enroll-soundstorm")
     asr, similarity = Recognizer(), SpeakerSimilarity()
     sr = pipeline.sample_rate
     if args.enroll_seconds and args.adapt_decoder:
@@ -115,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     enrolled: dict[str, Any] = {}  # speaker -> its Enrolment (soundstorm/text/enroll.py), made on first use
     evaluated = {e.id for e, _ in pairs}
     spoken: list[Spoken] = []
-    for index, (entry, prompt_entry) in enumerate(tqdm(pairs, disable=args.quiet or not sys.stderr.isatty(), unit="utt")):
+    for index, (entry, prompt_entry) in tqdm(indexed, disable=args.quiet or not sys.stderr.isatty(), unit="utt"):
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
@@ -124,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
             if entry.speaker not in enrolled:
                 # As `soundstorm enroll` does, on the speaker's utterances that are not evaluated.
                 clips = speaker_audio(entries, entry.speaker, evaluated, args.enroll_seconds, root, sr)
-                enrolled[entry.speaker] = adapt_to_voice(pipeline, clips, default_steps(args.enroll_seconds),
-                                                         args.enroll_soundstorm_steps)
+                enrolled[entry.speaker] = adapt_to_voice(pipeline, clips, default_steps(args.enroll_seconds), enrolment)
             voice.codec, voice.soundstorm = enrolled[entry.speaker].codec, enrolled[entry.speaker].soundstorm
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
@@ -181,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
             {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
-             "enroll_soundstorm_steps": args.enroll_soundstorm_steps if args.enroll_seconds else None, "goals": GOALS,
+             "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None, "goals": GOALS,
              "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
@@ -230,9 +236,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enroll-seconds", type=float, default=0.0,
                         help="speak each speaker's sentences with a decoder and a SoundStorm enrolled (`soundstorm enroll`) on this "
                              "many seconds of its utterances that are not evaluated (default 0: off)")
-    parser.add_argument("--enroll-soundstorm-steps", type=int, default=SOUNDSTORM_STEPS,
-                        help=f"with --enroll-seconds, SoundStorm's adaptation steps (default {SOUNDSTORM_STEPS}, as "
-                             "`soundstorm enroll`; 0: the decoder only)")
+    add_soundstorm_adaptation_arguments(parser, "enroll-soundstorm")  # as `soundstorm enroll`; steps 0: the decoder only
+    parser.add_argument("--groups", nargs="+", choices=sorted(GROUP_NAMES), default=sorted(GROUP_NAMES),
+                        help="which voices to speak (default both); a sentence draws the same in a run of one group "
+                             "as in a run of both")
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
     add_decoding_arguments(parser)

@@ -26,7 +26,7 @@ import shlex
 import sys
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.model.adapt import SoundStormAdaptation
 from soundstorm.semantic.rate import match_rate
+from soundstorm.text.enroll import add_soundstorm_adaptation_arguments, soundstorm_adaptation
 
 BUCKETS = (("short", 0.0, 5.0), ("mid", 5.0, 8.0), ("long", 8.0, float("inf")))
 CROP_SECONDS = 3.0
@@ -192,8 +193,8 @@ def to_markdown(rows: list[dict[str, Any]], command: str, prompt_seconds: float)
 
 
 def _adapted_soundstorms(model: Any, codec: Any, tokenizer: Any, entries: list[ManifestEntry],
-                         evaluated: list[ManifestEntry], root: Path, seconds: float, steps: int,
-                         levels: int | None) -> Callable[[str], Any]:
+                         evaluated: list[ManifestEntry], root: Path, seconds: float,
+                         options: SoundStormAdaptation) -> Callable[[str], Any]:
     """speaker -> `model` fine-tuned (soundstorm/model/adapt.py) on `seconds` of that speaker's
     utterances that are not evaluated, as `soundstorm enroll` does; made on first use."""
     from soundstorm.data.audio import resample_audio
@@ -210,7 +211,6 @@ def _adapted_soundstorms(model: Any, codec: Any, tokenizer: Any, entries: list[M
     def soundstorm_for(speaker: str) -> Any:
         if speaker not in cache:
             clips = speaker_audio(entries, speaker, skip, seconds, root, codec.sample_rate)
-            options = SoundStormAdaptation(steps=steps, train_levels=levels)
             with torch.inference_mode(False), torch.enable_grad():
                 cache[speaker] = adapt_soundstorm(model, [examples(clip) for clip in clips], options)
         return cache[speaker]
@@ -236,9 +236,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(`soundstorm enroll`) on this many seconds of its utterances that are not evaluated "
                              "(our SoundStream only; default 0: off), and SoundStorm's tokens by a SoundStorm "
                              "enrolled on the same audio (not the AR baseline's)")
-    parser.add_argument("--enroll-soundstorm-steps", type=int, default=SoundStormAdaptation().steps,
-                        help="with --enroll-seconds, SoundStorm's adaptation steps (default: as `soundstorm enroll`; "
-                             "0: the decoder only)")
+    add_soundstorm_adaptation_arguments(parser, "enroll-soundstorm")  # as `soundstorm enroll`; steps 0: the decoder only
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write eval.md and eval.json into this folder")
     parser.add_argument("--quiet", action="store_true")
@@ -279,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
     order = np.random.default_rng(0).permutation(len(entries))[: args.max_utterances]
     entries = [entries[i] for i in sorted(order)]
     decoder_for = soundstorm_for = None
+    enrolment = soundstorm_adaptation(args, "enroll-soundstorm")
     if args.enroll_seconds:
         from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
         from soundstorm.eval.codec_eval import adapted_decoders
@@ -288,10 +287,10 @@ def run(args: argparse.Namespace) -> int:
         options = DecoderAdaptation(steps=default_steps(args.enroll_seconds))
         decoder_for = adapted_decoders(codec, everything, entries, args.manifest.parent, options, args.enroll_seconds)
         soundstorm = next((g.model for g in generators if g.name == "SoundStorm"), None)
-        if soundstorm is not None and args.enroll_soundstorm_steps:
+        if soundstorm is not None and enrolment.steps:
+            enrolment = replace(enrolment, train_levels=len(args.steps) if args.steps else None)
             soundstorm_for = _adapted_soundstorms(soundstorm, codec, tokenizer, everything, entries, args.manifest.parent,
-                                                  args.enroll_seconds, args.enroll_soundstorm_steps,
-                                                  len(args.steps) if args.steps else None)
+                                                  args.enroll_seconds, enrolment)
     utterances = evaluate(entries, args.manifest.parent, codec, tokenizer, generators, args.prompt_seconds,
                           progress=not args.quiet and sys.stderr.isatty(), decoder_for=decoder_for,
                           soundstorm_for=soundstorm_for)
@@ -303,6 +302,6 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "eval.md", markdown)
         atomic_write_text(args.out / "eval.json", json.dumps(
             {"command": command, "enroll_seconds": args.enroll_seconds,
-             "enroll_soundstorm_steps": args.enroll_soundstorm_steps if args.enroll_seconds else None,
+             "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
              "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
     return 0

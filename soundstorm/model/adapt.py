@@ -19,13 +19,14 @@ Notation: T frames, Q levels, S = ceil(T / r) semantic tokens, r = semantic_rate
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from soundstorm.model.lora import LoRAAdapter, LoRAConfig, train_lora
 from soundstorm.model.soundstorm import SoundStorm
 
 
@@ -38,18 +39,62 @@ class SoundStormAdaptation:
     cond_drop_prob: float = 0.1  # as in training, so classifier-free guidance keeps working
     train_levels: int | None = None  # train only the first levels (the ones decoded); None: all
     seed: int = 0
+    rank: int | None = None  # low-rank adapters of this rank on the Conformer (soundstorm/model/lora.py); None: every weight
+    lora_alpha: float | None = None  # their update's scale is lora_alpha / rank (None: the rank, a scale of 1)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ValueError(f"SoundStormAdaptation.steps must be >= 0, got {self.steps}")
         if not self.lr > 0 or self.batch_size < 1 or self.crop_frames < 2:
             raise ValueError(f"SoundStormAdaptation needs lr > 0, batch_size >= 1 and crop_frames >= 2, got {self}")
+        if self.rank is not None and self.rank < 1:
+            raise ValueError(f"SoundStormAdaptation.rank must be >= 1 (or None: no adapters), got {self.rank}")
+
+    @property
+    def lora(self) -> LoRAConfig | None:
+        if self.rank is None:
+            return None
+        return LoRAConfig(rank=self.rank, alpha=float(self.rank if self.lora_alpha is None else self.lora_alpha))
 
 
 def adapt_soundstorm(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
                      options: SoundStormAdaptation = SoundStormAdaptation()) -> SoundStorm:
     """A copy of `model` (float32, eval mode) fine-tuned on one voice's examples, each (codes
-    int64 [T, Q], semantic int64 [S]) as SoundStorm trains on them; `model` is not changed."""
+    int64 [T, Q], semantic int64 [S]) as SoundStorm trains on them; `model` is not changed.
+    With options.rank, only low-rank adapters learn, merged into the copy's weights."""
+    if options.rank is not None and options.steps:
+        merged = soundstorm_adapter(model, examples, options).merged_into(model)
+        assert isinstance(merged, SoundStorm)
+        return merged.eval()
+    loss_of = _loss_function(model, examples, options)
+    adapted = copy.deepcopy(model).float().eval()
+    if options.steps == 0:
+        return adapted
+    optimizer = torch.optim.AdamW(adapted.parameters(), lr=options.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    adapted.train()
+    for _ in range(options.steps):
+        loss = loss_of(adapted)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(adapted.parameters(), 1.0)
+        optimizer.step()
+    return adapted.eval()
+
+
+def soundstorm_adapter(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
+                       options: SoundStormAdaptation) -> LoRAAdapter:
+    """Low-rank adapters (options.rank) trained on one voice's examples as adapt_soundstorm
+    trains the whole model: `adapter.merged_into(model)` is the adapted SoundStorm."""
+    if options.lora is None:
+        raise ValueError("soundstorm_adapter needs SoundStormAdaptation.rank")
+    loss_of = _loss_function(model, examples, options)
+    return train_lora(model, loss_of, options.lora, options.steps, options.lr, options.seed)
+
+
+def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
+                   options: SoundStormAdaptation) -> Callable[[nn.Module], Tensor]:
+    """Checks the examples; -> loss_of(model being trained): the masked-token loss of a fresh
+    batch of random crops (seeded by options.seed, one draw after another)."""
     if not examples:
         raise ValueError("adapt_soundstorm needs at least one (codes, semantic) example of the voice")
     config = model.config
@@ -61,24 +106,18 @@ def adapt_soundstorm(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]
             raise ValueError(f"adaptation semantic tokens must be [ceil(T / {r})] = [{-(-codes.shape[0] // r)}] "
                              f"for {codes.shape[0]} frames, got {tuple(semantic.shape)}")
     device = next(model.parameters()).device
-    adapted = copy.deepcopy(model).float().eval()
-    if options.steps == 0:
-        return adapted
     crop = options.crop_frames // r * r
     rng = np.random.default_rng(options.seed)
     generator = torch.Generator(device=device).manual_seed(options.seed)
-    optimizer = torch.optim.AdamW(adapted.parameters(), lr=options.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    adapted.train()
-    for _ in range(options.steps):
+
+    def loss_of(trained: nn.Module) -> Tensor:
         chosen = [_crop(*examples[i], crop, r, rng) for i in rng.integers(0, len(examples), options.batch_size)]
         codes, semantic, lengths = _batch(chosen)
-        out = adapted(codes.to(device), semantic.to(device), lengths.to(device), generator=generator,
+        out = trained(codes.to(device), semantic.to(device), lengths.to(device), generator=generator,
                       cond_drop_prob=options.cond_drop_prob, train_levels=options.train_levels)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(adapted.parameters(), 1.0)
-        optimizer.step()
-    return adapted.eval()
+        return out.loss
+
+    return loss_of
 
 
 def _crop(codes: Tensor, semantic: Tensor, frames: int, r: int, rng: np.random.Generator) -> tuple[Tensor, Tensor]:

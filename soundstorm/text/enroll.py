@@ -28,7 +28,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,8 @@ from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
 from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.eval.codec_metrics import mel_distance
-from soundstorm.model.adapt import SoundStormAdaptation, adapt_soundstorm
+from soundstorm.model.adapt import SoundStormAdaptation, adapt_soundstorm, soundstorm_adapter
+from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.text.commands import models_folder
 from soundstorm.text.pipeline import MIN_PROMPT_SECONDS, PROMPT_SECONDS, SILENT_DB, SpeechPipeline
@@ -47,6 +48,7 @@ from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
 
 MIN_STEPS, MAX_STEPS = 20, 300
 SOUNDSTORM_STEPS = SoundStormAdaptation().steps  # 100: measured on 60 s (soundstorm/model/adapt.py)
+LORA_LR = 1e-3  # low-rank adapters learn at a higher rate than the whole model (measured: docs/enrolment.md)
 
 
 def default_steps(seconds: float) -> int:
@@ -56,11 +58,13 @@ def default_steps(seconds: float) -> int:
 
 
 def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str | Path, steps: int | None = None,
-                 prompt: str | Path | None = None, soundstorm_steps: int = SOUNDSTORM_STEPS,
+                 prompt: str | Path | None = None,
+                 soundstorm: SoundStormAdaptation = SoundStormAdaptation(),
                  progress: bool = False) -> VoiceFolder:
     """Adapt the pipeline codec's decoder (`steps`, default: default_steps) and a copy of its
-    SoundStorm (`soundstorm_steps`; 0 leaves it out) to the voice of the `audio` files, and write
-    the voice folder `out` (atomically: an existing one survives until the new one is complete)."""
+    SoundStorm (`soundstorm`; steps 0 leaves it out, a rank stores low-rank adapters) to the voice
+    of the `audio` files, and write the voice folder `out` (atomically: an existing one survives
+    until the new one is complete)."""
     if not audio:
         raise ValueError("enrolment needs at least one audio file of the voice")
     clips: list[np.ndarray] = []
@@ -78,8 +82,6 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     steps = default_steps(seconds) if steps is None else steps
     if steps < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
-    if soundstorm_steps < 0:
-        raise ValueError(f"--soundstorm-steps must be at least 0, got {soundstorm_steps}")
     prompt_wav = (clips[0] if prompt is None else
                   load_audio(prompt, sample_rate=pipeline.sample_rate, resample=True, downmix=True)[0])
     prompt_wav = prompt_wav[: round(PROMPT_SECONDS * pipeline.sample_rate)]
@@ -87,21 +89,22 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
 
     tensors = [torch.from_numpy(np.ascontiguousarray(c))[None, None] for c in clips]
     if progress:
-        print(f"enrolling {seconds:.1f} s of audio: {steps} decoder steps, {soundstorm_steps} SoundStorm steps "
+        print(f"enrolling {seconds:.1f} s of audio: {steps} decoder steps, {soundstorm.steps} SoundStorm steps "
               "(a few minutes on a CPU)", file=sys.stderr)
-    enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm_steps)
-    adapted, soundstorm, levels = enrolment.codec, enrolment.soundstorm, enrolment.levels
+    enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm)
+    adapted, levels = enrolment.codec, enrolment.levels
     before, after = _fit(pipeline.codec, adapted, tensors, levels)
     if progress:
         print(f"adapted the decoder on {seconds:.1f} s of audio in {enrolment.decoder_seconds:.1f} s ({steps} steps); "
               f"log-mel distance on that audio {before:.3f} -> {after:.3f}", file=sys.stderr)
     soundstorm_info = None
-    if soundstorm is not None:
-        soundstorm_info = {"steps": soundstorm_steps, "levels": levels, "lr": SoundStormAdaptation().lr,
+    if enrolment.soundstorm is not None:
+        soundstorm_info = {"steps": soundstorm.steps, "levels": levels, "lr": soundstorm.lr, "rank": soundstorm.rank,
                            "seconds_taken": round(enrolment.soundstorm_seconds, 1)}
         if progress:
-            print(f"adapted SoundStorm on the same audio in {enrolment.soundstorm_seconds:.1f} s "
-                  f"({soundstorm_steps} steps)", file=sys.stderr)
+            what = f"rank-{soundstorm.rank} adapters of " if soundstorm.rank else ""
+            print(f"adapted {what}SoundStorm on the same audio in {enrolment.soundstorm_seconds:.1f} s "
+                  f"({soundstorm.steps} steps)", file=sys.stderr)
     info = {
         "encoder_weights": adapted.encoder_digest,
         "codec": adapted.name,
@@ -113,22 +116,24 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
         # On the enrolment audio itself: how well the decoder learned it, not how it generalizes.
         "mel_distance": {"before": round(before, 4), "after": round(after, 4)},
     }
-    return write_voice_folder(out, prompt_wav, pipeline.sample_rate, adapted.model, info, soundstorm)
+    return write_voice_folder(out, prompt_wav, pipeline.sample_rate, adapted.model, info,
+                              enrolment.soundstorm_adapter or enrolment.soundstorm)
 
 
 @dataclass
 class Enrolment:
     codec: SoundStreamCodec  # the pipeline's codec with its decoder adapted to the voice
     soundstorm: SoundStorm | None  # the pipeline's SoundStorm adapted to it, or None
+    soundstorm_adapter: LoRAAdapter | None  # what `soundstorm` adds to the pipeline's, with a rank
     levels: int  # the levels both learned from: those SoundStorm decodes by default
     decoder_seconds: float
     soundstorm_seconds: float
 
 
 def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], steps: int,
-                   soundstorm_steps: int = SOUNDSTORM_STEPS) -> Enrolment:
+                   soundstorm: SoundStormAdaptation = SoundStormAdaptation()) -> Enrolment:
     """The pipeline's decoder and SoundStorm adapted to one voice's clips [1, 1, N] (copies;
-    soundstorm_steps 0 leaves SoundStorm out), on the levels SoundStorm decodes."""
+    soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes."""
     codec = pipeline.codec
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
@@ -136,15 +141,19 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
     start = time.perf_counter()
     adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels))
     decoder_seconds = time.perf_counter() - start
-    soundstorm = None
+    model, adapter = None, None
     start = time.perf_counter()
-    if soundstorm_steps:
+    if soundstorm.steps:
         examples = [pipeline.tokens(clip) for clip in clips]
+        options = replace(soundstorm, train_levels=levels)
         with torch.inference_mode(False), torch.enable_grad():
-            soundstorm = adapt_soundstorm(pipeline.soundstorm, examples,
-                                          SoundStormAdaptation(steps=soundstorm_steps, train_levels=levels))
-        soundstorm = soundstorm.to(pipeline.device)
-    return Enrolment(adapted, soundstorm, levels, decoder_seconds, time.perf_counter() - start)
+            if options.rank is not None:
+                adapter = soundstorm_adapter(pipeline.soundstorm, examples, options)
+                model = adapter.merged_into(pipeline.soundstorm).eval()
+            else:
+                model = adapt_soundstorm(pipeline.soundstorm, examples, options)
+        model = model.to(pipeline.device)
+    return Enrolment(adapted, model, adapter, levels, decoder_seconds, time.perf_counter() - start)
 
 
 def _fit(original: Codec, adapted: Codec, clips: Sequence[torch.Tensor], levels: int) -> tuple[float, float]:
@@ -161,15 +170,41 @@ def _fit(original: Codec, adapted: Codec, clips: Sequence[torch.Tensor], levels:
     return float(before), float(after)
 
 
+def add_soundstorm_adaptation_arguments(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """--PREFIX-steps, --PREFIX-lr and --PREFIX-rank: how SoundStorm is adapted to a voice
+    (`soundstorm enroll` takes prefix "soundstorm", the evaluations "enroll-soundstorm")."""
+    defaults = SoundStormAdaptation()
+    parser.add_argument(f"--{prefix}-steps", type=int, default=defaults.steps,
+                        help=f"steps fine-tuning a copy of SoundStorm on the voice (default {defaults.steps}, "
+                             "measured on 60 s; 0: keep the models folder's SoundStorm)")
+    parser.add_argument(f"--{prefix}-lr", type=float, help=f"its learning rate (default {defaults.lr:g}, "
+                        f"or with a rank the adapters' {LORA_LR:g})")
+    parser.add_argument(f"--{prefix}-rank", type=int, default=defaults.rank,
+                        help="train low-rank adapters of this rank (soundstorm/model/lora.py) instead of every "
+                             "weight: a voice folder of a few MB instead of a SoundStorm copy")
+
+
+def soundstorm_adaptation(args: argparse.Namespace, prefix: str) -> SoundStormAdaptation:
+    """The SoundStormAdaptation that add_soundstorm_adaptation_arguments' flags ask for."""
+    dest = prefix.replace("-", "_")
+    steps, lr, rank = (getattr(args, f"{dest}_{name}") for name in ("steps", "lr", "rank"))
+    if steps < 0:
+        raise SystemExit(f"--{prefix}-steps must be at least 0, got {steps}")
+    if rank is not None and rank < 1:
+        raise SystemExit(f"--{prefix}-rank must be at least 1, got {rank}")
+    if lr is not None and not lr > 0:
+        raise SystemExit(f"--{prefix}-lr must be positive, got {lr}")
+    default_lr = SoundStormAdaptation().lr if rank is None else LORA_LR
+    return SoundStormAdaptation(steps=steps, lr=default_lr if lr is None else lr, rank=rank)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("audio", nargs="+", type=Path, help="audio files of one voice (30-60 s in all is best)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the voice folder to write")
     parser.add_argument("--models", type=Path, help="models folder whose decoder and SoundStorm to adapt (default: the bundled models/demo)")
     parser.add_argument("--steps", type=int, help=f"decoder adaptation steps (default: about 3 a second of audio, "
                         f"{MIN_STEPS} to {MAX_STEPS})")
-    parser.add_argument("--soundstorm-steps", type=int, default=SOUNDSTORM_STEPS,
-                        help=f"steps fine-tuning a copy of SoundStorm on the voice (default {SOUNDSTORM_STEPS}, "
-                             "measured on 60 s; 0: keep the models folder's)")
+    add_soundstorm_adaptation_arguments(parser, "soundstorm")
     parser.add_argument("--prompt", type=Path, help="the voice prompt's audio (default: the first 3 s of the first file)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
 
@@ -179,6 +214,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     pipeline = SpeechPipeline.from_folder(models_folder(args.models))
     folder = enroll_voice(pipeline, args.audio, args.output, steps=args.steps, prompt=args.prompt,
-                          soundstorm_steps=args.soundstorm_steps, progress=True)
+                          soundstorm=soundstorm_adaptation(args, "soundstorm"), progress=True)
     print(f"wrote the voice folder {folder.path}: use it as --voice {folder.path}")
     return 0

@@ -37,10 +37,12 @@ import torch
 from torch import Tensor
 
 from soundstorm import masking
+from soundstorm.checkpoint import weights_digest
 from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
 from soundstorm.decoding import DecodeStep
+from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.model.step_linear import use_step_weights
 from soundstorm.precision import autocast, resolve_precision, resolve_step_precision, step_weights_dtype
@@ -298,9 +300,20 @@ class SpeechPipeline:
         return codec
 
     def _enrolled_soundstorm(self, folder: VoiceFolder) -> SoundStorm | None:
-        """A voice folder's SoundStorm, if it has one, checked to be this pipeline's with other weights."""
+        """A voice folder's SoundStorm, if it has one, checked to be this pipeline's with other
+        weights; adapters are merged into this pipeline's SoundStorm, which they must belong to."""
         if not folder.soundstorm.is_dir():
             return None
+        if folder.soundstorm_is_adapter:
+            adapter = LoRAAdapter.load(folder.soundstorm)
+            mine = weights_digest(self.soundstorm)
+            if adapter.base_weights != mine:
+                raise ValueError(
+                    f"the voice folder {folder.path} holds adapters for a SoundStorm with weights {adapter.base_weights}, "
+                    f"not this pipeline's ({mine}): enroll the voice again with these models (--models)")
+            merged = adapter.merged_into(self.soundstorm)
+            assert isinstance(merged, SoundStorm)
+            return merged.eval()
         model = SoundStorm.from_pretrained(folder.soundstorm).float().eval().to(self.device)
         if model.config != self.soundstorm.config:
             raise ValueError(f"the voice folder {folder.path} holds a SoundStorm of another configuration than this "

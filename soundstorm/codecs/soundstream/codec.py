@@ -11,7 +11,6 @@ the weights and levels that made it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from soundstorm.checkpoint import weights_digest
 from soundstorm.codecs.base import Codec
 from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
 from soundstorm.codecs.soundstream.model import SoundStream
@@ -27,17 +27,10 @@ _OPTION = "num_quantizers"
 
 
 def _digest(model: SoundStream) -> str:
-    """sha256 of the encoder's and the codebooks' weights as float32 (fp16- and fp32-stored
-    copies of one model agree only if the fp32 one was rounded: they are different weights),
-    first 16 hex digits. The decoder is left out: it changes no token, so a decoder-only
-    fine-tune (recipes/demo/codec-gan.toml) keeps every token cache made with the codec."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith("decoder."):
-            continue
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32 if tensor.is_floating_point() else tensor.dtype).numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """weights_digest of the encoder and the codebooks. The decoder is left out: it changes no
+    token, so a decoder-only fine-tune (recipes/demo/codec-gan.toml) keeps every token cache made
+    with the codec."""
+    return weights_digest(model, skip=("decoder.",))
 
 
 class SoundStreamCodec(Codec):
