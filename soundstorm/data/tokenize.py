@@ -75,8 +75,11 @@ def build_token_cache(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = False,
+    split: str | None = None,
+    sample: int | None = None,
 ) -> Path | None:
-    """Tokenize every utterance of `manifest` into a cache at `out_dir`.
+    """Tokenize every utterance of `manifest` (of one `split`, or a seeded `sample` of that
+    many: e.g. the rehearsal set that speaker enrolment replays) into a cache at `out_dir`.
 
     Returns out_dir once the cache is complete; None on a rank that finished its shards while
     others (under torchrun) are still running theirs (rank 0 waits at a barrier and finishes).
@@ -85,8 +88,14 @@ def build_token_cache(
 
     manifest, out_dir = Path(manifest), Path(out_dir)
     entries = read_manifest(manifest)
+    if split is not None:
+        entries = [e for e in entries if e.split == split]
     if not entries:
-        raise ValueError(f"{manifest} lists no utterances")
+        raise ValueError(f"{manifest} lists no utterances" + (f" of split {split!r}" if split is not None else ""))
+    if sample is not None:
+        if sample < 1:
+            raise ValueError(f"sample must be at least 1, got {sample}")
+        entries = [entries[i] for i in sorted(np.random.default_rng(0).permutation(len(entries))[:sample])]
     if codec.codebook_size > 65536:
         raise ValueError(f"codes are stored as uint16; codebook_size {codec.codebook_size} does not fit")
     settings: dict[str, Any] = {
@@ -95,6 +104,8 @@ def build_token_cache(
         "semantic": semantic.describe() if semantic is not None else None,
         "manifest": {"path": str(manifest.resolve()), "sha256": _file_digest(manifest), "num_entries": len(entries)},
         "shard_size": shard_size,
+        **({"split": split} if split is not None else {}),
+        **({"sample": sample} if sample is not None else {}),
     }
     meta_file, build_file = out_dir / cache_format.META_NAME, out_dir / cache_format.BUILD_NAME
     if meta_file.is_file():
@@ -156,6 +167,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", required=True, help="codec spec, e.g. python:my_package.codecs:make_codec")
     parser.add_argument("--semantic", help="semantic tokenizer spec (omit for an unconditional cache)")
     parser.add_argument("--shard-size", type=int, default=256, help="utterances per shard (default 256)")
+    parser.add_argument("--split", help="only the manifest's utterances of this split (e.g. train)")
+    parser.add_argument("--sample", type=int, help="only a seeded random sample of this many utterances (e.g. a "
+                        "models folder's rehearsal/ set for `soundstorm enroll`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -168,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     semantic = load_semantic_tokenizer(args.semantic) if args.semantic else None
     done = build_token_cache(
         args.manifest, args.out, codec, semantic, shard_size=args.shard_size, rank=rank,
-        world_size=world_size, progress=not args.quiet and sys.stderr.isatty(),
+        world_size=world_size, progress=not args.quiet and sys.stderr.isatty(), split=args.split, sample=args.sample,
     )
     if done is not None:
         cache = TokenCache(done)
