@@ -34,13 +34,14 @@ from soundstorm.model.soundstorm import SoundStorm
 class SoundStormAdaptation:
     steps: int = 100  # optimizer steps; 0 leaves the model as it is
     lr: float = 1e-4  # AdamW, constant
-    batch_size: int = 8  # utterances a step
+    batch_size: int = 8  # the voice's utterances a step (replayed ones come on top)
     crop_frames: int = 500  # longer examples are cropped to this many frames (10 s at 50 Hz)
     cond_drop_prob: float = 0.1  # as in training, so classifier-free guidance keeps working
     train_levels: int | None = None  # train only the first levels (the ones decoded); None: all
     seed: int = 0
     rank: int | None = None  # low-rank adapters of this rank on the Conformer (soundstorm/model/lora.py); None: every weight
-    replay_fraction: float = 0.0  # of each batch, drawn from other voices' examples (rehearsal; needs `replay`)
+    # Of each batch, drawn from other voices' examples (rehearsal; needs `replay`): 0.5 doubles the batch.
+    replay_fraction: float = 0.0
     lora_alpha: float | None = None  # their update's scale is lora_alpha / rank (None: the rank, a scale of 1)
 
     def __post_init__(self) -> None:
@@ -103,7 +104,7 @@ def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
     batch of random crops (seeded by options.seed, one draw after another)."""
     if not examples:
         raise ValueError("adapt_soundstorm needs at least one (codes, semantic) example of the voice")
-    replayed = round(options.batch_size * options.replay_fraction)
+    replayed = round(options.batch_size * options.replay_fraction / (1 - options.replay_fraction))
     if replayed and not replay:
         raise ValueError(f"SoundStormAdaptation.replay_fraction {options.replay_fraction} needs replay examples "
                          "(other voices' codes and semantic tokens)")
@@ -121,7 +122,7 @@ def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
     generator = torch.Generator(device=device).manual_seed(options.seed)
 
     def loss_of(trained: nn.Module) -> Tensor:
-        chosen = [_crop(*examples[i], crop, r, rng) for i in rng.integers(0, len(examples), options.batch_size - replayed)]
+        chosen = [_crop(*examples[i], crop, r, rng) for i in rng.integers(0, len(examples), options.batch_size)]
         if replayed:
             chosen += [_crop(*replay[i], crop, r, rng) for i in rng.integers(0, len(replay), replayed)]
         codes, semantic, lengths = _batch(chosen)

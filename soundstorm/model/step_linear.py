@@ -58,11 +58,23 @@ class StepLinear(nn.Module):
 
 
 def use_step_weights(model: nn.Module, dtype: torch.dtype = torch.float16) -> int:
-    """Replace every nn.Linear inside model by a StepLinear around it, in place; -> how many."""
+    """Replace every nn.Linear inside model by a StepLinear around it, in place, and make the
+    copies of StepLinears already there anew (a converted model trained since, e.g. a copy
+    fine-tuned on a voice, would otherwise step with its old weights); -> how many."""
     replaced = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if type(child) is nn.Linear:
                 setattr(module, name, StepLinear(child, dtype))
                 replaced += 1
+            elif isinstance(child, StepLinear):
+                setattr(module, name, StepLinear(_plain(child), dtype))
+                replaced += 1
     return replaced
+
+
+def _plain(step: StepLinear) -> nn.Linear:
+    """The nn.Linear a StepLinear wraps (sharing its parameters)."""
+    linear = nn.Linear(step.in_features, step.out_features, bias=step.bias is not None, device="meta")
+    linear.weight, linear.bias = step.weight, step.bias
+    return linear.train(step.training)

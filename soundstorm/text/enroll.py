@@ -43,6 +43,8 @@ from soundstorm.model.adapt import SoundStormAdaptation, adapt_soundstorm, sound
 from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.semantic import SemanticTokenizer
+from soundstorm.text.adapt import T2SAdaptation, adapt_t2s
+from soundstorm.text.model import TextToSemantic
 from soundstorm.text.commands import models_folder
 from soundstorm.text.pipeline import MIN_PROMPT_SECONDS, PROMPT_SECONDS, SILENT_DB, SpeechPipeline
 from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
@@ -128,15 +130,18 @@ class Enrolment:
     codec: SoundStreamCodec  # the pipeline's codec with its decoder adapted to the voice
     soundstorm: SoundStorm | None  # the pipeline's SoundStorm adapted to it, or None
     soundstorm_adapter: LoRAAdapter | None  # what `soundstorm` adds to the pipeline's, with a rank
+    t2s: TextToSemantic | None  # the pipeline's text-to-semantic model adapted to the voice, or None
     levels: int  # the levels both learned from: those SoundStorm decodes by default
     decoder_seconds: float
     soundstorm_seconds: float
 
 
 def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], steps: int,
-                   soundstorm: SoundStormAdaptation = SoundStormAdaptation()) -> Enrolment:
+                   soundstorm: SoundStormAdaptation = SoundStormAdaptation(),
+                   t2s: T2SAdaptation | None = None, texts: Sequence[str | None] = ()) -> Enrolment:
     """The pipeline's decoder and SoundStorm adapted to one voice's clips [1, 1, N] (copies;
-    soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes."""
+    soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes; with `t2s`, its
+    text-to-semantic model too, on the clips whose transcript `texts` gives (None: not known)."""
     codec = pipeline.codec
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
@@ -158,7 +163,18 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
             else:
                 model = adapt_soundstorm(pipeline.soundstorm, examples, options, replay)
         model = model.to(pipeline.device)
-    return Enrolment(adapted, model, adapter, levels, decoder_seconds, time.perf_counter() - start)
+    soundstorm_seconds = time.perf_counter() - start
+    t2s_model = None
+    if t2s is not None and t2s.steps:
+        if pipeline.t2s is None:
+            raise ValueError("the models folder has no text-to-semantic model (t2s/) to adapt")
+        examples = [(pipeline.symbols.encode(text), pipeline.tokens(clip)[1])
+                    for clip, text in zip(clips, texts) if text]
+        if not examples:
+            raise ValueError("adapting the text-to-semantic model needs the transcripts of the enrolment audio")
+        with torch.inference_mode(False), torch.enable_grad():
+            t2s_model = pipeline.voice_t2s(adapt_t2s(pipeline.t2s, examples, t2s))
+    return Enrolment(adapted, model, adapter, t2s_model, levels, decoder_seconds, soundstorm_seconds)
 
 
 def rehearsal_examples(folder: Path | None, model: SoundStorm, codec: Codec,
