@@ -2,8 +2,7 @@
 the acoustic model, soundstorm/model/adapt.py) in several ways, and measure its masked-token loss
 (first four levels) on that voice's utterances that `soundstorm eval --max-utterances 40` scores
 (never trained on: what it learned of the voice) and on the other voices' evaluated utterances
-(what it forgot of the rest). Each setting is SoundStormAdaptation's fields, comma-separated;
-replay draws from 96 training-split utterances of the other voices (never evaluated).
+(what it forgot of the rest). Each setting is SoundStormAdaptation's fields, comma-separated.
 
     .venv/bin/python benchmarks/soundstorm_enrol_probe.py flite-rms 60 steps=100,lr=1e-4 steps=100,lr=1e-3,rank=16
 
@@ -43,8 +42,6 @@ for e in entries:
         pool.append(tokens(e)); total += e.duration
 test = [tokens(e) for e in evaluated if e.speaker == speaker]
 others = [tokens(e) for e in evaluated if e.speaker != speaker and not e.speaker.startswith('espeak')]
-train = [e for e in entries if e.split == "train" and e.speaker != speaker]
-replay = [tokens(train[i]) for i in sorted(np.random.default_rng(1).permutation(len(train))[:96])]
 print(f"{speaker}: enrol {len(pool)} utterances {total:.1f} s; test {len(test)}, other voices {len(others)}", flush=True)
 def batch(items):
     T = max(c.shape[0] for c, _ in items); S = (T + 1) // 2
@@ -66,6 +63,6 @@ for setting in settings:
     kinds = {"steps": int, "rank": int, "batch_size": int, "crop_frames": int}
     options = SoundStormAdaptation(train_levels=4, **{k: kinds.get(k, float)(v) for k, v in fields.items()})
     start = time.perf_counter()
-    model = adapt_soundstorm(base, pool, options, replay)
+    model = adapt_soundstorm(base, pool, options)
     print(f"{setting} ({time.perf_counter() - start:.0f} s): voice {loss_on(model, test):.4f}, "
           f"other voices {loss_on(model, others):.4f}", flush=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from soundstorm.checkpoint import weights_digest
 from soundstorm.cli import main
 from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 from soundstorm.model.lora import LoRAAdapter
-from soundstorm.text.enroll import MAX_STEPS, MIN_STEPS, default_steps, enroll_voice, rehearsal_examples
+from soundstorm.text.enroll import MAX_STEPS, MIN_STEPS, default_steps, enroll_voice
 from soundstorm.text.pipeline import SpeechPipeline
 from soundstorm.text.voice_folder import read_voice_folder
 from tests.speech_models import flite, needs_flite, write_tiny_models
@@ -141,56 +140,6 @@ def test_enrolment_with_adapters_stores_them_alone_and_merges_them_into_the_pipe
         retrained.soundstorm.head_bias.add_(0.01)
     with pytest.raises(ValueError, match="holds adapters for a SoundStorm with weights .*enroll the voice again"):
         retrained.voice(out)
-
-
-@needs_flite
-def test_enrolment_replays_the_models_folders_rehearsal_set_of_its_own_tokens(tmp_path: Path) -> None:
-    from soundstorm.codecs import load_codec
-    from soundstorm.codecs.soundstream.model import SoundStream, SoundStreamConfig
-    from soundstorm.data.manifest import ManifestEntry, write_manifest
-    from soundstorm.data.tokenize import build_token_cache
-    from soundstorm.semantic.kmeans_tokenizer import load_kmeans_tokenizer
-
-    models = write_tiny_models(tmp_path / "models")
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    texts = ["A training voice speaks.", "It says another thing.", "This one is held back."]
-    entries = []
-    for i, text in enumerate(texts):
-        path = flite(corpus / f"slt{i}.wav", text)
-        entries.append(ManifestEntry(f"slt{i}", path.name, sf.info(path).duration, 16000, "flite-slt", text,
-                                     split="train" if i < 2 else "test"))
-    write_manifest(entries, corpus / "manifest.jsonl")
-    codec, semantic = load_codec(f"soundstream:{models / 'codec'}"), load_kmeans_tokenizer(models / "semantic")
-    assert main(["corpus", "tokenize", str(corpus / "manifest.jsonl"), str(models / "rehearsal"), "--codec",
-                 f"soundstream:{models / 'codec'}", "--semantic", f"mfcc:{models / 'semantic'}", "--split", "train",
-                 "--sample", "5", "--quiet"]) == 0
-    pipeline = SpeechPipeline.from_folder(models)
-    assert pipeline.rehearsal_dir == models / "rehearsal"
-    replay = rehearsal_examples(pipeline.rehearsal_dir, pipeline.soundstorm, codec, semantic)
-    assert len(replay) == 2  # the train split's two, though five were asked for
-    assert all(c.shape[1] == 4 and len(s) == -(-c.shape[0] // 2) for c, s in replay)
-
-    speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
-    out = tmp_path / "voice"
-    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
-                 "--soundstorm-steps", "2"]) == 0
-    assert json.loads((out / "voice.json").read_text())["soundstorm_adaptation"]["replay_fraction"] == 0.5
-
-    # Tokens of another codec would teach SoundStorm the wrong codes.
-    torch.manual_seed(1)
-    SoundStream(SoundStreamConfig.preset("tiny")).save_pretrained(tmp_path / "other-codec")
-    build_token_cache(corpus / "manifest.jsonl", tmp_path / "other-rehearsal",
-                      load_codec(f"soundstream:{tmp_path / 'other-codec'}"), semantic, split="train")
-    with pytest.raises(ValueError, match="does not belong to these models"):
-        rehearsal_examples(tmp_path / "other-rehearsal", pipeline.soundstorm, codec, semantic)
-    with pytest.raises(ValueError, match="needs the models folder's rehearsal"):
-        rehearsal_examples(None, pipeline.soundstorm, codec, semantic)
-    shutil.rmtree(models / "rehearsal")  # a models folder without one: replay is off, unless asked for
-    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
-                 "--soundstorm-steps", "1"]) == 0
-    assert json.loads((out / "voice.json").read_text())["soundstorm_adaptation"]["replay_fraction"] == 0.0
-    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--soundstorm-replay", "0.5"]) == 2
 
 
 @needs_flite

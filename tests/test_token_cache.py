@@ -101,6 +101,21 @@ def test_interrupted_build_resumes_without_redoing_shards(tmp_path: Path, monkey
     assert len(cache) == 6 and cache.semantic(0) is None
 
 
+def test_a_split_or_a_seeded_sample_of_it_is_tokenized_alone(tmp_path: Path) -> None:
+    manifest = make_corpus(tmp_path / "corpus", [0.3 + 0.1 * i for i in range(9)])  # utt000, 004, 008 are valid
+    build_token_cache(manifest, tmp_path / "train", FakeCodec(), split="train")
+    assert [item.id for item in TokenCache(tmp_path / "train").items] == [f"utt{i:03d}" for i in (1, 2, 3, 5, 6, 7)]
+    build_token_cache(manifest, tmp_path / "sample", FakeCodec(), split="train", sample=3)
+    sample = [item.id for item in TokenCache(tmp_path / "sample").items]
+    assert len(sample) == 3 and sample == sorted(sample) and all(item.split == "train" for item in TokenCache(tmp_path / "sample").items)
+    build_token_cache(manifest, tmp_path / "again", FakeCodec(), split="train", sample=3)
+    assert [item.id for item in TokenCache(tmp_path / "again").items] == sample  # seeded
+    with pytest.raises(ValueError, match="sample = 3.*this run has sample = 4"):
+        build_token_cache(manifest, tmp_path / "sample", FakeCodec(), split="train", sample=4)
+    with pytest.raises(ValueError, match="no utterances of split 'test'"):
+        build_token_cache(manifest, tmp_path / "none", FakeCodec(), split="test")
+
+
 def test_settings_that_differ_are_refused(tmp_path: Path) -> None:
     manifest = make_corpus(tmp_path / "corpus", [0.4, 0.6])
     build_token_cache(manifest, tmp_path / "cache", FakeCodec())

@@ -79,8 +79,4 @@ fi
 
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
     --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" --out models/demo
-# The rehearsal set that `soundstorm enroll` replays so that an enrolled SoundStorm keeps the
-# training voices' speech (soundstorm/text/enroll.py): 96 training utterances' tokens, 300 kB.
-"$SOUNDSTORM" corpus tokenize "$MANIFEST" models/demo/rehearsal --codec "soundstream:models/demo/codec" \
-    --semantic "content:models/demo/semantic" --split train --sample 96 --quiet
 echo "== models/demo is ready: make demo"

@@ -79,7 +79,7 @@ def build_token_cache(
     sample: int | None = None,
 ) -> Path | None:
     """Tokenize every utterance of `manifest` (of one `split`, or a seeded `sample` of that
-    many: e.g. the rehearsal set that speaker enrolment replays) into a cache at `out_dir`.
+    many: a small cache for a probe or a quick experiment) into a cache at `out_dir`.
 
     Returns out_dir once the cache is complete; None on a rank that finished its shards while
     others (under torchrun) are still running theirs (rank 0 waits at a barrier and finishes).
@@ -88,6 +88,7 @@ def build_token_cache(
 
     manifest, out_dir = Path(manifest), Path(out_dir)
     entries = read_manifest(manifest)
+    listed = len(entries)
     if split is not None:
         entries = [e for e in entries if e.split == split]
     if not entries:
@@ -102,7 +103,7 @@ def build_token_cache(
         "format_version": cache_format.FORMAT_VERSION,
         "codec": codec.describe(),
         "semantic": semantic.describe() if semantic is not None else None,
-        "manifest": {"path": str(manifest.resolve()), "sha256": _file_digest(manifest), "num_entries": len(entries)},
+        "manifest": {"path": str(manifest.resolve()), "sha256": _file_digest(manifest), "num_entries": listed},
         "shard_size": shard_size,
         **({"split": split} if split is not None else {}),
         **({"sample": sample} if sample is not None else {}),
@@ -168,8 +169,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--semantic", help="semantic tokenizer spec (omit for an unconditional cache)")
     parser.add_argument("--shard-size", type=int, default=256, help="utterances per shard (default 256)")
     parser.add_argument("--split", help="only the manifest's utterances of this split (e.g. train)")
-    parser.add_argument("--sample", type=int, help="only a seeded random sample of this many utterances (e.g. a "
-                        "models folder's rehearsal/ set for `soundstorm enroll`)")
+    parser.add_argument("--sample", type=int, help="only a seeded random sample of this many utterances")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

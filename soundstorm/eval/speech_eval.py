@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     # same sentence draws in a run of both: the two pair up sentence by sentence.
     wanted = {GROUP_NAMES[g] for g in args.groups}
     indexed = [(index, pair) for index, pair in enumerate(pairs) if GROUPS[pair[0].split or ""] in wanted]
-    enrolment = soundstorm_adaptation(args, "enroll-soundstorm", pipeline.rehearsal_dir is not None)
+    enrolment = soundstorm_adaptation(args, "enroll-soundstorm")
     asr, similarity = Recognizer(), SpeakerSimilarity()
     sr = pipeline.sample_rate
     if args.enroll_seconds and args.adapt_decoder:

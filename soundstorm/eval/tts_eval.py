@@ -39,8 +39,7 @@ from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.model.adapt import SoundStormAdaptation
 from soundstorm.semantic.rate import match_rate
-from soundstorm.text.enroll import add_soundstorm_adaptation_arguments, rehearsal_examples, soundstorm_adaptation
-from soundstorm.text.pipeline import REHEARSAL_FOLDER
+from soundstorm.text.enroll import add_soundstorm_adaptation_arguments, soundstorm_adaptation
 
 BUCKETS = (("short", 0.0, 5.0), ("mid", 5.0, 8.0), ("long", 8.0, float("inf")))
 CROP_SECONDS = 3.0
@@ -195,10 +194,9 @@ def to_markdown(rows: list[dict[str, Any]], command: str, prompt_seconds: float)
 
 def _adapted_soundstorms(model: Any, codec: Any, tokenizer: Any, entries: list[ManifestEntry],
                          evaluated: list[ManifestEntry], root: Path, seconds: float,
-                         options: SoundStormAdaptation, replay: list[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[str], Any]:
+                         options: SoundStormAdaptation) -> Callable[[str], Any]:
     """speaker -> `model` fine-tuned (soundstorm/model/adapt.py) on `seconds` of that speaker's
-    utterances that are not evaluated, as `soundstorm enroll` does (replaying `replay`, the
-    rehearsal set, if options say so); made on first use."""
+    utterances that are not evaluated, as `soundstorm enroll` does; made on first use."""
     from soundstorm.data.audio import resample_audio
     from soundstorm.eval.codec_eval import speaker_audio
     from soundstorm.model.adapt import adapt_soundstorm
@@ -214,7 +212,7 @@ def _adapted_soundstorms(model: Any, codec: Any, tokenizer: Any, entries: list[M
         if speaker not in cache:
             clips = speaker_audio(entries, speaker, skip, seconds, root, codec.sample_rate)
             with torch.inference_mode(False), torch.enable_grad():
-                cache[speaker] = adapt_soundstorm(model, [examples(clip) for clip in clips], options, replay)
+                cache[speaker] = adapt_soundstorm(model, [examples(clip) for clip in clips], options)
         return cache[speaker]
 
     return soundstorm_for
@@ -279,10 +277,7 @@ def run(args: argparse.Namespace) -> int:
     order = np.random.default_rng(0).permutation(len(entries))[: args.max_utterances]
     entries = [entries[i] for i in sorted(order)]
     decoder_for = soundstorm_for = None
-    # The models folder's rehearsal set, beside the SoundStorm evaluated (soundstorm/text/enroll.py).
-    rehearsal = args.soundstorm.parent / REHEARSAL_FOLDER if args.soundstorm is not None else None
-    rehearsal = rehearsal if rehearsal is not None and rehearsal.is_dir() else None
-    enrolment = soundstorm_adaptation(args, "enroll-soundstorm", rehearsal is not None)
+    enrolment = soundstorm_adaptation(args, "enroll-soundstorm")
     if args.enroll_seconds:
         from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
         from soundstorm.eval.codec_eval import adapted_decoders
@@ -294,9 +289,8 @@ def run(args: argparse.Namespace) -> int:
         soundstorm = next((g.model for g in generators if g.name == "SoundStorm"), None)
         if soundstorm is not None and enrolment.steps:
             enrolment = replace(enrolment, train_levels=len(args.steps) if args.steps else None)
-            replay = rehearsal_examples(rehearsal, soundstorm, codec, tokenizer) if enrolment.replay_fraction else []
             soundstorm_for = _adapted_soundstorms(soundstorm, codec, tokenizer, everything, entries, args.manifest.parent,
-                                                  args.enroll_seconds, enrolment, replay)
+                                                  args.enroll_seconds, enrolment)
     utterances = evaluate(entries, args.manifest.parent, codec, tokenizer, generators, args.prompt_seconds,
                           progress=not args.quiet and sys.stderr.isatty(), decoder_for=decoder_for,
                           soundstorm_for=soundstorm_for)

@@ -34,14 +34,12 @@ from soundstorm.model.soundstorm import SoundStorm
 class SoundStormAdaptation:
     steps: int = 100  # optimizer steps; 0 leaves the model as it is
     lr: float = 1e-4  # AdamW, constant
-    batch_size: int = 8  # the voice's utterances a step (replayed ones come on top)
+    batch_size: int = 8  # utterances a step
     crop_frames: int = 500  # longer examples are cropped to this many frames (10 s at 50 Hz)
     cond_drop_prob: float = 0.1  # as in training, so classifier-free guidance keeps working
     train_levels: int | None = None  # train only the first levels (the ones decoded); None: all
     seed: int = 0
     rank: int | None = None  # low-rank adapters of this rank on the Conformer (soundstorm/model/lora.py); None: every weight
-    # Of each batch, drawn from other voices' examples (rehearsal; needs `replay`): 0.5 doubles the batch.
-    replay_fraction: float = 0.0
     lora_alpha: float | None = None  # their update's scale is lora_alpha / rank (None: the rank, a scale of 1)
 
     def __post_init__(self) -> None:
@@ -49,8 +47,6 @@ class SoundStormAdaptation:
             raise ValueError(f"SoundStormAdaptation.steps must be >= 0, got {self.steps}")
         if not self.lr > 0 or self.batch_size < 1 or self.crop_frames < 2:
             raise ValueError(f"SoundStormAdaptation needs lr > 0, batch_size >= 1 and crop_frames >= 2, got {self}")
-        if not 0.0 <= self.replay_fraction < 1.0:
-            raise ValueError(f"SoundStormAdaptation.replay_fraction must be in [0, 1), got {self.replay_fraction}")
         if self.rank is not None and self.rank < 1:
             raise ValueError(f"SoundStormAdaptation.rank must be >= 1 (or None: no adapters), got {self.rank}")
 
@@ -62,18 +58,15 @@ class SoundStormAdaptation:
 
 
 def adapt_soundstorm(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
-                     options: SoundStormAdaptation = SoundStormAdaptation(),
-                     replay: Sequence[tuple[Tensor, Tensor]] = ()) -> SoundStorm:
+                     options: SoundStormAdaptation = SoundStormAdaptation()) -> SoundStorm:
     """A copy of `model` (float32, eval mode) fine-tuned on one voice's examples, each (codes
     int64 [T, Q], semantic int64 [S]) as SoundStorm trains on them; `model` is not changed.
-    With options.rank, only low-rank adapters learn, merged into the copy's weights. `replay`:
-    examples of other voices, options.replay_fraction of each batch, so that the copy keeps
-    what it knew of them."""
+    With options.rank, only low-rank adapters learn, merged into the copy's weights."""
     if options.rank is not None and options.steps:
-        merged = soundstorm_adapter(model, examples, options, replay).merged_into(model)
+        merged = soundstorm_adapter(model, examples, options).merged_into(model)
         assert isinstance(merged, SoundStorm)
         return merged.eval()
-    loss_of = _loss_function(model, examples, options, replay)
+    loss_of = _loss_function(model, examples, options)
     adapted = copy.deepcopy(model).float().eval()
     if options.steps == 0:
         return adapted
@@ -89,28 +82,24 @@ def adapt_soundstorm(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]
 
 
 def soundstorm_adapter(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
-                       options: SoundStormAdaptation, replay: Sequence[tuple[Tensor, Tensor]] = ()) -> LoRAAdapter:
+                       options: SoundStormAdaptation) -> LoRAAdapter:
     """Low-rank adapters (options.rank) trained on one voice's examples as adapt_soundstorm
     trains the whole model: `adapter.merged_into(model)` is the adapted SoundStorm."""
     if options.lora is None:
         raise ValueError("soundstorm_adapter needs SoundStormAdaptation.rank")
-    loss_of = _loss_function(model, examples, options, replay)
+    loss_of = _loss_function(model, examples, options)
     return train_lora(model, loss_of, options.lora, options.steps, options.lr, options.seed)
 
 
-def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]], options: SoundStormAdaptation,
-                   replay: Sequence[tuple[Tensor, Tensor]] = ()) -> Callable[[nn.Module], Tensor]:
+def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
+                   options: SoundStormAdaptation) -> Callable[[nn.Module], Tensor]:
     """Checks the examples; -> loss_of(model being trained): the masked-token loss of a fresh
     batch of random crops (seeded by options.seed, one draw after another)."""
     if not examples:
         raise ValueError("adapt_soundstorm needs at least one (codes, semantic) example of the voice")
-    replayed = round(options.batch_size * options.replay_fraction / (1 - options.replay_fraction))
-    if replayed and not replay:
-        raise ValueError(f"SoundStormAdaptation.replay_fraction {options.replay_fraction} needs replay examples "
-                         "(other voices' codes and semantic tokens)")
     config = model.config
     r = config.semantic_rate_ratio
-    for codes, semantic in [*examples, *replay]:
+    for codes, semantic in examples:
         if codes.dim() != 2 or codes.shape[1] != config.num_quantizers:
             raise ValueError(f"adaptation codes must be [T, {config.num_quantizers}], got {tuple(codes.shape)}")
         if semantic.dim() != 1 or len(semantic) != -(-codes.shape[0] // r):
@@ -123,8 +112,6 @@ def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],
 
     def loss_of(trained: nn.Module) -> Tensor:
         chosen = [_crop(*examples[i], crop, r, rng) for i in rng.integers(0, len(examples), options.batch_size)]
-        if replayed:
-            chosen += [_crop(*replay[i], crop, r, rng) for i in rng.integers(0, len(replay), replayed)]
         codes, semantic, lengths = _batch(chosen)
         out = trained(codes.to(device), semantic.to(device), lengths.to(device), generator=generator,
                       cond_drop_prob=options.cond_drop_prob, train_levels=options.train_levels)

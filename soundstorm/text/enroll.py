@@ -51,7 +51,6 @@ from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
 
 MIN_STEPS, MAX_STEPS = 20, 300
 SOUNDSTORM_STEPS = SoundStormAdaptation().steps  # 100: measured on 60 s (soundstorm/model/adapt.py)
-REPLAY_FRACTION = 0.5  # of each enrolment batch, from the models folder's rehearsal/ (docs/enrolment.md)
 LORA_LR = 1e-3  # low-rank adapters learn at a higher rate than the whole model (measured: docs/enrolment.md)
 
 
@@ -104,7 +103,6 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     soundstorm_info = None
     if enrolment.soundstorm is not None:
         soundstorm_info = {"steps": soundstorm.steps, "levels": levels, "lr": soundstorm.lr, "rank": soundstorm.rank,
-                           "replay_fraction": soundstorm.replay_fraction,
                            "seconds_taken": round(enrolment.soundstorm_seconds, 1)}
         if progress:
             what = f"rank-{soundstorm.rank} adapters of " if soundstorm.rank else ""
@@ -154,14 +152,12 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
     if soundstorm.steps:
         examples = [pipeline.tokens(clip) for clip in clips]
         options = replace(soundstorm, train_levels=levels)
-        replay = (rehearsal_examples(pipeline.rehearsal_dir, pipeline.soundstorm, pipeline.codec, pipeline.semantic)
-                  if options.replay_fraction else [])
         with torch.inference_mode(False), torch.enable_grad():
             if options.rank is not None:
-                adapter = soundstorm_adapter(pipeline.soundstorm, examples, options, replay)
+                adapter = soundstorm_adapter(pipeline.soundstorm, examples, options)
                 model = adapter.merged_into(pipeline.soundstorm).eval()
             else:
-                model = adapt_soundstorm(pipeline.soundstorm, examples, options, replay)
+                model = adapt_soundstorm(pipeline.soundstorm, examples, options)
         model = model.to(pipeline.device)
     soundstorm_seconds = time.perf_counter() - start
     t2s_model = None
@@ -175,34 +171,6 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
         with torch.inference_mode(False), torch.enable_grad():
             t2s_model = pipeline.voice_t2s(adapt_t2s(pipeline.t2s, examples, t2s))
     return Enrolment(adapted, model, adapter, t2s_model, levels, decoder_seconds, soundstorm_seconds)
-
-
-def rehearsal_examples(folder: Path | None, model: SoundStorm, codec: Codec,
-                       semantic: SemanticTokenizer) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """A models folder's rehearsal set (a token cache of its training voices: `soundstorm corpus
-    tokenize ... --split train --sample 96`) as (codes int64 [T, Q], semantic int64 [S]) examples,
-    checked to hold this codec's and this semantic tokenizer's tokens for this SoundStorm."""
-    from soundstorm.data.cache import TokenCache
-
-    if folder is None:
-        raise ValueError("replaying other voices during enrolment needs the models folder's rehearsal/ token cache "
-                         "(`soundstorm corpus tokenize MANIFEST MODELS/rehearsal --split train --sample 96 ...`); "
-                         "or give a replay fraction of 0")
-    cache = TokenCache(folder)
-    try:
-        cache.check_compatible(model.config, codec)
-        made_by = (cache.semantic_info or {}).get("name")
-        if made_by != semantic.name:
-            raise ValueError(f"its semantic tokens are {made_by}'s, the tokenizer in use is {semantic.name}")
-    except ValueError as error:
-        raise ValueError(f"the rehearsal set {folder} does not belong to these models ({error}): "
-                         "tokenize it again with the models folder's codec and semantic tokenizer") from None
-    examples = []
-    for i in range(len(cache)):
-        semantic = cache.semantic(i)
-        assert semantic is not None  # check_compatible: a conditional model's cache has them
-        examples.append((torch.from_numpy(cache.codes(i).astype(np.int64)), torch.from_numpy(semantic.astype(np.int64))))
-    return examples
 
 
 def _fit(original: Codec, adapted: Codec, clips: Sequence[torch.Tensor], levels: int) -> tuple[float, float]:
@@ -231,21 +199,12 @@ def add_soundstorm_adaptation_arguments(parser: argparse.ArgumentParser, prefix:
     parser.add_argument(f"--{prefix}-rank", type=int, default=defaults.rank,
                         help="train low-rank adapters of this rank (soundstorm/model/lora.py) instead of every "
                              "weight: a voice folder of a few MB instead of a SoundStorm copy")
-    parser.add_argument(f"--{prefix}-replay", type=float,
-                        help=f"fraction of each batch drawn from the models folder's rehearsal/ set of its training "
-                             f"voices, so that SoundStorm keeps what it knew of speech (default {REPLAY_FRACTION:g} "
-                             "when the folder has one, else 0)")
 
 
-def soundstorm_adaptation(args: argparse.Namespace, prefix: str, rehearsal: bool) -> SoundStormAdaptation:
-    """The SoundStormAdaptation that add_soundstorm_adaptation_arguments' flags ask for;
-    rehearsal: whether the models folder has a rehearsal set (the replay default)."""
+def soundstorm_adaptation(args: argparse.Namespace, prefix: str) -> SoundStormAdaptation:
+    """The SoundStormAdaptation that add_soundstorm_adaptation_arguments' flags ask for."""
     dest = prefix.replace("-", "_")
-    steps, lr, rank, replay = (getattr(args, f"{dest}_{name}") for name in ("steps", "lr", "rank", "replay"))
-    if replay is None:
-        replay = REPLAY_FRACTION if rehearsal else 0.0
-    if not 0.0 <= replay < 1.0:
-        raise SystemExit(f"--{prefix}-replay must be in [0, 1), got {replay}")
+    steps, lr, rank = (getattr(args, f"{dest}_{name}") for name in ("steps", "lr", "rank"))
     if steps < 0:
         raise SystemExit(f"--{prefix}-steps must be at least 0, got {steps}")
     if rank is not None and rank < 1:
@@ -253,7 +212,7 @@ def soundstorm_adaptation(args: argparse.Namespace, prefix: str, rehearsal: bool
     if lr is not None and not lr > 0:
         raise SystemExit(f"--{prefix}-lr must be positive, got {lr}")
     default_lr = SoundStormAdaptation().lr if rank is None else LORA_LR
-    return SoundStormAdaptation(steps=steps, lr=default_lr if lr is None else lr, rank=rank, replay_fraction=replay)
+    return SoundStormAdaptation(steps=steps, lr=default_lr if lr is None else lr, rank=rank)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -272,7 +231,6 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     pipeline = SpeechPipeline.from_folder(models_folder(args.models))
     folder = enroll_voice(pipeline, args.audio, args.output, steps=args.steps, prompt=args.prompt,
-                          soundstorm=soundstorm_adaptation(args, "soundstorm", pipeline.rehearsal_dir is not None),
-                          progress=True)
+                          soundstorm=soundstorm_adaptation(args, "soundstorm"), progress=True)
     print(f"wrote the voice folder {folder.path}: use it as --voice {folder.path}")
     return 0

@@ -53,7 +53,6 @@ from soundstorm.text.symbols import TextSymbols
 from soundstorm.text.voice_folder import PROMPT_FILE, VoiceFolder, read_voice_folder
 
 DECODING_FILE = "decoding.json"  # a models folder's measured decoding defaults
-REHEARSAL_FOLDER = "rehearsal"  # a models folder's token cache of its training voices, for enrolment
 PROMPT_SECONDS = 3.0  # the paper's voice prompt
 MIN_PROMPT_SECONDS = 0.5
 SILENT_DB = -50.0
@@ -155,9 +154,6 @@ class SpeechPipeline:
             if self.t2s_step_dtype is not None:
                 use_step_weights(t2s, self.t2s_step_dtype)
         self.voices_dir = voices_dir
-        # A token cache of the training voices that speaker enrolment replays (the models
-        # folder's rehearsal/: soundstorm/text/enroll.py); None: enrolment without it.
-        self.rehearsal_dir: Path | None = None
         # render()'s frame budget per SoundStorm batch (None: max_batch segments, whatever their length).
         self.batch_frames: int | None = CPU_BATCH_FRAMES if self.device.type == "cpu" else None
         config = soundstorm.config
@@ -201,12 +197,10 @@ class SpeechPipeline:
         t2s = TextToSemantic.from_pretrained(path / "t2s") if (path / "t2s").is_dir() else None
         from soundstorm.semantic.kmeans_tokenizer import load_kmeans_tokenizer  # any kind: content, mfcc, hubert
 
-        pipeline = cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
-                       SoundStorm.from_pretrained(path / "soundstorm"), t2s,
-                       path / "voices" if (path / "voices").is_dir() else None, device, precision,
-                       *read_decoding_defaults(path))
-        pipeline.rehearsal_dir = path / REHEARSAL_FOLDER if (path / REHEARSAL_FOLDER).is_dir() else None
-        return pipeline
+        return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
+                   SoundStorm.from_pretrained(path / "soundstorm"), t2s,
+                   path / "voices" if (path / "voices").is_dir() else None, device, precision,
+                   *read_decoding_defaults(path))
 
     @property
     def sample_rate(self) -> int:
