@@ -3,6 +3,7 @@ copy computes what the wrapped one does, and an adapter refuses a model it was n
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,20 @@ def test_lora_adaptation_learns_a_new_voice_leaves_the_model_and_saves_small(tmp
     with pytest.raises(ValueError, match="rank must be >= 1"):
         SoundStormAdaptation(rank=0)
 
+
+
+def test_blend_keeps_that_share_of_the_fine_tunes_change() -> None:
+    model = tiny()
+    examples = voice_examples(CONFIG)
+    original = model.state_dict()
+    for rank in (None, 4):
+        options = SoundStormAdaptation(steps=5, lr=1e-2, batch_size=2, rank=rank)
+        whole = adapt_soundstorm(model, examples, options).state_dict()
+        half = adapt_soundstorm(model, examples, dataclasses.replace(options, blend=0.5)).state_dict()
+        none = adapt_soundstorm(model, examples, dataclasses.replace(options, blend=0.0)).state_dict()
+        for name, value in original.items():
+            torch.testing.assert_close(half[name], (value + whole[name]) / 2, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(none[name], value, atol=1e-6, rtol=1e-5)
+        assert any(not torch.equal(whole[name], value) for name, value in original.items())
+    with pytest.raises(ValueError, match=r"blend must be in \[0, 1\]"):
+        SoundStormAdaptation(blend=1.5)

@@ -96,3 +96,20 @@ def test_the_pipeline_converts_its_text_to_semantic_model_under_auto(models: Pat
     assert pipeline.t2s_description == ("fp32, float16 step weights" if converted else "fp32")
     wav = pipeline.tts("Hello there.", pipeline.default_voice(), DecodingOptions(steps=[2, 1, 1, 1]))
     assert len(wav) > 0
+
+
+def test_converting_again_renews_the_copies_of_weights_trained_since() -> None:
+    model = tiny_t2s()
+    use_step_weights(model)  # as the pipeline holds its own
+    with torch.no_grad():  # trained since (a copy fine-tuned on a voice, say)
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    plain = tiny_t2s()
+    plain.load_state_dict(model.state_dict())  # the same weights, never converted
+    text = torch.tensor([3, 5, 7, 9, 11])
+    greedy = {"temperature": 0.0, "max_tokens": 12, "min_tokens": 12}
+    assert not torch.equal(model.generate(text, **greedy), plain.generate(text, **greedy))  # stale copies
+    assert use_step_weights(model) == sum(isinstance(m, StepLinear) for m in model.modules())
+    use_step_weights(plain)
+    assert torch.equal(model.generate(text, **greedy), plain.generate(text, **greedy))
+    assert all(type(m) is not nn.Linear for m in model.modules())

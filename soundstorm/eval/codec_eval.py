@@ -393,13 +393,6 @@ def speaker_audio(entries: Sequence[ManifestEntry], speaker: str, skip: set[str]
                   sample_rate: int) -> list[torch.Tensor]:
     """`seconds` of `speaker`'s utterances whose ids are not in `skip`, as clips [1, 1, N]: the
     first that lasts that long, as a voice prompt is, else several in manifest order."""
-    return [clip for clip, _ in speaker_utterances(entries, speaker, skip, seconds, root, sample_rate)]
-
-
-def speaker_utterances(entries: Sequence[ManifestEntry], speaker: str, skip: set[str], seconds: float, root: Path,
-                       sample_rate: int) -> list[tuple[torch.Tensor, str | None]]:
-    """speaker_audio's clips, each with its transcript (None where the clip was cut short, or
-    the manifest has none)."""
     if not seconds > 0:
         raise ValueError(f"adaptation needs seconds > 0 of each voice, got {seconds}")
     pool = [e for e in entries if e.id not in skip and e.speaker == speaker]
@@ -407,9 +400,9 @@ def speaker_utterances(entries: Sequence[ManifestEntry], speaker: str, skip: set
     clips, total = [], 0.0
     for entry in whole[:1] or pool:
         wav, _ = load_audio(entry.audio_path(root), sample_rate=sample_rate, resample=True, downmix=True)
-        kept = wav[: round((seconds - total) * sample_rate)]
-        clips.append((torch.from_numpy(kept)[None, None], entry.text if len(kept) == len(wav) else None))
-        total += len(kept) / sample_rate
+        wav = wav[: round((seconds - total) * sample_rate)]
+        clips.append(torch.from_numpy(wav)[None, None])
+        total += len(wav) / sample_rate
         if total >= seconds - 1e-6:
             return clips
     raise ValueError(f"the utterances of {speaker} outside the evaluated ones last {total:.1f} s, not "

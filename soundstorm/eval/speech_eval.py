@@ -36,11 +36,10 @@ from tqdm.auto import tqdm
 from soundstorm.atomic import atomic_write_text
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
-from soundstorm.eval.codec_eval import speaker_utterances
+from soundstorm.eval.codec_eval import speaker_audio
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
-from soundstorm.text.adapt import T2SAdaptation
 from soundstorm.text.enroll import (add_soundstorm_adaptation_arguments, adapt_to_voice, default_steps,
                                     soundstorm_adaptation)
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
@@ -131,12 +130,9 @@ def run(args: argparse.Namespace) -> int:
         if args.enroll_seconds:
             if entry.speaker not in enrolled:
                 # As `soundstorm enroll` does, on the speaker's utterances that are not evaluated.
-                clips = speaker_utterances(entries, entry.speaker, evaluated, args.enroll_seconds, root, sr)
-                enrolled[entry.speaker] = adapt_to_voice(
-                    pipeline, [clip for clip, _ in clips], default_steps(args.enroll_seconds), enrolment,
-                    T2SAdaptation(steps=args.enroll_t2s_steps), [text for _, text in clips])
+                clips = speaker_audio(entries, entry.speaker, evaluated, args.enroll_seconds, root, sr)
+                enrolled[entry.speaker] = adapt_to_voice(pipeline, clips, default_steps(args.enroll_seconds), enrolment)
             voice.codec, voice.soundstorm = enrolled[entry.speaker].codec, enrolled[entry.speaker].soundstorm
-            voice.t2s = enrolled[entry.speaker].t2s
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
             wav = pipeline.tts(entry.text or "", voice, replace(options, seed=options.seed * len(pairs) + index))
@@ -191,8 +187,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
             {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
-             "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
-             "enroll_t2s_steps": args.enroll_t2s_steps if args.enroll_seconds else None, "goals": GOALS,
+             "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None, "goals": GOALS,
              "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
@@ -242,9 +237,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speak each speaker's sentences with a decoder and a SoundStorm enrolled (`soundstorm enroll`) on this "
                              "many seconds of its utterances that are not evaluated (default 0: off)")
     add_soundstorm_adaptation_arguments(parser, "enroll-soundstorm")  # as `soundstorm enroll`; steps 0: the decoder only
-    parser.add_argument("--enroll-t2s-steps", type=int, default=0,
-                        help="with --enroll-seconds, also fine-tune the text-to-semantic model this many steps on the "
-                             "enrolment utterances and their transcripts (default 0: off)")
     parser.add_argument("--groups", nargs="+", choices=sorted(GROUP_NAMES), default=sorted(GROUP_NAMES),
                         help="which voices to speak (default both); a sentence draws the same in a run of one group "
                              "as in a run of both")

@@ -41,12 +41,17 @@ class SoundStormAdaptation:
     seed: int = 0
     rank: int | None = None  # low-rank adapters of this rank on the Conformer (soundstorm/model/lora.py); None: every weight
     lora_alpha: float | None = None  # their update's scale is lora_alpha / rank (None: the rank, a scale of 1)
+    # The share of the fine-tune's change that the copy keeps: W0 + blend (W1 - W0) (WiSE-FT,
+    # Wortsman et al., 2022: a fine-tune half undone keeps more of what the original did well).
+    blend: float = 1.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ValueError(f"SoundStormAdaptation.steps must be >= 0, got {self.steps}")
         if not self.lr > 0 or self.batch_size < 1 or self.crop_frames < 2:
             raise ValueError(f"SoundStormAdaptation needs lr > 0, batch_size >= 1 and crop_frames >= 2, got {self}")
+        if not 0.0 <= self.blend <= 1.0:
+            raise ValueError(f"SoundStormAdaptation.blend must be in [0, 1], got {self.blend}")
         if self.rank is not None and self.rank < 1:
             raise ValueError(f"SoundStormAdaptation.rank must be >= 1 (or None: no adapters), got {self.rank}")
 
@@ -78,6 +83,12 @@ def adapt_soundstorm(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(adapted.parameters(), 1.0)
         optimizer.step()
+    if options.blend != 1.0:
+        with torch.no_grad():
+            original = model.state_dict()
+            for name, tensor in adapted.state_dict().items():
+                if tensor.is_floating_point():
+                    tensor.copy_(original[name].float() + options.blend * (tensor - original[name].float()))
     return adapted.eval()
 
 
@@ -88,7 +99,11 @@ def soundstorm_adapter(model: SoundStorm, examples: Sequence[tuple[Tensor, Tenso
     if options.lora is None:
         raise ValueError("soundstorm_adapter needs SoundStormAdaptation.rank")
     loss_of = _loss_function(model, examples, options)
-    return train_lora(model, loss_of, options.lora, options.steps, options.lr, options.seed)
+    adapter = train_lora(model, loss_of, options.lora, options.steps, options.lr, options.seed)
+    for name in adapter.tensors:  # blend: the share of the change B A kept
+        if name.endswith(".lora_b"):
+            adapter.tensors[name] = options.blend * adapter.tensors[name]
+    return adapter
 
 
 def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],

@@ -42,9 +42,6 @@ from soundstorm.eval.codec_metrics import mel_distance
 from soundstorm.model.adapt import SoundStormAdaptation, adapt_soundstorm, soundstorm_adapter
 from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
-from soundstorm.semantic import SemanticTokenizer
-from soundstorm.text.adapt import T2SAdaptation, adapt_t2s
-from soundstorm.text.model import TextToSemantic
 from soundstorm.text.commands import models_folder
 from soundstorm.text.pipeline import MIN_PROMPT_SECONDS, PROMPT_SECONDS, SILENT_DB, SpeechPipeline
 from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
@@ -103,7 +100,7 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     soundstorm_info = None
     if enrolment.soundstorm is not None:
         soundstorm_info = {"steps": soundstorm.steps, "levels": levels, "lr": soundstorm.lr, "rank": soundstorm.rank,
-                           "seconds_taken": round(enrolment.soundstorm_seconds, 1)}
+                           "blend": soundstorm.blend, "seconds_taken": round(enrolment.soundstorm_seconds, 1)}
         if progress:
             what = f"rank-{soundstorm.rank} adapters of " if soundstorm.rank else ""
             print(f"adapted {what}SoundStorm on the same audio in {enrolment.soundstorm_seconds:.1f} s "
@@ -128,18 +125,15 @@ class Enrolment:
     codec: SoundStreamCodec  # the pipeline's codec with its decoder adapted to the voice
     soundstorm: SoundStorm | None  # the pipeline's SoundStorm adapted to it, or None
     soundstorm_adapter: LoRAAdapter | None  # what `soundstorm` adds to the pipeline's, with a rank
-    t2s: TextToSemantic | None  # the pipeline's text-to-semantic model adapted to the voice, or None
     levels: int  # the levels both learned from: those SoundStorm decodes by default
     decoder_seconds: float
     soundstorm_seconds: float
 
 
 def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], steps: int,
-                   soundstorm: SoundStormAdaptation = SoundStormAdaptation(),
-                   t2s: T2SAdaptation | None = None, texts: Sequence[str | None] = ()) -> Enrolment:
+                   soundstorm: SoundStormAdaptation = SoundStormAdaptation()) -> Enrolment:
     """The pipeline's decoder and SoundStorm adapted to one voice's clips [1, 1, N] (copies;
-    soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes; with `t2s`, its
-    text-to-semantic model too, on the clips whose transcript `texts` gives (None: not known)."""
+    soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes."""
     codec = pipeline.codec
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
@@ -159,18 +153,7 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
             else:
                 model = adapt_soundstorm(pipeline.soundstorm, examples, options)
         model = model.to(pipeline.device)
-    soundstorm_seconds = time.perf_counter() - start
-    t2s_model = None
-    if t2s is not None and t2s.steps:
-        if pipeline.t2s is None:
-            raise ValueError("the models folder has no text-to-semantic model (t2s/) to adapt")
-        examples = [(pipeline.symbols.encode(text), pipeline.tokens(clip)[1])
-                    for clip, text in zip(clips, texts) if text]
-        if not examples:
-            raise ValueError("adapting the text-to-semantic model needs the transcripts of the enrolment audio")
-        with torch.inference_mode(False), torch.enable_grad():
-            t2s_model = pipeline.voice_t2s(adapt_t2s(pipeline.t2s, examples, t2s))
-    return Enrolment(adapted, model, adapter, t2s_model, levels, decoder_seconds, soundstorm_seconds)
+    return Enrolment(adapted, model, adapter, levels, decoder_seconds, time.perf_counter() - start)
 
 
 def _fit(original: Codec, adapted: Codec, clips: Sequence[torch.Tensor], levels: int) -> tuple[float, float]:
@@ -199,12 +182,17 @@ def add_soundstorm_adaptation_arguments(parser: argparse.ArgumentParser, prefix:
     parser.add_argument(f"--{prefix}-rank", type=int, default=defaults.rank,
                         help="train low-rank adapters of this rank (soundstorm/model/lora.py) instead of every "
                              "weight: a voice folder of a few MB instead of a SoundStorm copy")
+    parser.add_argument(f"--{prefix}-blend", type=float, default=defaults.blend,
+                        help="the share of the fine-tune's change kept, W0 + blend (W1 - W0) (default "
+                             f"{defaults.blend:g}: all of it)")
 
 
 def soundstorm_adaptation(args: argparse.Namespace, prefix: str) -> SoundStormAdaptation:
     """The SoundStormAdaptation that add_soundstorm_adaptation_arguments' flags ask for."""
     dest = prefix.replace("-", "_")
-    steps, lr, rank = (getattr(args, f"{dest}_{name}") for name in ("steps", "lr", "rank"))
+    steps, lr, rank, blend = (getattr(args, f"{dest}_{name}") for name in ("steps", "lr", "rank", "blend"))
+    if not 0.0 <= blend <= 1.0:
+        raise SystemExit(f"--{prefix}-blend must be in [0, 1], got {blend}")
     if steps < 0:
         raise SystemExit(f"--{prefix}-steps must be at least 0, got {steps}")
     if rank is not None and rank < 1:
@@ -212,7 +200,7 @@ def soundstorm_adaptation(args: argparse.Namespace, prefix: str) -> SoundStormAd
     if lr is not None and not lr > 0:
         raise SystemExit(f"--{prefix}-lr must be positive, got {lr}")
     default_lr = SoundStormAdaptation().lr if rank is None else LORA_LR
-    return SoundStormAdaptation(steps=steps, lr=default_lr if lr is None else lr, rank=rank)
+    return SoundStormAdaptation(steps=steps, lr=default_lr if lr is None else lr, rank=rank, blend=blend)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -77,9 +77,6 @@ class Voice:
     # A SoundStorm fine-tuned on this voice (an enrolled voice folder: soundstorm/model/adapt.py),
     # or None: the pipeline's SoundStorm generates its tokens.
     soundstorm: SoundStorm | None = None
-    # A text-to-semantic model fine-tuned on this voice's speech and transcripts (soundstorm/text/
-    # adapt.py), or None: the pipeline's writes its semantic tokens.
-    t2s: TextToSemantic | None = None
 
 
 @dataclass
@@ -264,14 +261,6 @@ class SpeechPipeline:
         codec = self._adapted_codec(tensor, adapt_steps) if adapt_steps else None
         return Voice(label, codes, tokens, text, codec)
 
-    def voice_t2s(self, model: TextToSemantic) -> TextToSemantic:
-        """A text-to-semantic model adapted to a voice, made ready as the pipeline's own is: on its
-        device, in eval mode, with its float16 step weights (Voice.t2s)."""
-        model = model.to(self.device).eval()
-        if self.t2s_step_dtype is not None:
-            use_step_weights(model, self.t2s_step_dtype)
-        return model
-
     def tokens(self, wav: Tensor) -> tuple[Tensor, Tensor]:
         """Codec tokens int64 [T, Q] and semantic tokens int64 [T / r] of one clip wav [1, 1, N] at
         the codec's rate, cut to whole semantic tokens: SoundStorm's input and training example."""
@@ -360,10 +349,9 @@ class SpeechPipeline:
         elif voice is not None and voice.text:
             ids = self.symbols.join(self.symbols.encode(voice.text), ids, turn=False)
             prompt = voice.semantic
-        model = voice.t2s if voice is not None and voice.t2s is not None else self.t2s
         start = time.perf_counter()
         with autocast(self.t2s_precision, self.device):
-            tokens = model.generate(torch.tensor(ids, device=self.device), prompt_semantic=prompt,
+            tokens = self.t2s.generate(torch.tensor(ids, device=self.device), prompt_semantic=prompt,
                                        temperature=options.t2s_temperature, top_k=options.t2s_top_k,
                                        eos_threshold=options.t2s_eos_threshold,
                                        generator=self._generator(options, salt))
