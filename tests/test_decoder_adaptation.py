@@ -57,6 +57,16 @@ def test_adaptation_fits_the_prompt_and_changes_no_token() -> None:
     with pytest.raises(ValueError, match="steps must be >= 0"):
         DecoderAdaptation(steps=-1)
 
+    # A blend keeps that share of the change, and still no token moves.
+    half = adapt_decoder(model, wav, DecoderAdaptation(steps=30, lr=1e-3, crop_seconds=0.5, blend=0.5))
+    for name, value in half.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (original[name].float() + adapted.state_dict()[name]) / 2)
+    assert torch.equal(half.encode(other), model.encode(other))
+    assert mel_error(adapted, wav) < mel_error(half, wav) < mel_error(model, wav)
+    with pytest.raises(ValueError, match=r"blend must be in \[0, 1\]"):
+        DecoderAdaptation(blend=-0.1)
+
 
 @needs_flite
 def test_pipeline_decodes_an_adapted_voice_with_its_own_decoder(tmp_path: Path) -> None:

@@ -114,10 +114,12 @@ def test_enrolment_with_adapters_stores_them_alone_and_merges_them_into_the_pipe
     speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
     out = tmp_path / "voice"
     assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
-                 "--soundstorm-steps", "3", "--soundstorm-rank", "2", "--soundstorm-lr", "1e-2"]) == 0
+                 "--soundstorm-steps", "3", "--soundstorm-rank", "2", "--soundstorm-lr", "1e-2",
+                 "--soundstorm-blend", "0.5", "--blend", "0.25"]) == 0
     info = json.loads((out / "voice.json").read_text())
-    assert info["format_version"] == 2
+    assert info["format_version"] == 2 and info["adaptation"]["blend"] == 0.25
     assert info["soundstorm_adaptation"]["rank"] == 2 and info["soundstorm_adaptation"]["lr"] == 1e-2
+    assert info["soundstorm_adaptation"]["blend"] == 0.5
     assert sorted(p.name for p in (out / "soundstorm").iterdir()) == ["adapter.json", "adapter.safetensors"]
     adapter = LoRAAdapter.load(out / "soundstorm")
     assert adapter.base_weights == weights_digest(pipeline.soundstorm)
@@ -130,6 +132,7 @@ def test_enrolment_with_adapters_stores_them_alone_and_merges_them_into_the_pipe
     assert moved and moved <= {f"{layer}.weight" for layer in adapter.layers}  # only where adapters are
     torch.testing.assert_close(merged, adapter.merged_into(pipeline.soundstorm).state_dict())
 
+    assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--blend", "2"]) == 2
     # A version-1 folder (before adapters) is read as it was.
     meta = json.loads((out / "voice.json").read_text())
     (out / "voice.json").write_text(json.dumps({**meta, "format_version": 1}))

@@ -131,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
             if entry.speaker not in enrolled:
                 # As `soundstorm enroll` does, on the speaker's utterances that are not evaluated.
                 clips = speaker_audio(entries, entry.speaker, evaluated, args.enroll_seconds, root, sr)
-                enrolled[entry.speaker] = adapt_to_voice(pipeline, clips, default_steps(args.enroll_seconds), enrolment)
+                enrolled[entry.speaker] = adapt_to_voice(pipeline, clips, default_steps(args.enroll_seconds), enrolment,
+                                                         args.enroll_decoder_blend)
             voice.codec, voice.soundstorm = enrolled[entry.speaker].codec, enrolled[entry.speaker].soundstorm
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
@@ -187,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
             {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
-             "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None, "goals": GOALS,
+             "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
+             "enroll_decoder_blend": args.enroll_decoder_blend if args.enroll_seconds else None, "goals": GOALS,
              "rows": rows, "dialogue": dialogue,
              "utterances": [asdict(s) for s in spoken]}, indent=2) + "\n")
     return 0
@@ -237,6 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speak each speaker's sentences with a decoder and a SoundStorm enrolled (`soundstorm enroll`) on this "
                              "many seconds of its utterances that are not evaluated (default 0: off)")
     add_soundstorm_adaptation_arguments(parser, "enroll-soundstorm")  # as `soundstorm enroll`; steps 0: the decoder only
+    parser.add_argument("--enroll-decoder-blend", type=float, default=1.0,
+                        help="with --enroll-seconds, the share of the decoder's fine-tune kept (as `soundstorm enroll "
+                             "--blend`; default 1)")
     parser.add_argument("--groups", nargs="+", choices=sorted(GROUP_NAMES), default=sorted(GROUP_NAMES),
                         help="which voices to speak (default both); a sentence draws the same in a run of one group "
                              "as in a run of both")

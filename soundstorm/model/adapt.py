@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from soundstorm.model.blend import blend_weights
 from soundstorm.model.lora import LoRAAdapter, LoRAConfig, train_lora
 from soundstorm.model.soundstorm import SoundStorm
 
@@ -87,13 +88,7 @@ def adapt_soundstorm(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(adapted.parameters(), 1.0)
         optimizer.step()
-    if options.blend != 1.0:
-        with torch.no_grad():
-            original = model.state_dict()
-            for name, tensor in adapted.state_dict().items():
-                if tensor.is_floating_point():
-                    tensor.copy_(original[name].float() + options.blend * (tensor - original[name].float()))
-    return adapted.eval()
+    return blend_weights(adapted, model, options.blend).eval()
 
 
 def soundstorm_adapter(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],

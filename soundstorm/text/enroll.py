@@ -61,7 +61,7 @@ def default_steps(seconds: float) -> int:
 
 def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str | Path, steps: int | None = None,
                  prompt: str | Path | None = None,
-                 soundstorm: SoundStormAdaptation = SoundStormAdaptation(),
+                 soundstorm: SoundStormAdaptation = SoundStormAdaptation(), blend: float = 1.0,
                  progress: bool = False) -> VoiceFolder:
     """Adapt the pipeline codec's decoder (`steps`, default: default_steps) and a copy of its
     SoundStorm (`soundstorm`; steps 0 leaves it out, a rank stores low-rank adapters) to the voice
@@ -93,7 +93,7 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
     if progress:
         print(f"enrolling {seconds:.1f} s of audio: {steps} decoder steps, {soundstorm.steps} SoundStorm steps "
               "(a few minutes on a CPU)", file=sys.stderr)
-    enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm)
+    enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm, blend)
     adapted, levels = enrolment.codec, enrolment.levels
     before, after = _fit(pipeline.codec, adapted, tensors, levels)
     if progress:
@@ -113,7 +113,8 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
         "audio": [{"file": Path(p).name, "seconds": round(len(c) / pipeline.sample_rate, 3)} for p, c in zip(audio, clips)],
         "seconds": round(seconds, 3),
         "prompt": "first file" if prompt is None else Path(prompt).name,
-        "adaptation": {"steps": steps, "levels": levels, "seconds_taken": round(enrolment.decoder_seconds, 1)},
+        "adaptation": {"steps": steps, "levels": levels, "blend": blend,
+                       "seconds_taken": round(enrolment.decoder_seconds, 1)},
         "soundstorm_adaptation": soundstorm_info,
         # On the enrolment audio itself: how well the decoder learned it, not how it generalizes.
         "mel_distance": {"before": round(before, 4), "after": round(after, 4)},
@@ -133,15 +134,16 @@ class Enrolment:
 
 
 def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], steps: int,
-                   soundstorm: SoundStormAdaptation = SoundStormAdaptation()) -> Enrolment:
+                   soundstorm: SoundStormAdaptation = SoundStormAdaptation(), blend: float = 1.0) -> Enrolment:
     """The pipeline's decoder and SoundStorm adapted to one voice's clips [1, 1, N] (copies;
-    soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes."""
+    soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes; the decoder keeps
+    `blend` of its fine-tune's change (soundstorm/model/blend.py)."""
     codec = pipeline.codec
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
     levels = len(pipeline.default_steps)
     start = time.perf_counter()
-    adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels))
+    adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels, blend=blend))
     decoder_seconds = time.perf_counter() - start
     model, adapter = None, None
     start = time.perf_counter()
@@ -211,6 +213,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, help="models folder whose decoder and SoundStorm to adapt (default: the bundled models/demo)")
     parser.add_argument("--steps", type=int, help=f"decoder adaptation steps (default: about 3 a second of audio, "
                         f"{MIN_STEPS} to {MAX_STEPS})")
+    parser.add_argument("--blend", type=float, default=1.0,
+                        help="the share of the decoder's fine-tune kept, W0 + blend (W1 - W0) (default 1: all of it)")
     add_soundstorm_adaptation_arguments(parser, "soundstorm")
     parser.add_argument("--prompt", type=Path, help="the voice prompt's audio (default: the first 3 s of the first file)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
@@ -220,7 +224,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     pipeline = SpeechPipeline.from_folder(models_folder(args.models))
-    folder = enroll_voice(pipeline, args.audio, args.output, steps=args.steps, prompt=args.prompt,
+    if not 0.0 <= args.blend <= 1.0:
+        raise ValueError(f"--blend must be in [0, 1], got {args.blend}")
+    folder = enroll_voice(pipeline, args.audio, args.output, steps=args.steps, prompt=args.prompt, blend=args.blend,
                           soundstorm=soundstorm_adaptation(args, "soundstorm"), progress=True)
     print(f"wrote the voice folder {folder.path}: use it as --voice {folder.path}")
     return 0

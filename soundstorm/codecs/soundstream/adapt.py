@@ -34,6 +34,7 @@ from torch import Tensor
 
 from soundstorm.codecs.soundstream.model import SoundStream, check_wav
 from soundstorm.codecs.soundstream.training import SoundStreamLossConfig, SoundStreamObjective
+from soundstorm.model.blend import blend_weights
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,13 @@ class DecoderAdaptation:
     batch_size: int = 8
     levels: int | None = None  # residual levels of the latents it learns from (None: all); decode with as many
     seed: int = 0
+    blend: float = 1.0  # the share of the fine-tune's change kept (soundstorm/model/blend.py)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise ValueError(f"DecoderAdaptation.steps must be >= 0, got {self.steps}")
+        if not 0.0 <= self.blend <= 1.0:
+            raise ValueError(f"DecoderAdaptation.blend must be in [0, 1], got {self.blend}")
         if not self.lr > 0 or not self.crop_seconds > 0 or self.batch_size < 1:
             raise ValueError(f"DecoderAdaptation needs lr > 0, crop_seconds > 0 and batch_size >= 1, got {self}")
 
@@ -103,7 +107,7 @@ def adapt_decoder(model: SoundStream, audio: Tensor | Sequence[Tensor],
         torch.nn.utils.clip_grad_norm_(parameters, 10.0)
         optimizer.step()
     adapted.decoder.eval()
-    return adapted
+    return blend_weights(adapted, model, options.blend)
 
 
 def _locate(index: int, counts: np.ndarray) -> tuple[int, int]:
