@@ -51,6 +51,7 @@ def test_enrolled_voice_folder_decodes_with_its_own_decoder(tmp_path: Path) -> N
     assert any(not torch.allclose(v.float(), original[k].float()) for k, v in codec.model.decoder.state_dict().items())
 
     assert info["soundstorm_adaptation"]["steps"] == 100 and folder.soundstorm.is_dir()
+    assert info["adaptation"]["blend"] == info["soundstorm_adaptation"]["blend"] == 0.5  # half of each change kept
     voice, plain = pipeline.voice(out), pipeline.voice(folder.prompt)
     assert voice.name == "rms" and voice.codec is not None and plain.codec is None
     assert voice.soundstorm is not None and voice.soundstorm.config == pipeline.soundstorm.config

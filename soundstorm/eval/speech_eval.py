@@ -40,7 +40,7 @@ from soundstorm.eval.codec_eval import speaker_audio
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
-from soundstorm.text.enroll import (add_soundstorm_adaptation_arguments, adapt_to_voice, default_steps,
+from soundstorm.text.enroll import (BLEND, add_soundstorm_adaptation_arguments, adapt_to_voice, default_steps,
                                     soundstorm_adaptation)
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 
@@ -239,9 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speak each speaker's sentences with a decoder and a SoundStorm enrolled (`soundstorm enroll`) on this "
                              "many seconds of its utterances that are not evaluated (default 0: off)")
     add_soundstorm_adaptation_arguments(parser, "enroll-soundstorm")  # as `soundstorm enroll`; steps 0: the decoder only
-    parser.add_argument("--enroll-decoder-blend", type=float, default=1.0,
+    parser.add_argument("--enroll-decoder-blend", type=float, default=BLEND,
                         help="with --enroll-seconds, the share of the decoder's fine-tune kept (as `soundstorm enroll "
-                             "--blend`; default 1)")
+                             f"--blend`; default {BLEND:g})")
     parser.add_argument("--groups", nargs="+", choices=sorted(GROUP_NAMES), default=sorted(GROUP_NAMES),
                         help="which voices to speak (default both); a sentence draws the same in a run of one group "
                              "as in a run of both")

@@ -39,7 +39,7 @@ from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.model.adapt import SoundStormAdaptation
 from soundstorm.semantic.rate import match_rate
-from soundstorm.text.enroll import add_soundstorm_adaptation_arguments, soundstorm_adaptation
+from soundstorm.text.enroll import BLEND, add_soundstorm_adaptation_arguments, soundstorm_adaptation
 
 BUCKETS = (("short", 0.0, 5.0), ("mid", 5.0, 8.0), ("long", 8.0, float("inf")))
 CROP_SECONDS = 3.0
@@ -237,6 +237,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(our SoundStream only; default 0: off), and SoundStorm's tokens by a SoundStorm "
                              "enrolled on the same audio (not the AR baseline's)")
     add_soundstorm_adaptation_arguments(parser, "enroll-soundstorm")  # as `soundstorm enroll`; steps 0: the decoder only
+    parser.add_argument("--enroll-decoder-blend", type=float, default=BLEND,
+                        help="with --enroll-seconds, the share of the decoder's fine-tune kept (as `soundstorm enroll "
+                             f"--blend`; default {BLEND:g})")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write eval.md and eval.json into this folder")
     parser.add_argument("--quiet", action="store_true")
@@ -284,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
         from soundstorm.text.enroll import default_steps
 
         everything = read_manifest(args.manifest)
-        options = DecoderAdaptation(steps=default_steps(args.enroll_seconds))
+        options = DecoderAdaptation(steps=default_steps(args.enroll_seconds), blend=args.enroll_decoder_blend)
         decoder_for = adapted_decoders(codec, everything, entries, args.manifest.parent, options, args.enroll_seconds)
         soundstorm = next((g.model for g in generators if g.name == "SoundStorm"), None)
         if soundstorm is not None and enrolment.steps:
@@ -303,5 +306,6 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "eval.json", json.dumps(
             {"command": command, "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
+             "enroll_decoder_blend": args.enroll_decoder_blend if args.enroll_seconds else None,
              "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
     return 0
