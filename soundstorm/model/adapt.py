@@ -14,8 +14,8 @@ Only the copy changes: the model given, its config and so every token and codec 
 were. Examples longer than `crop_frames` are cropped at random (at a semantic-token boundary).
 With `rank`, low-rank adapters (soundstorm/model/lora.py) learn instead of every weight:
 `soundstorm_adapter` returns them, small enough for a voice folder. `blend` keeps only a share of
-the change. Neither, nor replaying the training voices, softened what enrolment costs in text to
-speech (docs/enrolment.md).
+the change (soundstorm/model/blend.py): at 0.5, for decoder and SoundStorm alike, enrolment kept
+most of the voice and stopped costing words in text to speech (docs/enrolment.md).
 
 Notation: T frames, Q levels, S = ceil(T / r) semantic tokens, r = semantic_rate_ratio.
 """
