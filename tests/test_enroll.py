@@ -23,6 +23,13 @@ from soundstorm.text.voice_folder import read_voice_folder
 from tests.speech_models import flite, needs_flite, write_tiny_models
 
 
+def tiny_models_and_speech(tmp_path: Path) -> tuple[Path, SpeechPipeline, Path]:
+    """Tiny models, their pipeline, and a sentence of a voice they never heard (flite's rms)."""
+    models = write_tiny_models(tmp_path / "models")
+    speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
+    return models, SpeechPipeline.from_folder(models), speech
+
+
 def test_default_steps_grow_with_the_audio_within_bounds() -> None:
     counts = [default_steps(s) for s in (0.5, 3, 10, 30, 60, 600)]
     assert counts == sorted(counts) and counts[0] == MIN_STEPS and counts[-1] == MAX_STEPS
@@ -69,9 +76,7 @@ def test_enrolled_voice_folder_decodes_with_its_own_decoder(tmp_path: Path) -> N
 
 @needs_flite
 def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) -> None:
-    models = write_tiny_models(tmp_path / "models")
-    pipeline = SpeechPipeline.from_folder(models)
-    speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
+    models, pipeline, speech = tiny_models_and_speech(tmp_path)
     out = tmp_path / "voice"
     assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
                  "--soundstorm-steps", "0"]) == 0
@@ -110,9 +115,7 @@ def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) ->
 
 @needs_flite
 def test_enrolment_with_adapters_stores_them_alone_and_merges_them_into_the_pipelines(tmp_path: Path) -> None:
-    models = write_tiny_models(tmp_path / "models")
-    pipeline = SpeechPipeline.from_folder(models)
-    speech = flite(tmp_path / "a.wav", "The birch canoe slid on the smooth planks.", voice="rms")
+    models, pipeline, speech = tiny_models_and_speech(tmp_path)
     out = tmp_path / "voice"
     assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
                  "--soundstorm-steps", "3", "--soundstorm-rank", "2", "--soundstorm-lr", "1e-2",
