@@ -13,8 +13,10 @@ to 1.79 / 1.93 / 2.30 / 2.52, Opus at 6 kbit/s 2.18; 60 s of a training voice ga
 fine-tunes a copy of it on the same audio's tokens (soundstorm/model/adapt.py; on flite-rms its
 continuation's similarity to the prompt went from 0.60 to 0.83, docs/eval-demo). In text to
 speech the held-out voice's similarity went from 0.53 to 0.84, but the fine-tuned SoundStorm
-reads the text-to-semantic model's tokens less well (CER 0.39 -> 0.52; the semantic tokens carry
-the speaker, and that model writes the training voices' kind: docs/enrolment.md):
+reads the text-to-semantic model's tokens less well (CER 0.38 -> 0.52; the semantic tokens carry
+the speaker, and that model writes the training voices' kind: docs/enrolment.md). So each copy
+keeps half of its fine-tune's change (`--blend`, `--soundstorm-blend`, default 0.5;
+soundstorm/model/blend.py): 0.53 -> 0.75 with no measured loss of words.
 `--soundstorm-steps 0` keeps the models folder's SoundStorm and enrols the decoder alone.
 `--soundstorm-rank 16` stores low-rank adapters instead of a SoundStorm copy (1.5 MB, not 26).
 
