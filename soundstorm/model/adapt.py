@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from soundstorm.model.blend import blend_weights
-from soundstorm.model.lora import LoRAAdapter, LoRAConfig, train_lora
+from soundstorm.checkpoint import weights_digest
+from soundstorm.model.lora import LoRAAdapter, LoRAConfig, add_lora, learned_adapter
 from soundstorm.model.soundstorm import SoundStorm
 
 
@@ -80,14 +81,7 @@ def adapt_soundstorm(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]
     adapted = copy.deepcopy(model).float().eval()
     if options.steps == 0:
         return adapted
-    optimizer = torch.optim.AdamW(adapted.parameters(), lr=options.lr, betas=(0.9, 0.98), weight_decay=0.0)
-    adapted.train()
-    for _ in range(options.steps):
-        loss = loss_of(adapted)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(adapted.parameters(), 1.0)
-        optimizer.step()
+    _optimize(adapted, list(adapted.parameters()), loss_of, options)
     return blend_weights(adapted, model, options.blend).eval()
 
 
@@ -98,11 +92,29 @@ def soundstorm_adapter(model: SoundStorm, examples: Sequence[tuple[Tensor, Tenso
     if options.lora is None:
         raise ValueError("soundstorm_adapter needs SoundStormAdaptation.rank")
     loss_of = _loss_function(model, examples, options)
-    adapter = train_lora(model, loss_of, options.lora, options.steps, options.lr, options.seed)
+    trained = copy.deepcopy(model).float()
+    wrapped = add_lora(trained, options.lora, options.seed)
+    _optimize(trained, [p for wrapper in wrapped.values() for p in (wrapper.lora_a, wrapper.lora_b)], loss_of, options)
+    adapter = learned_adapter(wrapped, options.lora, weights_digest(model))
     for name in adapter.tensors:  # blend: the share of the change B A kept
         if name.endswith(".lora_b"):
             adapter.tensors[name] = options.blend * adapter.tensors[name]
     return adapter
+
+
+def _optimize(trained: nn.Module, parameters: list[nn.Parameter], loss_of: Callable[[nn.Module], Tensor],
+              options: SoundStormAdaptation) -> None:
+    """options.steps AdamW steps on `parameters` of `trained` (in training mode), each on
+    loss_of(trained); leaves it in eval mode."""
+    optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    trained.train()
+    for _ in range(options.steps):
+        loss = loss_of(trained)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+    trained.eval()
 
 
 def _loss_function(model: SoundStorm, examples: Sequence[tuple[Tensor, Tensor]],

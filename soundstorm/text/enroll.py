@@ -51,7 +51,6 @@ from soundstorm.text.pipeline import MIN_PROMPT_SECONDS, PROMPT_SECONDS, SILENT_
 from soundstorm.text.voice_folder import VoiceFolder, write_voice_folder
 
 MIN_STEPS, MAX_STEPS = 20, 300
-SOUNDSTORM_STEPS = SoundStormAdaptation().steps  # 100: measured on 60 s (soundstorm/model/adapt.py)
 # Enrolment keeps half of each fine-tune's change (soundstorm/model/blend.py): on the held-out
 # flite-rms in text to speech, similarity 0.53 -> 0.75 at no measured cost in words, where the whole
 # change gave 0.84 and cost CER +0.14 (docs/enrolment.md). 1: all of it.
@@ -140,7 +139,8 @@ class Enrolment:
 
 
 def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], steps: int,
-                   soundstorm: SoundStormAdaptation = SoundStormAdaptation(), blend: float = 1.0) -> Enrolment:
+                   soundstorm: SoundStormAdaptation = SoundStormAdaptation(blend=BLEND),
+                   blend: float = BLEND) -> Enrolment:
     """The pipeline's decoder and SoundStorm adapted to one voice's clips [1, 1, N] (copies;
     soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes; the decoder keeps
     `blend` of its fine-tune's change (soundstorm/model/blend.py)."""

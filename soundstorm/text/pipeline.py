@@ -311,7 +311,7 @@ class SpeechPipeline:
                 raise ValueError(
                     f"the voice folder {folder.path} holds adapters for a SoundStorm with weights {adapter.base_weights}, "
                     f"not this pipeline's ({mine}): enroll the voice again with these models (--models)")
-            merged = adapter.merged_into(self.soundstorm)
+            merged = adapter.merged_into(self.soundstorm, digest=mine)
             assert isinstance(merged, SoundStorm)
             return merged.eval()
         model = SoundStorm.from_pretrained(folder.soundstorm).float().eval().to(self.device)
