@@ -17,6 +17,7 @@ from soundstorm.baselines import ARAcousticConfig, ARAcousticModel
 from soundstorm.cli import main
 from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
 from soundstorm.data.audio import load_audio
+from soundstorm.data.manifest import read_manifest
 from soundstorm.eval.asr import Recognizer, error_rates
 from soundstorm.eval.speaker import SpeakerSimilarity
 from soundstorm.eval.tts_eval import bucket, family
@@ -136,6 +137,19 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     enrolled = json.loads((tmp_path / "enrolled" / "tts_eval.json").read_text())
     assert enrolled["enroll_seconds"] == 2.0 and [r["group"] for r in enrolled["rows"]] == ["held-out voices"]
     assert enrolled["enroll_soundstorm"]["rank"] == 2 and enrolled["enroll_soundstorm"]["lr"] == 1e-3
+
+    # The text-to-semantic stage taken out: SoundStorm speaks the semantic tokens of the
+    # synthesizer's audio, so each output lasts as long as that audio (to a semantic token).
+    assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "2",
+                 "--prompt-seconds", "1.0", "--dialogue-seconds", "1", "--steps", "1", "1", "1", "1",
+                 "--semantic-from", "audio", "--groups", "training", "--out", str(tmp_path / "ceiling"),
+                 "--quiet"]) == 0
+    ceiling = json.loads((tmp_path / "ceiling" / "tts_eval.json").read_text())
+    durations = {e.id: e.duration for e in read_manifest(manifest)}
+    assert ceiling["semantic_from"] == "audio" and ceiling["utterances"]
+    for spoken in ceiling["utterances"]:
+        assert abs(spoken["audio_seconds"] - durations[spoken["id"]]) <= 0.05, spoken["id"]
+    assert "semantic tokens of the synthesizer's audio" in (tmp_path / "ceiling" / "tts_eval.md").read_text()
     with pytest.raises(SystemExit, match="give one"):
         main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--enroll-seconds", "2",
               "--adapt-decoder", "1", "--quiet"])

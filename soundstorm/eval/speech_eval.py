@@ -15,6 +15,11 @@ pipeline (text-to-semantic, SoundStorm, codec) speaks the sentence in that voice
 - the time for a dialogue of about --dialogue-seconds (30 s) between two voices, on this
   machine: the real-time factor, goal at most 0.2.
 
+`--semantic-from audio` takes the text-to-semantic model out: SoundStorm speaks the semantic
+tokens of the synthesizer's own audio of each sentence (what a perfect text-to-semantic model
+would give), with the same prompts and seeds, so that a paired comparison with a run from text
+says what the text-to-semantic stage costs.
+
 Writes tts_eval.md and tts_eval.json, with the command, to --out.
 """
 
@@ -103,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     pipeline = SpeechPipeline.from_folder(models_folder(args.models), precision=args.precision)
     options = decoding_options(args)
-    if pipeline.t2s is None:
-        raise SystemExit("the models folder has no text-to-semantic model (t2s/): nothing to evaluate")
+    if pipeline.t2s is None and args.semantic_from == "text":
+        raise SystemExit("the models folder has no text-to-semantic model (t2s/): give --semantic-from audio to "
+                         "measure SoundStorm and the codec alone")
     entries = read_manifest(args.manifest)
     root = args.manifest.parent
     pairs = choose(entries, tuple(args.families), args.per_group, args.prompt_seconds)
@@ -136,7 +142,11 @@ def run(args: argparse.Namespace) -> int:
             voice.codec, voice.soundstorm = enrolled[entry.speaker].codec, enrolled[entry.speaker].soundstorm
         try:
             # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
-            wav = pipeline.tts(entry.text or "", voice, replace(options, seed=options.seed * len(pairs) + index))
+            sentence_options = replace(options, seed=options.seed * len(pairs) + index)
+            if args.semantic_from == "audio":
+                wav = pipeline.resynth(reference, voice, sentence_options, sample_rate=sr)
+            else:
+                wav = pipeline.tts(entry.text or "", voice, sentence_options)
         except ValueError as error:  # a sentence the phonemizer cannot say: report, do not count
             print(f"skipped {entry.id}: {error}", file=sys.stderr)
             continue
@@ -168,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                              sample_rate=sr)
               for p in {pair[1].speaker: pair[1] for pair in pairs if pair[0].split == "test"}.values()][:2]
     dialogue: dict[str, Any] | None = None
-    if len(voices) == 2:
+    if len(voices) == 2 and pipeline.t2s is not None:
         turns = dialogue_script(entries, ("A", "B"), args.dialogue_seconds)
         pipeline.dialogue(turns[:1], {"A": voices[0]}, options)  # warm-up: first-call allocations are not the speed
         start = time.perf_counter()
@@ -181,12 +191,13 @@ def run(args: argparse.Namespace) -> int:
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps,
-                           pipeline.default_guidance_scale)
+                           pipeline.default_guidance_scale, args.semantic_from)
     print(markdown)
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
-            {"command": command, "options": asdict(options), "adapt_decoder": args.adapt_decoder,
+            {"command": command, "options": asdict(options), "semantic_from": args.semantic_from,
+             "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
              "enroll_decoder_blend": args.enroll_decoder_blend if args.enroll_seconds else None, "goals": GOALS,
@@ -197,12 +208,14 @@ def run(args: argparse.Namespace) -> int:
 
 def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,
                 options: DecodingOptions, default_steps: list[int] | None = None,
-                default_guidance: float | list[float] = 1.0) -> str:
+                default_guidance: float | list[float] = 1.0, semantic_from: str = "text") -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "not met"
 
+    source = ("its text" if semantic_from == "text" else
+              "the semantic tokens of the synthesizer's audio (no text-to-semantic model: its ceiling)")
     lines = ["# Text to speech: intelligibility, voice, speed", "", f"    {command}", "",
-             f"Each held-out sentence spoken from its text in the voice of a {prompt_seconds:g} s prompt (another "
+             f"Each held-out sentence spoken from {source} in the voice of a {prompt_seconds:g} s prompt (another "
              "utterance of the same speaker). WER/CER: pocketsphinx against the transcript, for our audio and the "
              "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
              f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
@@ -245,6 +258,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groups", nargs="+", choices=sorted(GROUP_NAMES), default=sorted(GROUP_NAMES),
                         help="which voices to speak (default both); a sentence draws the same in a run of one group "
                              "as in a run of both")
+    parser.add_argument("--semantic-from", choices=("text", "audio"), default="text",
+                        help="speak each sentence from its text (the whole pipeline; default) or from the semantic "
+                             "tokens of the synthesizer's audio of it (SoundStorm and the codec alone: what the "
+                             "text-to-semantic model costs, paired with a run from text)")
     parser.add_argument("--dialogue-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0)
     add_decoding_arguments(parser)

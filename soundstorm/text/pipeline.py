@@ -563,9 +563,11 @@ class SpeechPipeline:
         """Audio of a dialogue: turns (speaker, text), each in its speaker's voice."""
         return self._timed(lambda: self.render([self.plan_dialogue(turns, voices, options)])[0])
 
-    def resynth(self, source: str | Path, voice: Voice, options: DecodingOptions | None = None) -> np.ndarray:
-        """The words of `source` (its semantic tokens) in voice's voice: voice conversion."""
-        return self._timed(lambda: self.render([self.plan_resynth(source, voice, options)])[0])
+    def resynth(self, source: str | Path | np.ndarray, voice: Voice, options: DecodingOptions | None = None,
+                sample_rate: int | None = None) -> np.ndarray:
+        """The words of `source` (its semantic tokens; a file, or float32 [N] at sample_rate) in
+        voice's voice: voice conversion."""
+        return self._timed(lambda: self.render([self.plan_resynth(source, voice, options, sample_rate)])[0])
 
 
 class _Recorder:
