@@ -16,6 +16,7 @@ from soundstorm import SoundStorm, SoundStormConfig
 from soundstorm.checkpoint import weights_digest
 from soundstorm.cli import main
 from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+from soundstorm.model.adapt import SoundStormAdaptation
 from soundstorm.model.lora import LoRAAdapter
 from soundstorm.text.enroll import MAX_STEPS, MIN_STEPS, default_steps, enroll_voice
 from soundstorm.text.pipeline import SpeechPipeline
@@ -57,7 +58,8 @@ def test_enrolled_voice_folder_decodes_with_its_own_decoder(tmp_path: Path) -> N
     original = pipeline.codec.model.decoder.state_dict()
     assert any(not torch.allclose(v.float(), original[k].float()) for k, v in codec.model.decoder.state_dict().items())
 
-    assert info["soundstorm_adaptation"]["steps"] == 100 and folder.soundstorm.is_dir()
+    assert info["soundstorm_adaptation"]["steps"] == 100 and info["soundstorm_adaptation"]["rank"] == 16
+    assert sorted(p.name for p in folder.soundstorm.iterdir()) == ["adapter.json", "adapter.safetensors"]
     assert info["adaptation"]["blend"] == info["soundstorm_adaptation"]["blend"] == 0.5  # half of each change kept
     voice, plain = pipeline.voice(out), pipeline.voice(folder.prompt)
     assert voice.name == "rms" and voice.codec is not None and plain.codec is None
@@ -81,6 +83,12 @@ def test_enrolment_refuses_bad_input_and_keeps_the_old_folder(tmp_path: Path) ->
     assert main(["enroll", str(speech), "-o", str(out), "--models", str(models), "--steps", "1",
                  "--soundstorm-steps", "0"]) == 0
     assert not (out / "soundstorm").exists() and pipeline.voice(out).soundstorm is None
+    whole = tmp_path / "whole"  # rank 0: every weight fine-tuned, a SoundStorm copy stored
+    assert main(["enroll", str(speech), "-o", str(whole), "--models", str(models), "--steps", "1",
+                 "--soundstorm-steps", "2", "--soundstorm-rank", "0"]) == 0
+    adaptation = json.loads((whole / "voice.json").read_text())["soundstorm_adaptation"]
+    assert adaptation["rank"] is None and adaptation["lr"] == SoundStormAdaptation().lr
+    assert sorted(p.name for p in (whole / "soundstorm").iterdir()) == ["config.json", "model.safetensors"]
     assert main(["enroll", str(tmp_path / "missing.wav"), "-o", str(out), "--models", str(models)]) == 2
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
