@@ -147,6 +147,7 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     ceiling = json.loads((tmp_path / "ceiling" / "tts_eval.json").read_text())
     durations = {e.id: e.duration for e in read_manifest(manifest)}
     assert ceiling["semantic_from"] == "audio" and ceiling["utterances"]
+    assert all(u["phone_errors"] is None for u in ceiling["utterances"])  # MFCC tokens carry no phones
     for spoken in ceiling["utterances"]:
         assert abs(spoken["audio_seconds"] - durations[spoken["id"]]) <= 0.05, spoken["id"]
     assert "semantic tokens of the synthesizer's audio" in (tmp_path / "ceiling" / "tts_eval.md").read_text()

@@ -140,3 +140,34 @@ def test_an_eos_threshold_stops_at_the_first_step_past_min_tokens_where_p_eos_re
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(ValueError, match="eos_threshold"):
             model.generate(text, eos_threshold=bad)
+
+
+def test_samples_drawn_as_one_batch_are_each_a_path_of_their_own() -> None:
+    """generate_many's rows share a KV cache's batch, not their histories: each row is a path
+    the model could draw alone (every token within the top-k of its own uncached logits), and
+    stops where its own p(EOS) first reaches the threshold, whenever the other rows stop."""
+    model = tiny()
+    with torch.no_grad():
+        model.head.bias[model.eos] = -1.0
+    text, prompt = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6]), torch.tensor([2, 7, 1])
+    greedy = model.generate(text, prompt_semantic=prompt, temperature=0, max_tokens=12)
+    assert all(torch.equal(row, greedy) for row in
+               model.generate_many(text, 3, prompt_semantic=prompt, temperature=0, max_tokens=12))
+    threshold, top_k = 0.08, 5
+    rows = model.generate_many(text, 6, prompt_semantic=prompt, temperature=1.5, top_k=top_k, min_tokens=2,
+                               max_tokens=12, eos_threshold=threshold, generator=torch.Generator().manual_seed(0))
+    assert len({tuple(r.tolist()) for r in rows}) > 1 and len({len(r) for r in rows}) > 1  # they went their ways
+    for row in rows:
+        tokens = row.tolist()
+        with torch.no_grad():
+            for k in range(len(tokens) + 1):
+                ids = model._sequence(text, torch.cat([prompt, torch.tensor(tokens[:k], dtype=torch.long)]), eos=False)
+                logits = model.head(model.decoder(model.embedding(ids[None])))[0, -1].float()
+                p_eos = float(logits.softmax(dim=-1)[model.eos])
+                if k < len(tokens):
+                    assert tokens[k] in logits.topk(top_k).indices.tolist()
+                    assert k < 2 or p_eos < threshold * (1 + 1e-4)  # it did not run past its stop
+                elif k < 12:  # it stopped: by the threshold, or by drawing EOS
+                    assert p_eos >= threshold * (1 - 1e-4) or model.eos in logits.topk(top_k).indices.tolist()
+    with pytest.raises(ValueError, match="num_samples"):
+        model.generate_many(text, 0)

@@ -328,3 +328,31 @@ def test_guidance_is_one_scale_or_one_per_level_on_the_command_line() -> None:
     assert decoding_options(parser.parse_args([])).guidance_scale is None  # the models folder's default
     assert decoding_options(parser.parse_args(["--guidance-scale", "2"])).guidance_scale == 2.0
     assert decoding_options(parser.parse_args(["--guidance-scale", "2", "1", "1", "1"])).guidance_scale == [2.0, 1.0, 1.0, 1.0]
+
+
+def test_text_to_semantic_candidates_keep_the_one_that_spells_the_text_best(models: Path) -> None:
+    from soundstorm.semantic.content import ContentEncoder, ContentEncoderConfig
+    from soundstorm.semantic.extractors import ContentFeatures
+    from soundstorm.semantic.kmeans_tokenizer import KMeansTokenizer
+    from soundstorm.text.phone_score import PhoneScorer
+    from soundstorm.text.phonemes import CMU_PHONES
+
+    plain = SpeechPipeline.from_folder(models)  # MFCC tokens: no phones to score against
+    with pytest.raises(ValueError, match="content encoder's phone classes"):
+        plain.text_to_semantic("Hello there.", options=DecodingOptions(t2s_candidates=3))
+    torch.manual_seed(0)
+    phones = ("sil", *(p.lower() for p in CMU_PHONES), "ax")
+    encoder = ContentEncoder(ContentEncoderConfig(phones=phones, dim=32, depth=1, heads=2, feature_dim=8))
+    tokenizer = KMeansTokenizer(ContentFeatures(encoder, "posteriors"), torch.rand(16, len(phones)) ** 8)
+    pipeline = SpeechPipeline(plain.codec, tokenizer, plain.soundstorm, plain.t2s)
+    assert isinstance(pipeline.phone_scorer, PhoneScorer)
+    text, options = "The birch canoe slid on the smooth planks.", DecodingOptions(t2s_candidates=4, t2s_temperature=1.5)
+    chosen = pipeline.text_to_semantic(text, options=options)
+    drawn = pipeline.t2s.generate_many(torch.tensor(pipeline.symbols.encode(text)), 4,
+                                       temperature=1.5, top_k=options.t2s_top_k, generator=pipeline._generator(options, 0))
+    scores = [pipeline.phone_scorer.score(d, text) for d in drawn]
+    assert len({tuple(d.tolist()) for d in drawn}) == 4  # a real choice
+    assert pipeline.phone_scorer.score(chosen, text) == max(scores)
+    assert any(torch.equal(chosen, d) for d in drawn)
+    with pytest.raises(ValueError, match="at least 1"):
+        pipeline.text_to_semantic(text, options=DecodingOptions(t2s_candidates=0))

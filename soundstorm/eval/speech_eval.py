@@ -47,7 +47,7 @@ from soundstorm.precision import add_precision_argument
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
 from soundstorm.text.enroll import (BLEND, add_soundstorm_adaptation_arguments, adapt_to_voice, default_steps,
                                     soundstorm_adaptation)
-from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
+from soundstorm.text.pipeline import DecodingOptions, Plan, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
 GROUP_NAMES = {"training": "training voices", "held-out": "held-out voices"}  # --groups
@@ -67,6 +67,11 @@ class Spoken:
     generated_similarity: float  # ours vs the prompt
     seconds: float  # generation wall time
     audio_seconds: float
+    # Phone errors of the semantic tokens against the text (soundstorm/text/phone_score.py), of the
+    # synthesizer's audio and of ours, and the text's phones; None without phone classes.
+    reference_phone_errors: int | None = None
+    phone_errors: int | None = None
+    phones: int | None = None
 
 
 def choose(entries: list[ManifestEntry], families: tuple[str, ...], per_group: int,
@@ -86,6 +91,16 @@ def choose(entries: list[ManifestEntry], families: tuple[str, ...], per_group: i
             entry = candidates[i]
             pairs.append((entry, next(p for p in prompts[entry.speaker] if p.id != entry.id)))
     return pairs
+
+
+def phone_error_rates(members: list[Spoken]) -> dict[str, float | None]:
+    """The semantic tokens' phone error rates over a group: of the synthesizer's audio and of ours."""
+    scored = [s for s in members if s.phones is not None]
+    phones = sum(s.phones or 0 for s in scored)
+    if not phones:
+        return {"reference_phone_error_rate": None, "phone_error_rate": None}
+    return {"reference_phone_error_rate": sum(s.reference_phone_errors or 0 for s in scored) / phones,
+            "phone_error_rate": sum(s.phone_errors or 0 for s in scored) / phones}
 
 
 def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], seconds: float) -> list[tuple[str, str]]:
@@ -140,21 +155,31 @@ def run(args: argparse.Namespace) -> int:
                 enrolled[entry.speaker] = adapt_to_voice(pipeline, clips, default_steps(args.enroll_seconds), enrolment,
                                                          args.enroll_decoder_blend)
             voice.codec, voice.soundstorm = enrolled[entry.speaker].codec, enrolled[entry.speaker].soundstorm
+        # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
+        sentence_options = replace(options, seed=options.seed * len(pairs) + index)
+        plans: list[Plan] = []
+
+        def speak() -> np.ndarray:
+            plans.append(real if args.semantic_from == "audio" else
+                         pipeline.plan_tts(entry.text or "", voice, sentence_options))
+            return pipeline.render(plans)[0]
+
         try:
-            # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
-            sentence_options = replace(options, seed=options.seed * len(pairs) + index)
-            if args.semantic_from == "audio":
-                wav = pipeline.resynth(reference, voice, sentence_options, sample_rate=sr)
-            else:
-                wav = pipeline.tts(entry.text or "", voice, sentence_options)
+            real = pipeline.plan_resynth(reference, voice, sentence_options, sample_rate=sr)  # the synthesizer's tokens
+            wav = pipeline.timed(speak)
         except ValueError as error:  # a sentence the phonemizer cannot say: report, do not count
             print(f"skipped {entry.id}: {error}", file=sys.stderr)
             continue
-        spoken.append(Spoken(
+        said = Spoken(
             entry.id, entry.speaker, GROUPS[entry.split or ""], entry.text or "", prompt_entry.id,
             asr.transcribe(reference, sr), asr.transcribe(wav, sr), similarity(prompt, reference, sr),
             similarity(prompt, wav, sr), pipeline.timing.seconds, pipeline.timing.audio_seconds,
-        ))
+        )
+        if pipeline.phone_scorer is not None:
+            tokens = [torch.cat([segment.semantic for segment in plan.segments]) for plan in (real, plans[0])]
+            (said.reference_phone_errors, said.phones), (said.phone_errors, _) = (
+                pipeline.phone_scorer.phone_errors(t, entry.text or "") for t in tokens)
+        spoken.append(said)
 
     rows: list[dict[str, Any]] = []
     for group in GROUPS.values():
@@ -171,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             "similarity": float(np.mean([s.generated_similarity for s in members])),
             "similarity_goal": GOALS["similarity"][group],
             "rtf": sum(s.seconds for s in members) / sum(s.audio_seconds for s in members),
+            **phone_error_rates(members),
         })
 
     # The dialogue: two training voices, turns of held-out sentences.
@@ -212,6 +238,11 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
     def mark(ok: bool) -> str:
         return "met" if ok else "not met"
 
+    def rates(row: dict[str, Any]) -> str:
+        if row.get("phone_error_rate") is None:
+            return "-"
+        return f"{row['reference_phone_error_rate']:.3f} / {row['phone_error_rate']:.3f}"
+
     source = ("its text" if semantic_from == "text" else
               "the semantic tokens of the synthesizer's audio (no text-to-semantic model: its ceiling)")
     lines = ["# Text to speech: intelligibility, voice, speed", "", f"    {command}", "",
@@ -220,16 +251,18 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
              f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
              f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
-             f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}.", "",
+             f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}, "
+             f"{options.t2s_candidates} candidate{'s' if options.t2s_candidates > 1 else ''}. Phone error rate: of the "
+             "semantic tokens against the text's phones (soundstorm/text/phone_score.py), no recognizer involved.", "",
              "| voices | n | WER (synthesizer) | WER (ours) | ratio (goal <= 1.3) | CER (synth / ours) | "
-             "similarity (synthesizer) | similarity (ours) | goal | RTF |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "similarity (synthesizer) | similarity (ours) | goal | RTF | phone error rate of the tokens (synth / ours) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['group']} ({', '.join(r['speakers'])}) | {r['utterances']} | {r['reference_wer']:.3f} | {r['wer']:.3f} | "
             f"{r['wer_ratio']:.2f} ({mark(r['wer_ratio'] <= GOALS['wer_ratio'])}) | {r['reference_cer']:.3f} / {r['cer']:.3f} | "
             f"{r['reference_similarity']:.3f} | {r['similarity']:.3f} | >= {r['similarity_goal']:.2f} "
-            f"({mark(r['similarity'] >= r['similarity_goal'])}) | {r['rtf']:.3f} |")
+            f"({mark(r['similarity'] >= r['similarity_goal'])}) | {r['rtf']:.3f} | {rates(r)} |")
     if dialogue is not None:
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in dialogue["stages"].items())
         lines += ["", f"Dialogue: {dialogue['turns']} turns, voices {' and '.join(dialogue['voices'])}: "

@@ -40,6 +40,13 @@ class KVCache:
     def length(self) -> int:
         return self.lengths[0] if self.lengths else 0
 
+    def repeat(self, n: int) -> None:
+        """Hold n copies of a batch-1 cache (one prompt, read once, continued n ways)."""
+        if self.keys and self.keys[0].shape[0] != 1:
+            raise ValueError(f"only a batch-1 cache can be repeated, this one holds {self.keys[0].shape[0]}")
+        self.keys = [k.repeat(n, 1, 1, 1) for k in self.keys]
+        self.values = [v.repeat(n, 1, 1, 1) for v in self.values]
+
     def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add k, v [B, H, T, Dh] to layer's cache; -> all its keys and values [B, H, P + T, Dh]."""
         if layer == len(self.keys):

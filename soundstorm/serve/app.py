@@ -58,6 +58,7 @@ from soundstorm.text.voice_folder import VOICE_FILE
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 MAX_STEPS_PER_LEVEL = 64
+MAX_T2S_CANDIDATES = 16  # one request may not ask the server for an unbounded batch
 COUNT = r"0*([1-9]|[1-5][0-9]|6[0-4])"  # 1 to MAX_STEPS_PER_LEVEL
 T2S_EOS_THRESHOLD = DecodingOptions.t2s_eos_threshold or 0.0  # the form's 0 is the options' None
 
@@ -164,6 +165,9 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         t2s_top_k: Annotated[int, Form(ge=1, le=65536, description="text-to-semantic top-k")] = 50,
         t2s_eos_threshold: Annotated[float, Form(ge=0, le=1, description="stop the text-to-semantic model once "
                                                  "p(EOS) reaches this; 0: only when EOS is drawn")] = T2S_EOS_THRESHOLD,
+        t2s_candidates: Annotated[int, Form(ge=1, le=MAX_T2S_CANDIDATES, description="text-to-semantic samples "
+                                            "drawn; the one that spells the text's phones best is spoken")
+                                  ] = DecodingOptions.t2s_candidates,
         guidance_scale: Annotated[float | None, Form(ge=0, le=10, description="classifier-free guidance on every "
                                                      "level, 1 = off (default: the models folder's, "
                                                      "/api/health default_guidance_scale)")] = None,
@@ -172,7 +176,7 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         levels = [int(n) for n in re.split(r"\s*,\s*", steps.strip())] if steps is not None else None  # the pattern held
         return DecodingOptions(steps=levels, temperature=temperature, t2s_temperature=t2s_temperature,
                                t2s_top_k=t2s_top_k, t2s_eos_threshold=t2s_eos_threshold or None,
-                               guidance_scale=guidance_scale, seed=seed)
+                               t2s_candidates=t2s_candidates, guidance_scale=guidance_scale, seed=seed)
 
     async def read_audio(upload: UploadFile, what: str) -> tuple[np.ndarray, int]:
         data = await upload.read(config.max_upload_bytes + 1)

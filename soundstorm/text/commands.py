@@ -72,6 +72,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"text-to-semantic temperature (default {defaults.t2s_temperature:g})")
     parser.add_argument("--t2s-top-k", type=int, default=defaults.t2s_top_k,
                         help=f"text-to-semantic top-k (default {defaults.t2s_top_k})")
+    parser.add_argument("--t2s-candidates", type=int, default=defaults.t2s_candidates,
+                        help="draw this many text-to-semantic samples and keep the one whose tokens spell the text's "
+                             f"phones best (soundstorm/text/phone_score.py; default {defaults.t2s_candidates})")
     eos_threshold = defaults.t2s_eos_threshold or 0.0  # the option's 0 is DecodingOptions' None
     parser.add_argument("--t2s-eos-threshold", type=probability, default=eos_threshold,
                         help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "
@@ -86,6 +89,7 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
     """DecodingOptions from the arguments of add_decoding_arguments."""
     return DecodingOptions(steps=args.steps, temperature=args.temperature, t2s_temperature=args.t2s_temperature,
                            t2s_top_k=args.t2s_top_k, t2s_eos_threshold=args.t2s_eos_threshold or None,
+                           t2s_candidates=args.t2s_candidates,
                            guidance_scale=None if args.guidance_scale is None else
                            args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
                            seed=args.seed)

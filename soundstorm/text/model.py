@@ -161,6 +161,20 @@ class TextToSemantic(nn.Module):
         an utterance EOS competes with the silence tokens that every utterance ends in, and "more
         silence" often keeps the argmax although EOS holds a large share (docs/t2s_stopping.md).
         None: stop only when EOS is the token decoded."""
+        return self.generate_many(text, 1, prompt_semantic, max_tokens, temperature, top_k, min_tokens,
+                                  eos_threshold, generator)[0]
+
+    @torch.inference_mode()
+    def generate_many(self, text: Tensor, num_samples: int, prompt_semantic: Tensor | None = None,
+                      max_tokens: int | None = None, temperature: float = 1.0, top_k: int | None = None,
+                      min_tokens: int | None = None, eos_threshold: float | None = None,
+                      generator: torch.Generator | None = None) -> list[Tensor]:
+        """num_samples independent draws [S_i] of `generate` for the same text and prompt, decoded
+        as one batch: the prompt is read once, and on a CPU a step of a few sequences costs little
+        more than a step of one (its time goes to reading the weights). One sample draws exactly
+        what `generate` does."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         if eos_threshold is not None and not 0.0 < eos_threshold <= 1.0:
             raise ValueError(f"eos_threshold must be in (0, 1] or None, got {eos_threshold!r}")
         if text.dim() != 1 or text.dtype != torch.long or len(text) == 0:
@@ -173,26 +187,40 @@ class TextToSemantic(nn.Module):
         fewest, most = self.config.length_bounds(len(text), len(prompt))
         limit = max_tokens if max_tokens is not None else most
         min_tokens = min(min_tokens if min_tokens is not None else fewest, limit)
+        N = num_samples
         cache = KVCache()
         hidden = self.decoder(self.embedding(self._sequence(text, prompt, eos=False)[None]), cache)[:, -1]  # [1, D]
-        out: list[int] = []
-        while len(out) < limit:
-            logits = self.head(hidden).float()  # [1, V + 1]
-            if len(out) < min_tokens:
+        if N > 1:
+            cache.repeat(N)
+            hidden = hidden.expand(N, -1)  # [N, D]
+        out = torch.zeros(N, max(limit, 0), dtype=torch.long)
+        lengths = torch.full((N,), limit, dtype=torch.long)  # a sample that never stops ends at the limit
+        running = torch.ones(N, dtype=torch.bool)
+        for position in range(limit):
+            logits = self.head(hidden).float()  # [N, V + 1]
+            if position < min_tokens:
                 logits[:, self.eos] = float("-inf")
-            elif eos_threshold is not None and float(logits.softmax(dim=-1)[0, self.eos]) >= eos_threshold:
-                break
+            elif eos_threshold is not None:
+                stop = running & (logits.softmax(dim=-1)[:, self.eos].cpu() >= eos_threshold)
+                lengths[stop] = position
+                running &= ~stop
+                if not running.any():
+                    break
             if temperature == 0:
-                token = int(logits.argmax(dim=-1))
+                tokens = logits.argmax(dim=-1)
             else:
                 probs = filter_logits(logits / temperature, top_k, None).softmax(dim=-1)
-                token = int(sample_codes(probs[:, None], generator)[0, 0])
-            if token == self.eos:
+                tokens = sample_codes(probs[:, None], generator)[:, 0]  # [N]
+            tokens = tokens.cpu()
+            ended = running & (tokens == self.eos)
+            lengths[ended] = position
+            running &= ~ended
+            if not running.any():
                 break
-            out.append(token)
-            step = torch.tensor([[token + self.semantic_offset]], device=text.device)
+            out[:, position] = tokens.masked_fill(~running, 0)  # a finished sample's steps are never read
+            step = (out[:, position] + self.semantic_offset)[:, None].to(text.device)  # [N, 1]
             hidden = self.decoder(self.embedding(step), cache)[:, -1]
-        return torch.tensor(out, dtype=torch.long, device=text.device)
+        return [out[n, : int(lengths[n])].to(text.device) for n in range(N)]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -49,6 +49,7 @@ from soundstorm.precision import autocast, resolve_precision, resolve_step_preci
 from soundstorm.semantic import SemanticTokenizer
 from soundstorm.semantic.rate import check_semantic_matches
 from soundstorm.text.model import TextToSemantic
+from soundstorm.text.phone_score import PhoneScorer
 from soundstorm.text.symbols import TextSymbols
 from soundstorm.text.voice_folder import PROMPT_FILE, VoiceFolder, read_voice_folder
 
@@ -88,6 +89,10 @@ class DecodingOptions:
     # Stop the text-to-semantic model once p(EOS) reaches this (None: only when EOS is drawn);
     # TextToSemantic.generate, docs/t2s_stopping.md.
     t2s_eos_threshold: float | None = None
+    # Draw this many text-to-semantic samples (one batch) and keep the one whose tokens spell the
+    # text's phones best (soundstorm/text/phone_score.py): the sampler's rare garbled draws are
+    # thrown away before SoundStorm speaks them.
+    t2s_candidates: int = 1
     # One scale, or one per level (1 = off); None: SpeechPipeline.default_guidance_scale.
     guidance_scale: float | list[float] | None = None
     seed: int = 0
@@ -182,6 +187,8 @@ class SpeechPipeline:
                 raise ValueError(f"the text-to-semantic model makes {t2s.config.semantic_rate:g} tokens/s, SoundStorm "
                                  f"reads {codec.frame_rate / config.semantic_rate_ratio:g}")
             self.symbols = TextSymbols(t2s.config.text_units)
+        # Scores text-to-semantic candidates against the text (None: tokens without phone classes).
+        self.phone_scorer = PhoneScorer.from_tokenizer(semantic, self.symbols) if t2s is not None else None
         self.timing = Timing()
 
     @classmethod
@@ -349,12 +356,19 @@ class SpeechPipeline:
         elif voice is not None and voice.text:
             ids = self.symbols.join(self.symbols.encode(voice.text), ids, turn=False)
             prompt = voice.semantic
+        candidates = options.t2s_candidates
+        if candidates < 1:
+            raise ValueError(f"t2s_candidates must be at least 1, got {candidates}")
+        if candidates > 1 and self.phone_scorer is None:
+            raise ValueError("choosing among text-to-semantic candidates scores them against the text's phones: it "
+                             f"needs semantic tokens of the content encoder's phone classes, not {self.semantic.name}")
         start = time.perf_counter()
         with autocast(self.t2s_precision, self.device):
-            tokens = self.t2s.generate(torch.tensor(ids, device=self.device), prompt_semantic=prompt,
-                                       temperature=options.t2s_temperature, top_k=options.t2s_top_k,
-                                       eos_threshold=options.t2s_eos_threshold,
-                                       generator=self._generator(options, salt))
+            drawn = self.t2s.generate_many(torch.tensor(ids, device=self.device), candidates, prompt_semantic=prompt,
+                                           temperature=options.t2s_temperature, top_k=options.t2s_top_k,
+                                           eos_threshold=options.t2s_eos_threshold,
+                                           generator=self._generator(options, salt))
+        tokens = drawn[self.phone_scorer.best(drawn, text)] if self.phone_scorer is not None and candidates > 1 else drawn[0]
         self.timing.stages["text_to_semantic"] = self.timing.stages.get("text_to_semantic", 0.0) + time.perf_counter() - start
         if len(tokens) == 0:
             raise ValueError(f"the text-to-semantic model produced no tokens for {text!r}")
@@ -542,7 +556,8 @@ class SpeechPipeline:
 
     # ------------------------------------------------------------------ tasks
 
-    def _timed(self, run: Callable[[], np.ndarray]) -> np.ndarray:
+    def timed(self, run: Callable[[], np.ndarray]) -> np.ndarray:
+        """run()'s audio, with self.timing its wall time and stages (what the speech commands report)."""
         self.timing = Timing()
         start = time.perf_counter()
         wav = run()
@@ -552,22 +567,22 @@ class SpeechPipeline:
 
     def speak(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None) -> np.ndarray:
         """Audio float32 [N] of semantic tokens [S] in voice's voice."""
-        return self._timed(lambda: self.render([self.plan_speak(semantic, voice, options)])[0])
+        return self.timed(lambda: self.render([self.plan_speak(semantic, voice, options)])[0])
 
     def tts(self, text: str, voice: Voice, options: DecodingOptions | None = None) -> np.ndarray:
         """Audio of text, sentence by sentence; the sentences are decoded as one batch."""
-        return self._timed(lambda: self.render([self.plan_tts(text, voice, options)])[0])
+        return self.timed(lambda: self.render([self.plan_tts(text, voice, options)])[0])
 
     def dialogue(self, turns: Sequence[tuple[str, str]], voices: dict[str, Voice],
                  options: DecodingOptions | None = None) -> np.ndarray:
         """Audio of a dialogue: turns (speaker, text), each in its speaker's voice."""
-        return self._timed(lambda: self.render([self.plan_dialogue(turns, voices, options)])[0])
+        return self.timed(lambda: self.render([self.plan_dialogue(turns, voices, options)])[0])
 
     def resynth(self, source: str | Path | np.ndarray, voice: Voice, options: DecodingOptions | None = None,
                 sample_rate: int | None = None) -> np.ndarray:
         """The words of `source` (its semantic tokens; a file, or float32 [N] at sample_rate) in
         voice's voice: voice conversion."""
-        return self._timed(lambda: self.render([self.plan_resynth(source, voice, options, sample_rate)])[0])
+        return self.timed(lambda: self.render([self.plan_resynth(source, voice, options, sample_rate)])[0])
 
 
 class _Recorder:
