@@ -151,6 +151,27 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     for spoken in ceiling["utterances"]:
         assert abs(spoken["audio_seconds"] - durations[spoken["id"]]) <= 0.05, spoken["id"]
     assert "semantic tokens of the synthesizer's audio" in (tmp_path / "ceiling" / "tts_eval.md").read_text()
+
+    # Tokens of a phone classifier: the phone error rates of the synthesizer's tokens, of the
+    # chosen one of 2 text-to-semantic candidates, and of the tokens heard in our audio.
+    from soundstorm.semantic.content import ContentEncoder, ContentEncoderConfig
+    from soundstorm.semantic.extractors import ContentFeatures
+    from soundstorm.text.phonemes import CMU_PHONES
+
+    phones = ("sil", *(p.lower() for p in CMU_PHONES), "ax")
+    encoder = ContentEncoder(ContentEncoderConfig(phones=phones, dim=32, depth=1, heads=2, feature_dim=8))
+    shutil.rmtree(models / "semantic")
+    KMeansTokenizer(ContentFeatures(encoder, "posteriors"), torch.rand(16, len(phones)) ** 8).save(models / "semantic")
+    assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "1",
+                 "--prompt-seconds", "1.0", "--dialogue-seconds", "1", "--steps", "1", "1", "1", "1",
+                 "--t2s-candidates", "2", "--groups", "training", "--out", str(tmp_path / "phones"), "--quiet"]) == 0
+    scored = json.loads((tmp_path / "phones" / "tts_eval.json").read_text())
+    assert scored["options"]["t2s_candidates"] == 2
+    row = scored["rows"][0]
+    for name in ("reference_phone_error_rate", "phone_error_rate", "audio_phone_error_rate"):
+        assert 0.0 <= row[name] < 10.0
+    spoken = scored["utterances"][0]
+    assert spoken["phones"] > 0 and row["phone_error_rate"] == spoken["phone_errors"] / spoken["phones"]
     with pytest.raises(SystemExit, match="give one"):
         main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--enroll-seconds", "2",
               "--adapt-decoder", "1", "--quiet"])

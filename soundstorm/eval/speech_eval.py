@@ -67,10 +67,12 @@ class Spoken:
     generated_similarity: float  # ours vs the prompt
     seconds: float  # generation wall time
     audio_seconds: float
-    # Phone errors of the semantic tokens against the text (soundstorm/text/phone_score.py), of the
-    # synthesizer's audio and of ours, and the text's phones; None without phone classes.
+    # Phone errors against the text (soundstorm/text/phone_score.py) of the semantic tokens of the
+    # synthesizer's audio, of the tokens ours was generated from, and of the tokens the semantic
+    # tokenizer hears in our audio; and the text's phones. None without phone classes.
     reference_phone_errors: int | None = None
     phone_errors: int | None = None
+    audio_phone_errors: int | None = None
     phones: int | None = None
 
 
@@ -97,10 +99,10 @@ def phone_error_rates(members: list[Spoken]) -> dict[str, float | None]:
     """The semantic tokens' phone error rates over a group: of the synthesizer's audio and of ours."""
     scored = [s for s in members if s.phones is not None]
     phones = sum(s.phones or 0 for s in scored)
-    if not phones:
-        return {"reference_phone_error_rate": None, "phone_error_rate": None}
-    return {"reference_phone_error_rate": sum(s.reference_phone_errors or 0 for s in scored) / phones,
-            "phone_error_rate": sum(s.phone_errors or 0 for s in scored) / phones}
+    names = {"reference_phone_error_rate": "reference_phone_errors", "phone_error_rate": "phone_errors",
+             "audio_phone_error_rate": "audio_phone_errors"}
+    return {name: sum(getattr(s, field) or 0 for s in scored) / phones if phones else None
+            for name, field in names.items()}
 
 
 def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], seconds: float) -> list[tuple[str, str]]:
@@ -176,8 +178,9 @@ def run(args: argparse.Namespace) -> int:
             similarity(prompt, wav, sr), pipeline.timing.seconds, pipeline.timing.audio_seconds,
         )
         if pipeline.phone_scorer is not None:
-            tokens = [torch.cat([segment.semantic for segment in plan.segments]) for plan in (real, plans[0])]
-            (said.reference_phone_errors, said.phones), (said.phone_errors, _) = (
+            heard = pipeline.plan_resynth(wav, voice, sentence_options, sample_rate=sr)  # the tokens of our audio
+            tokens = [torch.cat([segment.semantic for segment in plan.segments]) for plan in (real, plans[0], heard)]
+            (said.reference_phone_errors, said.phones), (said.phone_errors, _), (said.audio_phone_errors, _) = (
                 pipeline.phone_scorer.phone_errors(t, entry.text or "") for t in tokens)
         spoken.append(said)
 
@@ -241,7 +244,8 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
     def rates(row: dict[str, Any]) -> str:
         if row.get("phone_error_rate") is None:
             return "-"
-        return f"{row['reference_phone_error_rate']:.3f} / {row['phone_error_rate']:.3f}"
+        return (f"{row['reference_phone_error_rate']:.3f} / {row['phone_error_rate']:.3f} / "
+                f"{row['audio_phone_error_rate']:.3f}")
 
     source = ("its text" if semantic_from == "text" else
               "the semantic tokens of the synthesizer's audio (no text-to-semantic model: its ceiling)")
@@ -252,10 +256,12 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
              f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}, "
-             f"{options.t2s_candidates} candidate{'s' if options.t2s_candidates > 1 else ''}. Phone error rate: of the "
-             "semantic tokens against the text's phones (soundstorm/text/phone_score.py), no recognizer involved.", "",
+             f"{options.t2s_candidates} candidate{'s' if options.t2s_candidates > 1 else ''}. Phone error rate: of "
+             "semantic tokens against the text's phones (soundstorm/text/phone_score.py): the tokens of the "
+             "synthesizer's audio, the tokens ours was spoken from, and the tokens the semantic tokenizer hears in "
+             "our audio (its phone classifier as the recognizer).", "",
              "| voices | n | WER (synthesizer) | WER (ours) | ratio (goal <= 1.3) | CER (synth / ours) | "
-             "similarity (synthesizer) | similarity (ours) | goal | RTF | phone error rate of the tokens (synth / ours) |",
+             "similarity (synthesizer) | similarity (ours) | goal | RTF | phone error rate (synth audio / our tokens / our audio) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
