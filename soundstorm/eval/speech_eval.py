@@ -51,6 +51,7 @@ from soundstorm.text.pipeline import DecodingOptions, Plan, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
 GROUP_NAMES = {"training": "training voices", "held-out": "held-out voices"}  # --groups
+MEASURABLE_SECONDS = 0.25  # the least audio speaker similarity (resemblyzer) and the semantic tokenizer take
 GOALS = {"wer_ratio": 1.3, "similarity": {"training voices": 0.80, "held-out voices": 0.70}, "rtf": 0.2}
 
 
@@ -172,14 +173,19 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:  # a sentence the phonemizer cannot say: report, do not count
             print(f"skipped {entry.id}: {error}", file=sys.stderr)
             continue
+        # Audio too short to measure (a model that stopped at once) is scored as what it is: no
+        # voice (similarity 0) and no phones heard; it counts, it is not skipped.
+        measurable = len(wav) >= MEASURABLE_SECONDS * sr
         said = Spoken(
             entry.id, entry.speaker, GROUPS[entry.split or ""], entry.text or "", prompt_entry.id,
             asr.transcribe(reference, sr), asr.transcribe(wav, sr), similarity(prompt, reference, sr),
-            similarity(prompt, wav, sr), pipeline.timing.seconds, pipeline.timing.audio_seconds,
+            similarity(prompt, wav, sr) if measurable else 0.0, pipeline.timing.seconds, pipeline.timing.audio_seconds,
         )
         if pipeline.phone_scorer is not None:
-            heard = pipeline.plan_resynth(wav, voice, sentence_options, sample_rate=sr)  # the tokens of our audio
-            tokens = [torch.cat([segment.semantic for segment in plan.segments]) for plan in (real, plans[0], heard)]
+            heard = (pipeline.plan_resynth(wav, voice, sentence_options, sample_rate=sr)  # the tokens of our audio
+                     if measurable else Plan([], [], sentence_options))
+            tokens = [torch.cat([segment.semantic for segment in plan.segments] or [torch.zeros(0, dtype=torch.long)])
+                      for plan in (real, plans[0], heard)]
             (said.reference_phone_errors, said.phones), (said.phone_errors, _), (said.audio_phone_errors, _) = (
                 pipeline.phone_scorer.phone_errors(t, entry.text or "") for t in tokens)
         spoken.append(said)
@@ -220,12 +226,13 @@ def run(args: argparse.Namespace) -> int:
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps,
-                           pipeline.default_guidance_scale, args.semantic_from)
+                           pipeline.default_guidance_scale, args.semantic_from, pipeline.t2s_candidates(options))
     print(markdown)
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
-            {"command": command, "options": asdict(options), "semantic_from": args.semantic_from,
+            {"command": command, "options": {**asdict(options), "t2s_candidates": pipeline.t2s_candidates(options)},
+             "semantic_from": args.semantic_from,
              "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
@@ -237,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
 
 def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,
                 options: DecodingOptions, default_steps: list[int] | None = None,
-                default_guidance: float | list[float] = 1.0, semantic_from: str = "text") -> str:
+                default_guidance: float | list[float] = 1.0, semantic_from: str = "text", candidates: int = 1) -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "not met"
 
@@ -256,7 +263,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
              f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}, "
-             f"{options.t2s_candidates} candidate{'s' if options.t2s_candidates > 1 else ''}. Phone error rate: of "
+             f"{candidates} candidate{'s' if candidates > 1 else ''}. Phone error rate: of "
              "semantic tokens against the text's phones (soundstorm/text/phone_score.py): the tokens of the "
              "synthesizer's audio, the tokens ours was spoken from, and the tokens the semantic tokenizer hears in "
              "our audio (its phone classifier as the recognizer).", "",
