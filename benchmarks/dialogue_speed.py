@@ -7,8 +7,10 @@ SoundStorm, codec), in several variants side by side in one run.
 
 A variant is a --precision (auto, fp32, bf16: soundstorm/precision.py), optionally followed by
 `:STEPS`, SoundStorm's iterations per level (default: the models folder's decoding.json, else
-the paper's 16, 1, ...), and `:GUIDANCE`, one classifier-free guidance scale or one per level
-(`auto::2,1,1,1,1,1,1,1`: the default steps, guidance on the first level). The bundled models
+the paper's 16, 1, ...), `:GUIDANCE`, one classifier-free guidance scale or one per level
+(`auto::2,1,1,1,1,1,1,1`: the default steps, guidance on the first level), and
+`:T2S_TEMPERATURE:T2S_CANDIDATES` (`auto:::0.8:1`: the text-to-semantic decoding before
+2026-12-05; the audio then differs, so compare real-time factors). The bundled models
 (or --models) speak a fixed script of about 30 s (the issue's target) in two bundled voices,
 with the same seed for every run. Several --models folders run every variant each (rows
 FOLDER/VARIANT), to time two sets of models side by side. The variants are interleaved --repeats times so that
@@ -73,8 +75,8 @@ def main() -> int:
                  for folder in args.models for variant in args.variants}
     first = pipelines[next(iter(pipelines))]
     voices = {name: first.voice(args.models[0] / "voices" / f"{voice}.wav") for name, voice in zip("AB", args.voices)}
-    options = {variant: DecodingOptions(seed=0, steps=steps, guidance_scale=guidance)
-               for variant, (_, steps, guidance) in variants.items()}
+    options = {variant: DecodingOptions(seed=0, steps=steps, guidance_scale=guidance, **t2s)  # type: ignore[arg-type]
+               for variant, (_, steps, guidance, t2s) in variants.items()}
     for variant, pipeline in pipelines.items():  # warm-up: first-call allocations are not the speed
         pipeline.dialogue(SCRIPT[:1], voices, options[variant])
 
@@ -94,7 +96,9 @@ def main() -> int:
         rows.append({"variant": variant, "soundstorm_precision": pipeline.precision,
                      "t2s_precision": pipeline.t2s_description, "steps": variants[variant][1] or pipeline.default_steps,
                      "guidance_scale": variants[variant][2] if variants[variant][2] is not None
-                     else pipeline.default_guidance_scale, **median,
+                     else pipeline.default_guidance_scale,
+                     "t2s_temperature": options[variant].t2s_temperature,
+                     "t2s_candidates": options[variant].t2s_candidates, **median,
                      "rtf": median["seconds"] / median["audio_seconds"]})
     base = rows[0]["seconds"]
     print(f"Dialogue of {len(SCRIPT)} turns, {args.threads} torch threads, medians of {args.repeats} "
@@ -113,19 +117,24 @@ def main() -> int:
     return 0
 
 
-def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[float] | None]:
-    """"auto" -> ("auto", None, None): the models folder's defaults (decoding.json);
-    "auto:8,1,1" -> ("auto", [8, 1, 1], None); "auto::2,1,1" -> ("auto", None, [2.0, 1.0, 1.0]);
-    "auto::2" -> ("auto", None, 2.0)."""
-    precision, _, rest = variant.partition(":")
-    steps, _, guidance = rest.partition(":")
+def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[float] | None, dict[str, float | int]]:
+    """"auto" -> ("auto", None, None, {}): the models folder's defaults (decoding.json);
+    "auto:8,1,1" -> ("auto", [8, 1, 1], None, {}); "auto::2,1,1" -> ("auto", None, [2.0, 1.0, 1.0], {});
+    "auto::2" -> ("auto", None, 2.0, {}); "auto:::0.8:1" -> the text-to-semantic model at temperature
+    0.8 with one candidate ({"t2s_temperature": 0.8, "t2s_candidates": 1})."""
+    precision, steps, guidance, temperature, candidates = (variant.split(":") + [""] * 4)[:5]
     try:
         scales = [float(g) for g in guidance.split(",")] if guidance else None
         guidance_scale = None if scales is None else scales[0] if len(scales) == 1 else scales
-        return precision, [int(n) for n in steps.split(",")] if steps else None, guidance_scale
+        t2s: dict[str, float | int] = {}
+        if temperature:
+            t2s["t2s_temperature"] = float(temperature)
+        if candidates:
+            t2s["t2s_candidates"] = int(candidates)
+        return precision, [int(n) for n in steps.split(",")] if steps else None, guidance_scale, t2s
     except ValueError:
-        raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE]] like auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1, "
-                         f"got {variant!r}") from None
+        raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE[:T2S_TEMPERATURE[:T2S_CANDIDATES]]]] like "
+                         f"auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1 or auto:::0.8:1, got {variant!r}") from None
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -226,13 +226,12 @@ def run(args: argparse.Namespace) -> int:
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps,
-                           pipeline.default_guidance_scale, args.semantic_from, pipeline.t2s_candidates(options))
+                           pipeline.default_guidance_scale, args.semantic_from)
     print(markdown)
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
-            {"command": command, "options": {**asdict(options), "t2s_candidates": pipeline.t2s_candidates(options)},
-             "semantic_from": args.semantic_from,
+            {"command": command, "options": asdict(options), "semantic_from": args.semantic_from,
              "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
@@ -244,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
 def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,
                 options: DecodingOptions, default_steps: list[int] | None = None,
-                default_guidance: float | list[float] = 1.0, semantic_from: str = "text", candidates: int = 1) -> str:
+                default_guidance: float | list[float] = 1.0, semantic_from: str = "text") -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "not met"
 
@@ -263,7 +262,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
              f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}, "
-             f"{candidates} candidate{'s' if candidates > 1 else ''}. Phone error rate: of "
+             f"{options.t2s_candidates} candidate{'s' if options.t2s_candidates > 1 else ''}. Phone error rate: of "
              "semantic tokens against the text's phones (soundstorm/text/phone_score.py): the tokens of the "
              "synthesizer's audio, the tokens ours was spoken from, and the tokens the semantic tokenizer hears in "
              "our audio (its phone classifier as the recognizer).", "",

@@ -166,10 +166,9 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         t2s_top_k: Annotated[int, Form(ge=1, le=65536, description="text-to-semantic top-k")] = 50,
         t2s_eos_threshold: Annotated[float, Form(ge=0, le=1, description="stop the text-to-semantic model once "
                                                  "p(EOS) reaches this; 0: only when EOS is drawn")] = T2S_EOS_THRESHOLD,
-        t2s_candidates: Annotated[int | None, Form(ge=1, le=MAX_T2S_CANDIDATES, description="text-to-semantic "
-                                                   "samples drawn; the one that spells the text's phones best is "
-                                                   "spoken (default: 2 where the tokens carry phone classes)")
-                                  ] = None,
+        t2s_candidates: Annotated[int, Form(ge=1, le=MAX_T2S_CANDIDATES, description="text-to-semantic samples "
+                                            "drawn; the one that spells the text's phones best is spoken")
+                                  ] = DecodingOptions.t2s_candidates,
         guidance_scale: Annotated[float | None, Form(ge=0, le=10, description="classifier-free guidance on every "
                                                      "level, 1 = off (default: the models folder's, "
                                                      "/api/health default_guidance_scale)")] = None,

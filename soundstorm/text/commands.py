@@ -34,7 +34,6 @@ import torch
 from soundstorm.plots import write_spectrogram
 from soundstorm.precision import add_precision_argument
 from soundstorm.text.pipeline import (
-    DEFAULT_T2S_CANDIDATES,
     DecodingOptions,
     SpeechPipeline,
     Voice,
@@ -73,10 +72,10 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"text-to-semantic temperature (default {defaults.t2s_temperature:g})")
     parser.add_argument("--t2s-top-k", type=int, default=defaults.t2s_top_k,
                         help=f"text-to-semantic top-k (default {defaults.t2s_top_k})")
-    parser.add_argument("--t2s-candidates", type=int,
+    parser.add_argument("--t2s-candidates", type=int, default=defaults.t2s_candidates,
                         help="draw this many text-to-semantic samples and keep the one whose tokens spell the text's "
-                             f"phones best (soundstorm/text/phone_score.py; default {DEFAULT_T2S_CANDIDATES} where the "
-                             "semantic tokens carry phone classes, else 1)")
+                             f"phones best (soundstorm/text/phone_score.py; default {defaults.t2s_candidates}; needs "
+                             "semantic tokens of phone classes, as the bundled models' are)")
     eos_threshold = defaults.t2s_eos_threshold or 0.0  # the option's 0 is DecodingOptions' None
     parser.add_argument("--t2s-eos-threshold", type=probability, default=eos_threshold,
                         help="stop the text-to-semantic model once p(EOS) reaches this; 0: only when EOS is drawn "

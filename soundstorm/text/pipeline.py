@@ -62,10 +62,6 @@ TURN_PAUSE_SECONDS = 0.25
 # it, activations fall out of the caches and padding grows, and one batch of a dialogue's six
 # turns (2328 frames) costs 1.2x two batches of three (benchmarks/batch_frames.py). None on a GPU.
 CPU_BATCH_FRAMES = 1200
-# Text-to-semantic candidates by default where they can be scored: two take the bundled model's
-# phone error rate from 0.058 to 0.042 and leave no garbled draw in 144 sentences, for 1.5x its
-# time (four: 0.032, 2.2x); docs/intelligibility.md.
-DEFAULT_T2S_CANDIDATES = 2
 
 
 @dataclass
@@ -97,10 +93,12 @@ class DecodingOptions:
     # TextToSemantic.generate, docs/t2s_stopping.md.
     t2s_eos_threshold: float | None = None
     # Draw this many text-to-semantic samples (one batch) and keep the one whose tokens spell the
-    # text's phones best (soundstorm/text/phone_score.py): the sampler's rare garbled draws are
-    # thrown away before SoundStorm speaks them. None: DEFAULT_T2S_CANDIDATES where the semantic
-    # tokens carry phone classes to score, else 1.
-    t2s_candidates: int | None = None
+    # text's phones best (soundstorm/text/phone_score.py): the sampler's garbled draws are thrown
+    # away before SoundStorm speaks them. Needs semantic tokens with phone classes. 1 by default:
+    # on the bundled models 2 took the tokens' phone error rate from 0.058 to 0.042 but moved
+    # eval-tts CER no further than the temperature had, for 1.3x the text-to-semantic time on a
+    # CPU (docs/intelligibility.md).
+    t2s_candidates: int = 1
     # One scale, or one per level (1 = off); None: SpeechPipeline.default_guidance_scale.
     guidance_scale: float | list[float] | None = None
     seed: int = 0
@@ -364,7 +362,7 @@ class SpeechPipeline:
         elif voice is not None and voice.text:
             ids = self.symbols.join(self.symbols.encode(voice.text), ids, turn=False)
             prompt = voice.semantic
-        candidates = self.t2s_candidates(options)
+        candidates = options.t2s_candidates
         if candidates < 1:
             raise ValueError(f"t2s_candidates must be at least 1, got {candidates}")
         if candidates > 1 and self.phone_scorer is None:
@@ -381,12 +379,6 @@ class SpeechPipeline:
         if len(tokens) == 0:
             raise ValueError(f"the text-to-semantic model produced no tokens for {text!r}")
         return tokens
-
-    def t2s_candidates(self, options: DecodingOptions) -> int:
-        """The text-to-semantic samples a request draws: its own number, else the default."""
-        if options.t2s_candidates is not None:
-            return options.t2s_candidates
-        return DEFAULT_T2S_CANDIDATES if self.phone_scorer is not None else 1
 
     def _segment(self, semantic: Tensor, voice: Voice, options: DecodingOptions, salt: int) -> Segment:
         V = self.soundstorm.config.semantic_vocab_size
