@@ -13,7 +13,11 @@ pipeline (text-to-semantic, SoundStorm, codec) speaks the sentence in that voice
   synthesizer's audio to the same prompt (the ceiling); goals 0.80 for training voices, 0.70
   for held-out ones;
 - the time for a dialogue of about --dialogue-seconds (30 s) between two voices, on this
-  machine: the real-time factor, goal at most 0.2.
+  machine: the real-time factor, goal at most 0.2;
+- where the semantic tokens are a phone classifier's (the bundled models'), phone error rates
+  against the text's phones (soundstorm/text/phone_score.py): of the synthesizer's audio's
+  tokens, of the tokens we spoke, and of the tokens the tokenizer hears in our audio. No
+  recognizer noise: they say which stage lost the words (docs/intelligibility.md).
 
 `--semantic-from audio` takes the text-to-semantic model out: SoundStorm speaks the semantic
 tokens of the synthesizer's own audio of each sentence (what a perfect text-to-semantic model
@@ -97,7 +101,8 @@ def choose(entries: list[ManifestEntry], families: tuple[str, ...], per_group: i
 
 
 def phone_error_rates(members: list[Spoken]) -> dict[str, float | None]:
-    """The semantic tokens' phone error rates over a group: of the synthesizer's audio and of ours."""
+    """Phone error rates over a group (None without phone classes): of the synthesizer's audio's
+    tokens, of the tokens we spoke, and of the tokens heard in our audio."""
     scored = [s for s in members if s.phones is not None]
     phones = sum(s.phones or 0 for s in scored)
     names = {"reference_phone_error_rate": "reference_phone_errors", "phone_error_rate": "phone_errors",
