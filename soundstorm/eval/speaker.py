@@ -15,6 +15,7 @@ import numpy as np
 from soundstorm.data.audio import resample_audio
 
 ENCODER_SAMPLE_RATE = 16000
+MIN_SECONDS = 0.25  # the least audio a d-vector is made from
 
 
 class SpeakerSimilarity:
@@ -29,8 +30,8 @@ class SpeakerSimilarity:
         """An L2-normalised d-vector [256] of float32 wav [N]."""
         from resemblyzer import preprocess_wav
 
-        if wav.ndim != 1 or len(wav) < sample_rate // 4:
-            raise ValueError(f"speaker similarity needs at least 0.25 s of mono audio, got shape {wav.shape}")
+        if wav.ndim != 1 or len(wav) < int(MIN_SECONDS * sample_rate):
+            raise ValueError(f"speaker similarity needs at least {MIN_SECONDS:g} s of mono audio, got shape {wav.shape}")
         audio = resample_audio(wav.astype(np.float32), sample_rate, ENCODER_SAMPLE_RATE)
         processed = preprocess_wav(audio, source_sr=ENCODER_SAMPLE_RATE)  # volume norm, VAD trims silence
         if len(processed) < ENCODER_SAMPLE_RATE // 4:

@@ -46,6 +46,7 @@ from soundstorm.atomic import atomic_write_text
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.codec_eval import speaker_audio
+from soundstorm.eval.speaker import MIN_SECONDS
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
@@ -55,7 +56,6 @@ from soundstorm.text.pipeline import DecodingOptions, Plan, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
 GROUP_NAMES = {"training": "training voices", "held-out": "held-out voices"}  # --groups
-MEASURABLE_SECONDS = 0.25  # the least audio speaker similarity (resemblyzer) and the semantic tokenizer take
 GOALS = {"wer_ratio": 1.3, "similarity": {"training voices": 0.80, "held-out voices": 0.70}, "rtf": 0.2}
 
 
@@ -166,27 +166,29 @@ def run(args: argparse.Namespace) -> int:
         # Each sentence its own seed (--seed shifts them all), so a sweep of one knob keeps the draws.
         sentence_options = replace(options, seed=options.seed * len(pairs) + index)
         plans: list[Plan] = []
+        real: Plan | None = None  # the synthesizer's tokens: spoken with --semantic-from audio, else scored
 
         def speak() -> np.ndarray:
-            plans.append(real if args.semantic_from == "audio" else
+            plans.append(real if real is not None and args.semantic_from == "audio" else
                          pipeline.plan_tts(entry.text or "", voice, sentence_options))
             return pipeline.render(plans)[0]
 
         try:
-            real = pipeline.plan_resynth(reference, voice, sentence_options, sample_rate=sr)  # the synthesizer's tokens
+            if args.semantic_from == "audio" or pipeline.phone_scorer is not None:
+                real = pipeline.plan_resynth(reference, voice, sentence_options, sample_rate=sr)
             wav = pipeline.timed(speak)
         except ValueError as error:  # a sentence the phonemizer cannot say: report, do not count
             print(f"skipped {entry.id}: {error}", file=sys.stderr)
             continue
         # Audio too short to measure (a model that stopped at once) is scored as what it is: no
         # voice (similarity 0) and no phones heard; it counts, it is not skipped.
-        measurable = len(wav) >= MEASURABLE_SECONDS * sr
+        measurable = len(wav) >= int(MIN_SECONDS * sr)  # the semantic tokenizer takes less
         said = Spoken(
             entry.id, entry.speaker, GROUPS[entry.split or ""], entry.text or "", prompt_entry.id,
             asr.transcribe(reference, sr), asr.transcribe(wav, sr), similarity(prompt, reference, sr),
             similarity(prompt, wav, sr) if measurable else 0.0, pipeline.timing.seconds, pipeline.timing.audio_seconds,
         )
-        if pipeline.phone_scorer is not None:
+        if pipeline.phone_scorer is not None and real is not None:
             heard = (pipeline.plan_resynth(wav, voice, sentence_options, sample_rate=sr)  # the tokens of our audio
                      if measurable else Plan([], [], sentence_options))
             tokens = [torch.cat([segment.semantic for segment in plan.segments] or [torch.zeros(0, dtype=torch.long)])

@@ -170,9 +170,9 @@ class TextToSemantic(nn.Module):
                       min_tokens: int | None = None, eos_threshold: float | None = None,
                       generator: torch.Generator | None = None) -> list[Tensor]:
         """num_samples independent draws [S_i] of `generate` for the same text and prompt, decoded
-        as one batch: the prompt is read once, and on a CPU a step of a few sequences costs little
-        more than a step of one (its time goes to reading the weights). One sample draws exactly
-        what `generate` does."""
+        as one batch: the prompt is read once and each step runs the samples together (on this
+        project's 2-core CPU 2 samples cost 1.3x the text-to-semantic time of one, 4 samples 2.2x:
+        docs/intelligibility.md). One sample draws exactly what `generate` does."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         if eos_threshold is not None and not 0.0 < eos_threshold <= 1.0:

@@ -64,6 +64,7 @@ class PhoneScorer:
             raise ValueError(f"the phone classes {tuple(phones)} have no {SILENCE!r}")
         self.log_probabilities = np.log(np.maximum(probabilities.double().numpy(), FLOOR))  # [V, P]
         self.symbols = symbols
+        self.names = tuple(phones)  # the classifier's phone classes, by index
         index = {phone: i for i, phone in enumerate(phones)}
         self.silence = index[SILENCE]
         self.classes: dict[str, list[int]] = {}  # CMU phone -> classifier phones
@@ -143,13 +144,11 @@ class PhoneScorer:
     def phones(self, tokens: Tensor) -> list[str]:
         """The phones tokens [S] say by themselves: each token's likeliest phone, repeats merged,
         silence dropped. Its classes' names: a CMU phone heard as a schwa comes out as 'ax'."""
-        names = {i: name for phone, classes in self.classes.items() for i, name in
-                 zip(classes, ALTERNATIVES.get(phone.lower(), (phone.lower(),)))}
         best = self.log_probabilities[tokens.cpu().numpy()].argmax(axis=1)
         out, previous = [], -1
         for index in best:
             if index != previous and index != self.silence:
-                out.append(names.get(int(index), "?"))
+                out.append(self.names[int(index)])
             previous = index
         return out
 
@@ -158,7 +157,7 @@ class PhoneScorer:
         AH): sum both over sentences for a phone error rate."""
         said = self.phones(tokens)
         wanted = self.targets(text)
-        allowed = [{n for n in ALTERNATIVES.get(p.lower(), (p.lower(),))} for p in wanted]
+        allowed = [{self.names[c] for c in self.classes[p]} for p in wanted]
         # Levenshtein with a set per wanted phone.
         previous = list(range(len(said) + 1))
         for i, options in enumerate(allowed, start=1):
