@@ -329,6 +329,69 @@ def generate(
     return codes[:, :, : len(steps)].masked_fill(~valid[:, :, None], 0)
 
 
+@torch.no_grad()
+def decode_finer_levels(
+    model: SoundStorm,
+    semantic_tokens: Tensor,
+    coarse: Tensor,
+    levels: int,
+    guidance_scale: float = 1.0,
+    prompt_codes: Tensor | None = None,
+) -> Tensor:
+    """The levels after `coarse` by one greedy pass each, as `generate` decodes a level of one
+    iteration: what SoundStorm makes of known coarse tokens (e.g. a recording's own level 1).
+
+    Used to train a codec decoder on the finer levels SoundStorm predicts (the soundstream
+    task's options.soundstorm_inputs) and to measure what that prediction costs
+    (benchmarks/acoustic_probe.py). Given `generate`'s own first c levels, it returns `generate`'s
+    levels c..levels-1 with steps [..., 1, ...] and greedy_last (tests/test_decoding.py).
+
+    Args:
+        semantic_tokens: int64 [B, S] conditioning, S = ceil(T / semantic_rate_ratio).
+        coarse: int64 [B, T, c] the first c levels, 1 <= c < levels.
+        levels: how many levels to return, at most Q.
+        guidance_scale: classifier-free guidance of the finer levels (1 = off).
+        prompt_codes: int64 [B, P, Q], P < T: a voice prompt, the first P frames at every level
+            (as generate's prompt_codes); coarse covers them too.
+    Returns:
+        int64 [B, T, levels]: coarse, then the predicted levels (the prompt's own in its frames).
+    """
+    config = model.config
+    Q, mask_id = config.num_quantizers, config.mask_id
+    if coarse.dim() != 3 or not 1 <= coarse.shape[-1] < levels <= Q:
+        raise ValueError(f"coarse must be int64 [B, T, c] with 1 <= c < levels <= {Q}; got shape "
+                         f"{tuple(coarse.shape)} and levels={levels}")
+    B, T, c = coarse.shape
+    device = next(model.parameters()).device
+    check_token_range(coarse, torch.ones(B, T, dtype=torch.bool, device=coarse.device), config.codebook_size, "coarse")
+    semantic_tokens = check_semantic(semantic_tokens, config, B, T, torch.full((B,), T, device=device)).to(device)
+    if semantic_tokens is None:
+        raise ValueError("decode_finer_levels needs a conditional model and its semantic tokens")
+    codes = torch.full((B, T, Q), mask_id, dtype=torch.long, device=device)  # [B, T, Q]
+    codes[:, :, :c] = coarse.to(device)
+    P = 0
+    if prompt_codes is not None:
+        prompt_codes = check_codes(prompt_codes, config, "prompt_codes").to(device)
+        P = prompt_codes.shape[1]
+        if prompt_codes.shape[0] != B or P >= T:
+            raise ValueError(f"prompt_codes must be [B, P, Q] with B = {B} and P < T = {T}, got {tuple(prompt_codes.shape)}")
+        check_token_range(prompt_codes, torch.ones(B, P, dtype=torch.bool, device=device), config.codebook_size,
+                          "prompt_codes")
+        codes[:, :P] = prompt_codes
+    condition = model.embed_condition(semantic_tokens, T)  # [B, T, D]
+    if guidance_scale != 1.0:
+        condition = torch.cat([condition, model.null_condition(B, T)], dim=0)  # [2B, T, D]
+    for level in range(c, levels):
+        # The same products as generate's pass: the frames after the prompt, in row-major order.
+        hidden = model.hidden_states(codes.repeat(condition.shape[0] // B, 1, 1), condition, None)  # [B or 2B, T, D]
+        logits = model.level_logits(hidden[:, P:].reshape(-1, hidden.shape[-1]), level)  # [B*(T-P) or twice, K]
+        if guidance_scale != 1.0:
+            cond, null = logits.chunk(2, dim=0)
+            logits = null + guidance_scale * (cond - null)
+        codes[:, P:, level] = logits.softmax(dim=-1).argmax(dim=-1).view(B, T - P)
+    return codes[:, :, :levels]
+
+
 def total_forward_passes(steps: Sequence[int]) -> int:
     """Backbone passes that decoding with `steps` makes; guidance doubles the batch, not the
     number of passes."""

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soundstorm import DecodeStep, SoundStorm
-from soundstorm.decoding import filter_logits, sample_codes
+from soundstorm.decoding import decode_finer_levels, filter_logits, sample_codes
 from tests.conftest import tiny_model
 
 MASK = 16  # tiny_config: codebook_size 16, so MASK is id 16
@@ -153,6 +153,41 @@ def test_decoding_fewer_levels_gives_the_first_levels_of_a_full_decoding(
     full, prefix = decode(steps), decode(steps[:levels])
     assert prefix.shape == (B, T, levels)
     assert torch.equal(prefix, full[..., :levels])
+
+
+@settings(max_examples=40)
+@given(data=st.data(), B=st.integers(1, 3), T=st.integers(3, 20), coarse=st.integers(1, Q - 1),
+       first=st.integers(1, 4), guidance=st.sampled_from([1.0, 2.5]), temperature=st.sampled_from([0.0, 1.0]))
+def test_finer_levels_of_known_coarse_ones_are_generate_s_own(
+        data: st.DataObject, B: int, T: int, coarse: int, first: int, guidance: float, temperature: float) -> None:
+    """decode_finer_levels given generate's first levels returns generate's finer levels, where
+    generate decodes those with one greedy pass each at the same guidance."""
+    model = tiny_model()
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 99)))
+    semantic = torch.randint(10, (B, -(-T // 2)), generator=g)
+    P = data.draw(st.integers(0, T - 1))  # frames of voice prompt
+    prompt = torch.randint(16, (B, max(P, 1), Q), generator=g)
+    steps = [first] * coarse + [1] * (Q - coarse)
+    full = model.generate(semantic, num_frames=T, steps=steps, temperature=temperature,
+                          guidance_scale=[1.0] * coarse + [guidance] * (Q - coarse),
+                          prompt_codes=prompt if P else None, generator=torch.Generator().manual_seed(3))
+    finer = decode_finer_levels(model, semantic, full[..., :coarse], Q, guidance_scale=guidance,
+                                prompt_codes=prompt if P else None)
+    assert torch.equal(finer, full)
+
+
+def test_finer_levels_refuse_bad_input() -> None:
+    model = tiny_model()
+    semantic = torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="1 <= c < levels"):
+        decode_finer_levels(model, semantic, torch.zeros(1, 6, Q, dtype=torch.long), Q)
+    with pytest.raises(ValueError, match="coarse"):
+        decode_finer_levels(model, semantic, torch.full((1, 6, 1), 16), Q)
+    with pytest.raises(ValueError, match="semantic_tokens must have shape"):
+        decode_finer_levels(model, semantic[:, :2], torch.zeros(1, 6, 1, dtype=torch.long), Q)
+    with pytest.raises(ValueError, match="P < T = 6"):
+        decode_finer_levels(model, semantic, torch.zeros(1, 6, 1, dtype=torch.long), Q,
+                            prompt_codes=torch.zeros(1, 6, Q, dtype=torch.long))
 
 
 @settings(max_examples=60)

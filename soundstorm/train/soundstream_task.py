@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from soundstorm.codecs.soundstream.config import DECODER_FIELDS, DiscriminatorConfig, SoundStreamConfig
 from soundstorm.codecs.soundstream.discriminator import MultiScaleSTFTDiscriminator
 from soundstorm.codecs.soundstream.model import SoundStream
+from soundstorm.codecs.soundstream.soundstorm_inputs import FinerLevelPredictor, SoundStormInputs
 from soundstorm.codecs.soundstream.training import SoundStreamLossConfig, SoundStreamObjective
 from soundstorm.data.audio_dataset import AudioBatch, AudioCropDataset, collate_crops
 from soundstorm.train.distributed import DistributedContext
@@ -47,6 +48,7 @@ class SoundStreamTask(Task):
             speed_range = options.pop("speed_perturbation", None)
             eq_db = options.pop("random_eq_db", None)
             encoder_from = options.pop("encoder_from", None)
+            soundstorm_inputs = options.pop("soundstorm_inputs", None)
             self.loss_config = SoundStreamLossConfig.from_dict(options)
         except TypeError as error:
             raise ValueError(f"the soundstream recipe: {error}") from error
@@ -57,6 +59,16 @@ class SoundStreamTask(Task):
             raise ValueError("the soundstream recipe: options.encoder_from keeps another codec's encoder and codebooks, "
                              "so it needs options.decoder_only = true")
         self.encoder_from = Path(encoder_from) if encoder_from is not None else None
+        self.predictor: FinerLevelPredictor | None = None
+        if soundstorm_inputs is not None:
+            if not isinstance(soundstorm_inputs, dict):
+                raise ValueError("the soundstream recipe: options.soundstorm_inputs must be a table "
+                                 "([options.soundstorm_inputs] soundstorm = ..., semantic = ...)")
+            if not self.loss_config.decoder_only or self.loss_config.adversarial:
+                raise ValueError("the soundstream recipe: options.soundstorm_inputs trains the decoder on SoundStorm's "
+                                 "codes, so it needs options.decoder_only = true (the tokens must not move) and no "
+                                 "adversarial phase")
+            self.predictor = FinerLevelPredictor(SoundStormInputs.from_dict(soundstorm_inputs), self.config, context.device)
         crop_seconds = data.max_frames / self.config.frame_rate
         if speed_range is not None and (not isinstance(speed_range, (list, tuple)) or len(speed_range) != 2):
             raise ValueError(f"the soundstream recipe: options.speed_perturbation must be [low, high], got {speed_range!r}")
@@ -107,6 +119,8 @@ class SoundStreamTask(Task):
                 codec = model.module if isinstance(model, DistributedDataParallel) else model
                 codec.encoder.eval()
                 codec.quantizer.eval()
+            if self.predictor is not None:
+                return self._soundstorm_inputs_loss(modules["model"], batch.wav)
             result = self.objective.generator_losses(modules["model"], modules.get("discriminator"), batch.wav, step)
             if "discriminator" in modules:
                 self._pending.append(result.reconstruction.detach())
@@ -118,18 +132,52 @@ class SoundStreamTask(Task):
         losses = self.objective.discriminator_losses(modules["discriminator"], batch.wav, fake)
         return losses["total"], {k: float(v) for k, v in losses.items() if k != "total"}
 
+    def _soundstorm_inputs_loss(self, model: nn.Module, wav: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The decoder's reconstruction of wav [B, 1, N] from its true codes (quantizer dropout as
+        configured) or, for a `share` of the crops, from its true level 1 and SoundStorm's finer
+        levels (soundstorm_inputs.py)."""
+        assert self.predictor is not None
+        codec = model.module if isinstance(model, DistributedDataParallel) else model
+        inputs = self.predictor.inputs
+        with torch.no_grad():
+            codes = codec.encode(wav)  # [B, T, Q]
+            levels = self.objective.sample_levels(wav.shape[0], self.config.num_quantizers, wav.device)  # [B]
+            generated = torch.rand(wav.shape[0], device=wav.device) < inputs.share  # [B]
+            if bool(generated.any()):
+                codes[generated] = self.predictor(wav[generated], codes[generated])
+                levels = torch.where(generated, inputs.levels, levels)
+        fake = model(wav, levels=levels, codes=codes).reconstruction  # through DDP: gradients are averaged
+        terms = self.objective.reconstruction_losses(fake, wav)
+        total = self.objective.weighted_reconstruction(terms)
+        metrics = {k: float(v.detach()) for k, v in terms.items()}
+        metrics["generated_share"] = float(generated.float().mean())
+        return total, metrics
+
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], batches: Iterable[AudioBatch]) -> dict[str, float]:
         model = modules["model"]
-        totals = torch.zeros(3, dtype=torch.float64)  # mel sum, stft sum, batches
+        totals = torch.zeros(4, dtype=torch.float64)  # mel sum, stft sum, batches, mel sum from SoundStorm's codes
         for batch in batches:
             wav = self.move(batch).wav
             terms = self.objective.reconstruction_losses(model(wav).reconstruction, wav)
-            totals += torch.tensor([float(terms["mel"]), float(terms["stft_convergence"] + terms["stft_log_magnitude"]), 1.0],
-                                   dtype=torch.float64)
+            generated = 0.0
+            if self.predictor is not None:
+                codec = model.module if isinstance(model, DistributedDataParallel) else model
+                codes = self.predictor(wav, codec.encode(wav))
+                levels = torch.full((wav.shape[0],), self.predictor.inputs.levels, device=wav.device)
+                generated = float(self.objective.reconstruction_losses(
+                    model(wav, levels=levels, codes=codes).reconstruction, wav)["mel"])
+            totals += torch.tensor([float(terms["mel"]), float(terms["stft_convergence"] + terms["stft_log_magnitude"]),
+                                    1.0, generated], dtype=torch.float64)
         totals = self.context.all_reduce_sum(totals)
         count = max(1.0, float(totals[2]))
-        return {"loss": float(totals[0]) / count, "mel": float(totals[0]) / count, "stft": float(totals[1]) / count}
+        metrics = {"loss": float(totals[0]) / count, "mel": float(totals[0]) / count, "stft": float(totals[1]) / count}
+        if self.predictor is not None:
+            # What the run trains for: the true codes and SoundStorm's, in its share.
+            share = self.predictor.inputs.share
+            metrics["mel_soundstorm_inputs"] = float(totals[3]) / count
+            metrics["loss"] = (1 - share) * metrics["mel"] + share * metrics["mel_soundstorm_inputs"]
+        return metrics
 
     def export(self, module: nn.Module, path: Path) -> None:
         module.save_pretrained(path)  # type: ignore[operator]

@@ -97,16 +97,32 @@ class SoundStream(nn.Module):
         """Trainable parameters (the codebooks are buffers, learned by EMA, and not counted)."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, wav: Tensor, levels: Tensor | None = None) -> SoundStreamOutput:
+    def forward(self, wav: Tensor, levels: Tensor | None = None, codes: Tensor | None = None) -> SoundStreamOutput:
         """Encode, quantize (updating the codebooks in training mode) and decode.
 
         Args:
             wav: float [B, 1, N] at config.sample_rate.
             levels: int64 [B], the levels each example's decoder input keeps (quantizer
                 dropout), each in [1, Q]; None keeps all.
+            codes: int64 [B, T, Q] to decode instead of wav's own (the encoder does not run;
+                no commitment loss): a decoder trained on another model's codes, e.g. the
+                finer levels SoundStorm predicts (soundstorm_inputs.py), to reconstruct wav.
         """
         check_wav(wav, self.sample_rate)
         N = wav.shape[-1]
+        if codes is not None:
+            check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
+            B, T, Q = codes.shape
+            if Q != self.config.num_quantizers or T != self.num_frames(N) or B != wav.shape[0]:
+                raise ValueError(f"codes must be [B, T, Q] = [{wav.shape[0]}, {self.num_frames(N)}, "
+                                 f"{self.config.num_quantizers}] for this wav, got {tuple(codes.shape)}")
+            kept = torch.full((B,), Q, device=codes.device) if levels is None else levels
+            parts = self.quantizer.levels
+            quantized = sum(parts[q].decode(codes[..., q]) * (kept > q)[:, None, None].to(parts[q].embedding.dtype)
+                            for q in range(Q))  # [B, T, D]
+            reconstruction = self.decoder(quantized.transpose(1, 2))[..., :N]  # type: ignore[union-attr]
+            return SoundStreamOutput(reconstruction=reconstruction, codes=codes,
+                                     commitment_loss=wav.new_zeros(()), perplexity=wav.new_zeros(Q))
         latents = self.encoder(wav)  # [B, D, T]
         quantized = self.quantizer(latents, levels)
         reconstruction = self.decoder(quantized.quantized)[..., :N]  # [B, 1, N]

@@ -147,6 +147,13 @@ class SoundStreamObjective(nn.Module):
             "waveform": (fake.float() - real.float()).abs().mean(),
         }
 
+    def weighted_reconstruction(self, terms: dict[str, Tensor]) -> Tensor:
+        """The weighted sum [] of reconstruction_losses' terms."""
+        config = self.config
+        return (config.mel_weight * terms["mel"]
+                + config.stft_weight * (terms["stft_convergence"] + terms["stft_log_magnitude"])
+                + config.waveform_weight * terms["waveform"])
+
     def generator_losses(
         self, model: nn.Module, discriminator: nn.Module | None, wav: Tensor, step: int
     ) -> GeneratorLosses:
@@ -172,12 +179,7 @@ class SoundStreamObjective(nn.Module):
         fake = output.reconstruction  # [B, 1, N]
         terms = self.reconstruction_losses(fake, wav)
         terms["commitment"] = output.commitment_loss
-        total = (
-            config.mel_weight * terms["mel"]
-            + config.stft_weight * (terms["stft_convergence"] + terms["stft_log_magnitude"])
-            + config.waveform_weight * terms["waveform"]
-            + config.commitment_weight * terms["commitment"]
-        )
+        total = self.weighted_reconstruction(terms) + config.commitment_weight * terms["commitment"]
         if self.adversarial_active(step):
             if discriminator is None:
                 raise ValueError("the adversarial loss is on (config.adversarial) but no discriminator was given")

@@ -1,0 +1,147 @@
+"""Where the acoustic stage loses the phones: the codec, SoundStorm's first level, or its finer ones.
+
+    .venv/bin/python benchmarks/acoustic_probe.py --manifest data/synth/manifest.jsonl --per-group 72 \
+        --threads 2 --json docs/intelligibility/acoustic_probe.json
+
+For held-out sentences (eval-tts's pairs: the sentence and a 3 s prompt of another utterance of
+its speaker), each variant below makes the sentence's codec tokens (the L levels SoundStorm
+decodes), the codec decodes them, and the semantic tokenizer listens: the phone error rate of
+the tokens it hears against the text (`PhoneScorer.phone_errors`, no recognizer noise). Every
+variant speaks the synthesizer's own semantic tokens: the text-to-semantic model plays no part.
+
+- `codec`: the synthesizer's audio encoded and decoded, L levels (no SoundStorm);
+- `codec-1`: the same, level 1 alone (what the coarsest level carries);
+- `true-1`: the true level 1, levels 2..L as SoundStorm decodes them (one greedy pass each,
+  `decoding.decode_finer_levels`): what predicting the finer levels costs;
+- `true-1 guided G`: the same with classifier-free guidance G on those passes (--fine-guidance);
+- `soundstorm`: SoundStorm decoding every level with the models folder's schedule (the pipeline);
+- `soundstorm-1only`: SoundStorm's level 1 alone, decoded as `codec-1`;
+- one row per --schedules entry: SoundStorm with that schedule and guidance.
+
+With --decoder FOLDER (a SoundStream with the same encoder and codebooks, e.g. a decoder trained
+on SoundStorm's codes: recipes/demo/codec-soundstorm-inputs.toml) every variant is also decoded
+by it, the same tokens, rows marked `[decoder]`. Also the share of level-1 tokens SoundStorm
+draws equal to the true ones (low where many codes sound alike: read it beside the rates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from soundstorm.codecs import load_codec  # noqa: E402
+from soundstorm.data.audio import load_audio  # noqa: E402
+from soundstorm.decoding import decode_finer_levels  # noqa: E402
+from soundstorm.data.manifest import read_manifest  # noqa: E402
+from soundstorm.eval.speech_eval import GROUPS, choose  # noqa: E402
+from soundstorm.precision import autocast  # noqa: E402
+from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline, Voice  # noqa: E402
+
+@torch.inference_mode()
+def finer_levels(pipeline: SpeechPipeline, voice: Voice, semantic: Tensor, level1: Tensor, levels: int,
+                 guidance: float = 1.0) -> Tensor:
+    """Codes [T, levels]: the given level 1 [T], then levels 2..levels as SoundStorm decodes
+    them (one greedy pass each; guidance 1: unguided, as decoding.json's schedule), after the
+    voice's prompt (its codes and semantic tokens, as the pipeline puts them first)."""
+    P = voice.codes.shape[0]
+    coarse = torch.cat([voice.codes[:, :1], level1[:, None]])[None]  # [1, P + T, 1]
+    tokens = torch.cat([voice.semantic, semantic])[None]  # [1, S]
+    with autocast(pipeline.precision, pipeline.device):
+        codes = decode_finer_levels(pipeline.soundstorm, tokens, coarse, levels, guidance_scale=guidance,
+                                    prompt_codes=voice.codes[None])
+    return codes[0, P:]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--models", default="models/demo")
+    parser.add_argument("--decoder", type=Path, help="another SoundStream folder to decode every variant with too")
+    parser.add_argument("--per-group", type=int, default=24)
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--fine-guidance", type=float, nargs="*", default=[2.0])
+    parser.add_argument("--schedules", nargs="*", default=[],
+                        help="more SoundStorm decodings, each STEPS:GUIDANCE with comma-separated per-level "
+                             "values, e.g. 4,1,1,1:1.5,2,2,2")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    pipeline = SpeechPipeline.from_folder(args.models)
+    scorer = pipeline.phone_scorer
+    if scorer is None:
+        raise SystemExit("the models folder's semantic tokens have no phone classes: nothing to score")
+    decoders = {"": pipeline.codec}
+    if args.decoder:
+        other = load_codec(f"soundstream:{args.decoder}")
+        if getattr(other, "encoder_digest", None) != getattr(pipeline.codec, "encoder_digest", None):
+            raise SystemExit(f"{args.decoder} has another encoder or codebooks than {args.models}/codec: its codes differ")
+        decoders[" [decoder]"] = other
+    schedules = [tuple(list(map(kind, part.split(","))) for kind, part in zip((int, float), text.split(":")))
+                 for text in args.schedules]
+    levels = len(pipeline.default_steps)
+    sr = pipeline.sample_rate
+    entries = read_manifest(args.manifest)
+    pairs = [p for p in choose(entries, ("flite", "festival"), args.per_group, 3.0) if p[0].split in args.groups]
+    counts: dict[str, dict[str, list[int]]] = {}  # group -> variant -> [errors, phones]
+    for index, (entry, prompt_entry) in enumerate(pairs):
+        root = args.manifest.parent
+        reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
+        prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
+        voice = pipeline.voice(prompt[: 3 * sr], sample_rate=sr)
+        true_codes, semantic = pipeline.tokens(torch.from_numpy(reference)[None, None])  # [T, Q], [S]
+        options = DecodingOptions(seed=args.seed * len(pairs) + index)
+        generated = pipeline.acoustic(semantic, voice, options)  # [T, L]
+        made = {
+            "codec": true_codes[:, :levels],
+            "codec-1": true_codes[:, :1],
+            "true-1": finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels),
+            **{f"true-1 guided {g:g}": finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels, g)
+               for g in args.fine_guidance},
+            "soundstorm": generated,
+            "soundstorm-1only": generated[:, :1],
+            **{text: pipeline.acoustic(semantic, voice, replace(options, steps=steps, guidance_scale=guidance))
+               for text, (steps, guidance) in zip(args.schedules, schedules)},
+        }
+        group = counts.setdefault(GROUPS[entry.split or ""], {})
+        for suffix, codec in decoders.items():
+            for name, codes in made.items():
+                with torch.inference_mode():
+                    wav = codec.decode(codes[None])[0, 0].float().numpy()
+                heard = pipeline.plan_resynth(wav, voice, options, sample_rate=sr).segments[0].semantic
+                errors, phones = scorer.phone_errors(heard, entry.text or "")
+                row = group.setdefault(name + suffix, [0, 0])
+                row[0] += errors
+                row[1] += phones
+        row = group.setdefault("level-1 accuracy", [0, 0])
+        row[0] += int((generated[:, 0] == true_codes[:, 0]).sum())
+        row[1] += generated.shape[0]
+        print(f"{index + 1}/{len(pairs)} {entry.id}", file=sys.stderr)
+
+    results = {group: {**{name: errors / max(total, 1) for name, (errors, total) in rows.items()},
+                       "sentences": sum(1 for e, _ in pairs if GROUPS[e.split or ""] == group)}
+               for group, rows in counts.items()}
+    print("| variant (phone error rate heard; last row: level-1 accuracy) | " + " | ".join(results) + " |")
+    print("|---|" + "---:|" * len(results))
+    for name in next(iter(counts.values())):
+        print(f"| {name} | " + " | ".join(f"{r[name]:.3f}" for r in results.values()) + " |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "levels": levels, "results": results},
+                                        indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
