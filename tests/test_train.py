@@ -207,6 +207,13 @@ def test_every_recipe_loads(path: Path) -> None:
         encoder_from = options.pop("encoder_from", None)
         if encoder_from is not None:  # a codec folder of the repo, whose tokens the new decoder keeps
             assert (RECIPES.parent / encoder_from / "config.json").is_file() and options["decoder_only"]
+        inputs = options.pop("soundstorm_inputs", None)
+        if inputs is not None:  # the repo's own SoundStorm and tokenizer, for a decoder that only trains
+            from soundstorm.codecs.soundstream.soundstorm_inputs import SoundStormInputs
+
+            inputs = SoundStormInputs.from_dict(inputs)
+            assert all((RECIPES.parent / folder / "config.json").is_file() for folder in (inputs.soundstorm, inputs.semantic))
+            assert options["decoder_only"] and not options.get("adversarial", False)
         SoundStreamLossConfig.from_dict(options)
     elif recipe.task == "semantic":
         from soundstorm.semantic.content import ContentEncoderConfig
