@@ -13,6 +13,7 @@ Notation: B batch, T frames, Q residual quantizer levels. Levels are 0-based in 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -66,12 +67,14 @@ def sample_training_mask(
     num_quantizers: int,
     generator: torch.Generator | None = None,
     num_levels: int | None = None,
+    level_weights: Sequence[float] | None = None,
 ) -> TrainingMask:
     """Sample SoundStorm's training mask, independently for every example.
 
     For each example b with valid length L (frames >= L are padding):
       1. prompt delimiter t ~ U{0, L-1}: frames < t stay unmasked and get no loss;
-      2. level q ~ U{0, N-1}, N = num_levels (default Q);
+      2. level q ~ U{0, N-1}, N = num_levels (default Q), or q drawn in proportion to
+         level_weights;
       3. ratio p = cos(u), u ~ U[0, pi/2]; exactly max(1, round(p * n)) of the n frames in
          [t, L) are masked at level q, chosen uniformly at random;
       4. every frame in [t, L) is masked at all levels above q; levels below q stay as they are;
@@ -100,7 +103,17 @@ def sample_training_mask(
         return torch.rand(*shape, generator=generator, device=device)
 
     delimiters = torch.floor(uniform(B) * lengths).long().clamp_(max=lengths - 1)  # [B]
-    levels = torch.floor(uniform(B) * trained).long().clamp_(max=trained - 1)  # [B]
+    if level_weights is None:
+        levels = torch.floor(uniform(B) * trained).long().clamp_(max=trained - 1)  # [B]
+    else:
+        weights = torch.as_tensor(level_weights, dtype=torch.float64)
+        if weights.shape != (trained,) or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) \
+                or float(weights.sum()) <= 0:
+            raise ValueError(f"level_weights must be {trained} non-negative numbers, one per level trained, "
+                             f"not all 0; got {list(level_weights)}")
+        bounds = (weights.cumsum(0) / weights.sum()).to(device)  # [N], the last is 1
+        # The same one uniform draw per example, read through the weights' cumulative sum.
+        levels = torch.searchsorted(bounds, uniform(B).double(), right=True).clamp_(max=trained - 1)  # [B]
     ratios = torch.cos(uniform(B) * (math.pi / 2))  # [B]
 
     frames = torch.arange(T, device=device)  # [T]

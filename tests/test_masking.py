@@ -111,6 +111,23 @@ def test_training_only_the_first_levels_spreads_over_those_levels_alone() -> Non
             masking.sample_training_mask(torch.full((2,), T), T, Q, num_levels=bad)  # type: ignore[arg-type]
 
 
+def test_level_weights_set_how_often_each_level_is_trained() -> None:
+    B, T, Q = 40_000, 12, 8
+    m = masking.sample_training_mask(torch.full((B,), T), T, Q, torch.Generator().manual_seed(3), num_levels=4,
+                                     level_weights=[1, 2, 0, 3])
+    level_freq = torch.bincount(m.levels, minlength=Q).double() / B
+    expected = torch.tensor([1 / 6, 2 / 6, 0, 3 / 6, 0, 0, 0, 0], dtype=torch.float64)
+    assert torch.allclose(level_freq, expected, atol=0.01)
+    assert level_freq[2] == 0  # a zero weight is never drawn, even at the boundaries
+    # The rest of the mask keeps its structure: the loss is on the chosen level's masked frames only.
+    region = torch.arange(T)[None, :] >= m.delimiters[:, None]
+    assert torch.equal(m.masked[:, :, 4:], region[:, :, None].expand(B, T, Q - 4))
+    assert bool((m.loss <= region).all())
+    for bad in ([1, 2, 3], [1, -1, 1, 1], [0, 0, 0, 0], [1, float("nan"), 1, 1]):
+        with pytest.raises(ValueError, match="level_weights must be 4 non-negative numbers"):
+            masking.sample_training_mask(torch.full((2,), T), T, Q, num_levels=4, level_weights=bad)
+
+
 def test_training_mask_rejects_bad_lengths() -> None:
     with pytest.raises(ValueError, match=r"every length must be in \[1, 10\]"):
         masking.sample_training_mask(torch.tensor([0, 5]), 10, 4)

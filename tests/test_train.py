@@ -83,6 +83,22 @@ def test_training_only_the_first_levels(cache_dir: Path, tmp_path: Path) -> None
             Trainer(tiny_recipe(cache_dir, **{"options.train_levels": bad}), tmp_path / f"bad-{i}", progress=False)
 
 
+def test_level_weights_reach_the_mask(cache_dir: Path, tmp_path: Path) -> None:
+    """options.level_weights with a zero weight: that level is never trained (without weight
+    decay, its output head does not move), and weights that cannot be drawn are refused."""
+    recipe = tiny_recipe(cache_dir, **{"options.train_levels": 2, "options.level_weights": "[0, 1]",
+                                       "optimizer.max_steps": 3, "optimizer.weight_decay": 0.0})
+    trainer = Trainer(recipe, tmp_path / "run", progress=False)
+    model = trainer.modules["model"]
+    before = model.head_weight[0].detach().clone()
+    trainer.fit()
+    assert torch.equal(model.head_weight[0].detach(), before)  # level 1's head never saw a loss
+    for i, bad in enumerate(("[1, 1, 1]", "[0, 0]", "[1, -1]")):
+        with pytest.raises(ValueError, match="options.level_weights must list 2 non-negative numbers"):
+            Trainer(tiny_recipe(cache_dir, **{"options.train_levels": 2, "options.level_weights": bad}),
+                    tmp_path / f"bad-{i}", progress=False)
+
+
 def test_interrupted_and_resumed_equals_uninterrupted(cache_dir: Path, tmp_path: Path) -> None:
     recipe = tiny_recipe(cache_dir, deterministic="true", **{"model.dropout": 0.1})
     Trainer(recipe, tmp_path / "straight", progress=False).fit()

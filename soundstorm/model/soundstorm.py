@@ -135,6 +135,7 @@ class SoundStorm(nn.Module):
         cond_drop_prob: float = 0.0,
         generator: torch.Generator | None = None,
         train_levels: int | None = None,
+        level_weights: Sequence[float] | None = None,
     ) -> SoundStormOutput:
         """One training step's loss under SoundStorm's masking (DESIGN.md section 3).
 
@@ -148,6 +149,8 @@ class SoundStorm(nn.Module):
             generator: random source for the mask and the condition dropout.
             train_levels: train only the first train_levels levels (masking.sample_training_mask's
                 num_levels), for a model decoded with steps for those levels only. Default: all Q.
+            level_weights: how often each trained level is the one trained (masking's
+                level_weights). Default: uniform.
         """
         config = self.config
         codes = check_codes(codes, config)
@@ -161,7 +164,8 @@ class SoundStorm(nn.Module):
             raise ValueError(f"cond_drop_prob must be in [0, 1], got {cond_drop_prob}")
 
         if mask is None:
-            mask = masking.sample_training_mask(lengths, T, Q, generator=generator, num_levels=train_levels)
+            mask = masking.sample_training_mask(lengths, T, Q, generator=generator, num_levels=train_levels,
+                                                level_weights=level_weights)
         inputs = codes.masked_fill(mask.masked | ~valid[:, :, None], config.mask_id)  # [B, T, Q]
 
         if semantic_tokens is not None:

@@ -5,7 +5,8 @@ num_quantizers, semantic_vocab_size and semantic_rate_ratio default to the cache
 model that disagrees with the cache is refused. [options]: cond_drop_prob (condition dropout
 for classifier-free guidance, default 0.1); train_levels (train only the first N levels, for a
 model decoded with steps for those levels only, where a codec's finer levels add little audio:
-benchmarks/codec_levels.py; default all).
+benchmarks/codec_levels.py; default all); level_weights (how often each trained level is the one
+trained, e.g. [1, 2, 2, 2] for more of the finer levels; default uniform, the paper's).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from soundstorm.train.recipe import Recipe
 from soundstorm.train.task import Task, register_task
 from soundstorm.train.token_data import TokenBatches
 
-OPTIONS: dict[str, Any] = {"cond_drop_prob": 0.1, "train_levels": None}
+OPTIONS: dict[str, Any] = {"cond_drop_prob": 0.1, "train_levels": None, "level_weights": None}
 
 
 def model_config(recipe_model: dict[str, Any], cache: TokenCache) -> SoundStormConfig:
@@ -66,6 +67,14 @@ class SoundStormTask(Task):
                                    or not 1 <= levels <= self.config.num_quantizers):
             raise ValueError(f"options.train_levels must be an integer in [1, {self.config.num_quantizers}] "
                              f"(the first levels trained), got {levels!r}")
+        weights = self.options["level_weights"]
+        if weights is not None:
+            trained = levels if levels is not None else self.config.num_quantizers
+            if (not isinstance(weights, list) or len(weights) != trained
+                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights)
+                    or sum(weights) <= 0):
+                raise ValueError(f"options.level_weights must list {trained} non-negative numbers, one per level "
+                                 f"trained, not all 0; got {weights!r}")
         # Masks and condition dropout draw from this generator; it is checkpointed, so a
         # resumed run draws exactly what an uninterrupted one would.
         self.generator = torch.Generator(device=context.device).manual_seed(recipe.seed * 7919 + context.rank)
@@ -81,7 +90,8 @@ class SoundStormTask(Task):
 
     def loss(self, phase: str, modules: dict[str, nn.Module], batch: Batch, step: int) -> tuple[Tensor, dict[str, float]]:
         out = modules["model"](batch.codes, batch.semantic, batch.lengths, generator=self.generator,
-                               cond_drop_prob=self.options["cond_drop_prob"], train_levels=self.options["train_levels"])
+                               cond_drop_prob=self.options["cond_drop_prob"], train_levels=self.options["train_levels"],
+                               level_weights=self.options["level_weights"])
         accuracy = out.level_correct.sum() / out.level_count.sum().clamp(min=1)
         return out.loss, {"accuracy": accuracy.item()}
 
