@@ -40,11 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 from soundstorm.codecs import load_codec  # noqa: E402
 from soundstorm.data.audio import load_audio  # noqa: E402
-from soundstorm.decoding import decode_finer_levels  # noqa: E402
 from soundstorm.data.manifest import read_manifest  # noqa: E402
+from soundstorm.decoding import decode_finer_levels  # noqa: E402
 from soundstorm.eval.speech_eval import GROUPS, choose  # noqa: E402
 from soundstorm.precision import autocast  # noqa: E402
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline, Voice  # noqa: E402
+
 
 @torch.inference_mode()
 def finer_levels(pipeline: SpeechPipeline, voice: Voice, semantic: Tensor, level1: Tensor, levels: int,

@@ -61,6 +61,17 @@ class TrainingMask:
     ratios: Tensor  # [B] float32, mask ratio p = cos(u), u ~ U[0, pi/2]
 
 
+def check_level_weights(level_weights: Sequence[float], num_levels: int) -> Tensor:
+    """float64 [N] of sample_training_mask's level_weights, refused unless they are N finite,
+    non-negative numbers that are not all 0."""
+    weights = torch.as_tensor(level_weights, dtype=torch.float64)
+    if weights.shape != (num_levels,) or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) \
+            or float(weights.sum()) <= 0:
+        raise ValueError(f"level_weights must be {num_levels} non-negative numbers, one per level trained, "
+                         f"not all 0; got {list(level_weights)}")
+    return weights
+
+
 def sample_training_mask(
     lengths: Tensor,
     num_frames: int,
@@ -106,11 +117,7 @@ def sample_training_mask(
     if level_weights is None:
         levels = torch.floor(uniform(B) * trained).long().clamp_(max=trained - 1)  # [B]
     else:
-        weights = torch.as_tensor(level_weights, dtype=torch.float64)
-        if weights.shape != (trained,) or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()) \
-                or float(weights.sum()) <= 0:
-            raise ValueError(f"level_weights must be {trained} non-negative numbers, one per level trained, "
-                             f"not all 0; got {list(level_weights)}")
+        weights = check_level_weights(level_weights, trained)  # [N]
         bounds = (weights.cumsum(0) / weights.sum()).to(device)  # [N], the last is 1
         # The same one uniform draw per example, read through the weights' cumulative sum.
         levels = torch.searchsorted(bounds, uniform(B).double(), right=True).clamp_(max=trained - 1)  # [B]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from soundstorm import masking
 from soundstorm.data.cache import TokenCache
 from soundstorm.data.collate import Batch
 from soundstorm.model.config import SoundStormConfig
@@ -70,11 +71,14 @@ class SoundStormTask(Task):
         weights = self.options["level_weights"]
         if weights is not None:
             trained = levels if levels is not None else self.config.num_quantizers
-            if (not isinstance(weights, list) or len(weights) != trained
-                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights)
-                    or sum(weights) <= 0):
+            try:  # refused here, before anything runs, not at the first step's mask
+                if not isinstance(weights, list) or any(isinstance(w, bool) or not isinstance(w, (int, float))
+                                                        for w in weights):
+                    raise ValueError
+                masking.check_level_weights(weights, trained)
+            except ValueError:
                 raise ValueError(f"options.level_weights must list {trained} non-negative numbers, one per level "
-                                 f"trained, not all 0; got {weights!r}")
+                                 f"trained, not all 0; got {weights!r}") from None
         # Masks and condition dropout draw from this generator; it is checkpointed, so a
         # resumed run draws exactly what an uninterrupted one would.
         self.generator = torch.Generator(device=context.device).manual_seed(recipe.seed * 7919 + context.rank)

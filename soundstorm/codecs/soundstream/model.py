@@ -116,11 +116,7 @@ class SoundStream(nn.Module):
             if Q != self.config.num_quantizers or T != self.num_frames(N) or B != wav.shape[0]:
                 raise ValueError(f"codes must be [B, T, Q] = [{wav.shape[0]}, {self.num_frames(N)}, "
                                  f"{self.config.num_quantizers}] for this wav, got {tuple(codes.shape)}")
-            kept = torch.full((B,), Q, device=codes.device) if levels is None else levels
-            parts = self.quantizer.levels
-            quantized = sum(parts[q].decode(codes[..., q]) * (kept > q)[:, None, None].to(parts[q].embedding.dtype)
-                            for q in range(Q))  # [B, T, D]
-            reconstruction = self.decoder(quantized.transpose(1, 2))[..., :N]  # type: ignore[union-attr]
+            reconstruction = self.decoder(self.quantizer.decode(codes, levels))[..., :N]  # [B, 1, N]
             return SoundStreamOutput(reconstruction=reconstruction, codes=codes,
                                      commitment_loss=wav.new_zeros(()), perplexity=wav.new_zeros(Q))
         latents = self.encoder(wav)  # [B, D, T]

@@ -207,11 +207,16 @@ class ResidualVectorQuantizer(nn.Module):
                 all_codes.append(codes)
         return rearrange(torch.stack(all_codes, dim=-1), "(b t) q -> b t q", b=B)
 
-    def decode(self, codes: Tensor) -> Tensor:
-        """codes int64 [B, T, q], q <= Q (a prefix of the levels) -> latents [B, D, T]."""
+    def decode(self, codes: Tensor, levels: Tensor | None = None) -> Tensor:
+        """codes int64 [B, T, q], q <= Q (a prefix of the levels) -> latents [B, D, T].
+
+        levels: int64 [B], how many of the first levels each example keeps (as forward's
+        quantizer dropout); None keeps all q."""
         q = codes.shape[-1]
-        latents = sum(self.levels[level].decode(codes[..., level]) for level in range(q))  # [B, T, D]
-        return rearrange(latents, "b t d -> b d t")
+        parts = [self.levels[level].decode(codes[..., level]) for level in range(q)]  # q x [B, T, D]
+        if levels is not None:
+            parts = [part * (levels > level)[:, None, None].to(part.dtype) for level, part in enumerate(parts)]
+        return rearrange(sum(parts), "b t d -> b d t")
 
 
 def _perplexity(codes: Tensor, size: int) -> Tensor:

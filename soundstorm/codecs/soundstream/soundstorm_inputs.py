@@ -7,7 +7,7 @@ recording's: on the bundled models the semantic tokenizer hears 0.34 phone error
 decoded from the true level 1 and SoundStorm's levels 2-4, 0.36 from level 1 alone and 0.20
 from the true four levels (benchmarks/acoustic_probe.py, docs/intelligibility.md): the finer
 levels carry the phones' detail, and SoundStorm's guesses at them carry almost none of it.
-A vocoder trained on a acoustic model's predicted features rather than the true ones (the
+A vocoder trained on an acoustic model's predicted features rather than the true ones (the
 usual fix in text to speech) learns to read those guesses: here the decoder learns to rebuild
 the recording from its true first level and SoundStorm's finer ones, on a share of the crops,
 and from the true codes on the rest (so that it stays the codec's decoder).
