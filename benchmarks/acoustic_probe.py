@@ -14,7 +14,10 @@ variant speaks the synthesizer's own semantic tokens: the text-to-semantic model
 - `true-1`: the true level 1, levels 2..L as SoundStorm decodes them (one greedy pass each,
   `decoding.decode_finer_levels`): what predicting the finer levels costs;
 - `true-1 guided G`: the same with classifier-free guidance G on those passes (--fine-guidance);
-- `soundstorm`: SoundStorm decoding every level with the models folder's schedule (the pipeline);
+- `soundstorm`: SoundStorm decoding every level with the models folder's schedule (the pipeline,
+  its soft decoding too where decoding.json asks for it);
+- `soundstorm hard` / `soundstorm soft T`: the same tokens, levels 2..L decoded as the tokens /
+  as the expected codebook vectors at soft temperature T (one row per --soft-temperatures entry);
 - `soundstorm-1only`: SoundStorm's level 1 alone, decoded as `codec-1`;
 - one row per --schedules entry: SoundStorm with that schedule and guidance.
 
@@ -44,7 +47,17 @@ from soundstorm.data.manifest import read_manifest  # noqa: E402
 from soundstorm.decoding import decode_finer_levels  # noqa: E402
 from soundstorm.eval.speech_eval import GROUPS, choose  # noqa: E402
 from soundstorm.precision import autocast  # noqa: E402
-from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline, Voice  # noqa: E402
+from soundstorm.text.pipeline import AcousticTokens, DecodingOptions, SpeechPipeline, Voice  # noqa: E402
+
+
+def soft_variants(pipeline: SpeechPipeline, voice: Voice, semantic: Tensor, options: DecodingOptions,
+                  temperatures: list[float]) -> dict[str, AcousticTokens]:
+    """The pipeline's tokens with levels 2..L hard, and soft at each temperature (the same draws:
+    the same seed; soft decoding changes only what the codec is handed)."""
+    variants = {"soundstorm hard": pipeline.acoustic(semantic, voice, replace(options, soft_temperature=0.0))}
+    for t in temperatures:
+        variants[f"soundstorm soft {t:g}"] = pipeline.acoustic(semantic, voice, replace(options, soft_temperature=t))
+    return variants
 
 
 @torch.inference_mode()
@@ -73,6 +86,8 @@ def main() -> int:
     parser.add_argument("--schedules", nargs="*", default=[],
                         help="more SoundStorm decodings, each STEPS:GUIDANCE with comma-separated per-level "
                              "values, e.g. 4,1,1,1:1.5,2,2,2")
+    parser.add_argument("--soft-temperatures", type=float, nargs="*", default=[],
+                        help="decode SoundStorm's finer levels softly at each of these temperatures too")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
@@ -103,23 +118,30 @@ def main() -> int:
         voice = pipeline.voice(prompt[: 3 * sr], sample_rate=sr)
         true_codes, semantic = pipeline.tokens(torch.from_numpy(reference)[None, None])  # [T, Q], [S]
         options = DecodingOptions(seed=args.seed * len(pairs) + index)
-        generated = pipeline.acoustic(semantic, voice, options)  # [T, L]
-        made = {
+        tokens = pipeline.acoustic(semantic, voice, options)
+        generated = tokens.codes  # [T, L]
+        soft = {} if len(args.soft_temperatures) == 0 else soft_variants(pipeline, voice, semantic, options,
+                                                                         args.soft_temperatures)
+        made: dict[str, Tensor | AcousticTokens] = {
             "codec": true_codes[:, :levels],
             "codec-1": true_codes[:, :1],
             "true-1": finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels),
             **{f"true-1 guided {g:g}": finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels, g)
                for g in args.fine_guidance},
-            "soundstorm": generated,
+            "soundstorm": tokens,
+            **soft,
             "soundstorm-1only": generated[:, :1],
-            **{text: pipeline.acoustic(semantic, voice, replace(options, steps=steps, guidance_scale=guidance))
+            **{text: pipeline.acoustic(semantic, voice, replace(options, steps=steps, guidance_scale=guidance)).codes
                for text, (steps, guidance) in zip(args.schedules, schedules)},
         }
         group = counts.setdefault(GROUPS[entry.split or ""], {})
         for suffix, codec in decoders.items():
             for name, codes in made.items():
-                with torch.inference_mode():
-                    wav = codec.decode(codes[None])[0, 0].float().numpy()
+                if isinstance(codes, AcousticTokens):
+                    wav = pipeline.decode(codes, Voice("", codes.codes, semantic, codec=codec))
+                else:
+                    with torch.inference_mode():
+                        wav = codec.decode(codes[None])[0, 0].float().numpy()
                 heard = pipeline.plan_resynth(wav, voice, options, sample_rate=sr).segments[0].semantic
                 errors, phones = scorer.phone_errors(heard, entry.text or "")
                 row = group.setdefault(name + suffix, [0, 0])

@@ -153,7 +153,8 @@ def generate(
     greedy_last: bool = True,
     generator: Generators = None,
     callback: Callable[[DecodeStep], None] | None = None,
-) -> Tensor:
+    return_logits_from: int | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Generate acoustic tokens with SoundStorm's iterative parallel decoding.
 
     Args:
@@ -184,10 +185,17 @@ def generate(
         generator: random source for sampling and Gumbel noise: one for the batch, or one per
             example (then each example's result is the same in any batch, as alone).
         callback: called with a DecodeStep after every forward pass.
+        return_logits_from: a level s (0-based, < L): also return, for every token of levels
+            s..L-1, the logits it was chosen from (guided, before temperature and top-k / top-p:
+            the model's distribution at the pass that revealed it). With one greedy pass per
+            level, the distribution whose argmax the token is; soft decoding reads them
+            (codecs' decode_expected: the expected codebook vector instead of the argmax's).
 
     Returns:
         int64 [B, T, L] codes in [0, K), L = len(steps) (Q by default); frames past an
-        example's length hold 0.
+        example's length hold 0. With return_logits_from, also float32 [B, T, L - s, K]:
+        those logits; at frames not decoded (the prompt, padding) 0 at the code held and -inf
+        elsewhere, so that their softmax at any temperature is that code.
     """
     config = model.config
     K, Q, mask_id = config.codebook_size, config.num_quantizers, config.mask_id
@@ -257,6 +265,13 @@ def generate(
 
     to_decode = valid & (frames >= prompt_lengths_[:, None])  # [B, T] frames that get generated
     num_to_decode = to_decode.sum(dim=1)  # [B]
+    kept = None  # float32 [B, T, L - s, K]: return_logits_from's logits
+    if return_logits_from is not None:
+        s = return_logits_from
+        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < len(steps):
+            raise ValueError(f"return_logits_from must be a level in [0, {len(steps)}) of the {len(steps)} "
+                             f"decoded, got {s!r}")
+        kept = torch.full((B, T, len(steps) - s, K), float("-inf"), device=device)
 
     # ---- conditioning, embedded once ------------------------------------------------------
     condition = None
@@ -323,10 +338,19 @@ def generate(
             rank = order.argsort(dim=1)  # [B, T], 0 = most confident
             reveal = still_masked & (rank < num_reveal[:, None])  # [B, T]
             level_codes.copy_(torch.where(reveal, sampled, level_codes))
+            if kept is not None and level >= s:
+                # logits' rows are the still-masked tokens in row-major order; keep the revealed ones'.
+                kept[:, :, level - s][reveal] = logits[reveal[still_masked]].float()
             if callback is not None:
                 callback(DecodeStep(level, iteration, num_iterations, forward_pass, codes.clone()))
 
-    return codes[:, :, : len(steps)].masked_fill(~valid[:, :, None], 0)
+    codes = codes[:, :, : len(steps)].masked_fill(~valid[:, :, None], 0)
+    if kept is None:
+        return codes
+    held = codes[:, :, s:][~to_decode]  # [F, L - s] the codes of the F frames not decoded
+    rows = torch.full((*held.shape, K), float("-inf"), device=device)  # [F, L - s, K]
+    kept[~to_decode] = rows.scatter_(-1, held[..., None], 0.0)
+    return codes, kept
 
 
 @torch.no_grad()

@@ -85,7 +85,7 @@ def test_pipeline_generates_an_enrolled_voice_with_its_own_model(tmp_path: Path)
     enrolled = dataclasses.replace(plain, soundstorm=adapted)
     semantic = plain.semantic[:12]
     options = DecodingOptions(steps=[4, 1, 1, 1], seed=3)
-    own, shared = pipeline.acoustic(semantic, enrolled, options), pipeline.acoustic(semantic, plain, options)
+    own, shared = pipeline.acoustic(semantic, enrolled, options).codes, pipeline.acoustic(semantic, plain, options).codes
     assert own.shape == shared.shape and not torch.equal(own, shared)
 
     # A dialogue mixes them: each turn decoded by its voice's model, as it would be alone.
@@ -94,8 +94,8 @@ def test_pipeline_generates_an_enrolled_voice_with_its_own_model(tmp_path: Path)
     wav = pipeline.render(plans)[0]
     assert len(wav) > 0 and np.isfinite(wav).all()
     segment = plans[0].segments[0]
-    alone = pipeline.acoustic_batch([segment], options)[0]
-    with_plain = pipeline.acoustic_batch([dataclasses.replace(segment, voice=plain)], options)[0]
+    alone = pipeline.acoustic_batch([segment], options)[0].codes
+    with_plain = pipeline.acoustic_batch([dataclasses.replace(segment, voice=plain)], options)[0].codes
     assert not torch.equal(alone, with_plain)
     with pytest.raises(ValueError, match="share a SoundStorm"):
         pipeline.acoustic_batch(plans[0].segments[:2], options)

@@ -6,6 +6,7 @@ lines; everything downstream (token caches, training, TTS) sees only this interf
 
     codes = codec.encode(wav)                  # [B, 1, N] float -> [B, T, Q] int64
     wav = codec.decode(codes)                  # [B, T, Q] int64 -> [B, 1, T * hop] float
+    wav = codec.decode_expected(codes, probs)  # soft finer levels: [B, T, c] + [B, T, L - c, K]
     codes = codec.encode_long(wav)             # the same for hours of audio, in chunks
     wav = codec.decode_long(codes)             # chunks overlap-added with a crossfade
     low = codec.with_num_quantizers(4)         # the first 4 levels only: a lower bitrate
@@ -54,6 +55,41 @@ class Codec(ABC):
 
         Q' may be any 1 <= Q' <= Q: residual VQ decodes any prefix of its levels (a lower
         bitrate); the evaluation decodes each prefix of one encoding."""
+
+    # Whether decode_expected works: the codec's codebook vectors are reachable.
+    decodes_expected: bool = False
+
+    def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
+        """Soft decoding. int64 codes [B, T, c] of the first c levels and float probs
+        [B, T, L - c, K], a distribution over the codes of each of the next levels -> float wav
+        [B, 1, T * hop]: those levels enter the decoder as their expected codebook vector,
+        sum_k p(k) e_k, where `decode` would take one code's e_k.
+
+        Why: where a generator is unsure of a fine level (SoundStorm's one-pass guesses at levels
+        2-4 are right 8-15% of the time), its argmax adds a confidently wrong residual; the mean
+        adds what the likely codes agree on and shrinks the rest towards zero, the least-squares
+        estimate of the residual (docs/intelligibility.md measures what it does to the words).
+        A one-hot row decodes exactly as `decode` does. Codecs whose codebooks this interface
+        cannot reach (decodes_expected False) raise NotImplementedError."""
+        raise NotImplementedError(f"{self.name} cannot decode distributions over its codes (soft decoding): "
+                                  "only codecs with decodes_expected (our SoundStream) can; decode hard codes")
+
+    def check_expected(self, codes: object, probs: object) -> tuple[Tensor, Tensor]:
+        """decode_expected's input checks: codes as check_codes, probs float [B, T, L - c, K] of
+        the same B and T, c + (L - c) <= num_quantizers, K = codebook_size, rows finite, >= 0 and
+        summing to 1. Returns both unchanged."""
+        codes = self.check_codes(codes)
+        if not isinstance(probs, Tensor) or not probs.is_floating_point() or probs.dim() != 4:
+            raise ValueError(f"probs must be a float tensor [B, T, L - c, K], got "
+                             f"{tuple(probs.shape) if isinstance(probs, Tensor) else type(probs).__name__}")
+        B, T, c = codes.shape
+        if probs.shape[:2] != (B, T) or probs.shape[3] != self.codebook_size or c + probs.shape[2] > self.num_quantizers:
+            raise ValueError(f"probs must be [B, T, L - c, K] = [{B}, {T}, at most {self.num_quantizers - c}, "
+                             f"{self.codebook_size}] beside codes {tuple(codes.shape)}, got {tuple(probs.shape)}")
+        if probs.numel() and (not bool(torch.isfinite(probs).all()) or float(probs.min()) < 0
+                              or float((probs.sum(-1) - 1).abs().max()) > 1e-3):
+            raise ValueError("probs must hold distributions: finite, >= 0, each row summing to 1 (softmax the logits)")
+        return codes, probs
 
     def num_frames(self, num_samples: int) -> int:
         """T for an input of N samples (codecs pad the last frame)."""
@@ -257,6 +293,14 @@ class LevelPrefix(Codec):
     def decode(self, codes: Tensor) -> Tensor:
         self.check_codes(codes)
         return self.inner.decode(codes)
+
+    @property
+    def decodes_expected(self) -> bool:  # type: ignore[override]
+        return self.inner.decodes_expected
+
+    def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
+        self.check_expected(codes, probs)
+        return self.inner.decode_expected(codes, probs)
 
     def num_frames(self, num_samples: int) -> int:
         return self.inner.num_frames(num_samples)

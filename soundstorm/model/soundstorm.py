@@ -224,9 +224,11 @@ class SoundStorm(nn.Module):
         greedy_last: bool = True,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback: Callable[[DecodeStep], None] | None = None,
-    ) -> Tensor:
+        return_logits_from: int | None = None,
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """Generate acoustic tokens int64 [B, T, Q] (or [B, T, len(steps)] for a schedule of the
-        first levels only); see soundstorm.decoding.generate."""
+        first levels only), and with return_logits_from the logits of levels from it; see
+        soundstorm.decoding.generate."""
         from soundstorm.decoding import generate
 
         return generate(
@@ -246,6 +248,7 @@ class SoundStorm(nn.Module):
             greedy_last=greedy_last,
             generator=generator,
             callback=callback,
+            return_logits_from=return_logits_from,
         )
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:

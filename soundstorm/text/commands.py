@@ -83,6 +83,10 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-scale", type=float, nargs="+",
                         help="classifier-free guidance: one scale, or one per level (e.g. 2 1 1 1 1 1 1 1: the "
                              "first level only); 1 = off (default: the models folder's decoding.json, else 1)")
+    parser.add_argument("--soft-temperature", type=float,
+                        help="decode levels 2..L as the expected codebook vector of SoundStorm's distribution at "
+                             "this temperature; 0: the tokens themselves (default: the models folder's "
+                             "decoding.json, else 0)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
@@ -93,7 +97,7 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            t2s_candidates=args.t2s_candidates,
                            guidance_scale=None if args.guidance_scale is None else
                            args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
-                           seed=args.seed)
+                           soft_temperature=args.soft_temperature, seed=args.seed)
 
 
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:

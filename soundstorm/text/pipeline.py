@@ -17,10 +17,14 @@ the text-to-semantic model is trained on), while SoundStorm gives it its own spe
 
 A models folder holds `codec/` (a SoundStream folder), `semantic/` (a k-means tokenizer
 folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is checked once, here.
-An optional `decoding.json` ({"steps": [4, 1, ...], "guidance_scale": [2, 1, ...]}) holds the
-SoundStorm schedule and classifier-free guidance measured best for those models, used when a
-request names none (else the paper's 16, 1, ... and no guidance). Steps for fewer levels than
-the model has decode only those first levels, and the codec decodes that prefix.
+An optional `decoding.json` ({"steps": [4, 1, ...], "guidance_scale": [2, 1, ...],
+"soft_temperature": 0.5}) holds the SoundStorm schedule, classifier-free guidance and soft
+decoding measured best for those models, used when a request names none (else the paper's 16,
+1, ..., no guidance, hard codes). Steps for fewer levels than the model has decode only those
+first levels, and the codec decodes that prefix. Soft decoding (soft_temperature > 0) hands the
+codec, for levels 2..L, the distribution SoundStorm chose each token from (sharpened by that
+temperature) instead of the token: the codec decodes their expected codebook vectors
+(Codec.decode_expected; docs/intelligibility.md).
 """
 
 from __future__ import annotations
@@ -101,13 +105,26 @@ class DecodingOptions:
     t2s_candidates: int = 1
     # One scale, or one per level (1 = off); None: SpeechPipeline.default_guidance_scale.
     guidance_scale: float | list[float] | None = None
+    # Levels 2..L decoded as the expected codebook vector of softmax(logits / this), where 0
+    # takes the tokens themselves (hard codes); None: SpeechPipeline.default_soft_temperature.
+    soft_temperature: float | None = None
     seed: int = 0
 
     def acoustic_key(self) -> tuple:
         """What SoundStorm's decoding depends on besides the tokens: segments that agree on it
         can share a batch (each keeps its own random stream: Segment.seed)."""
         guidance = tuple(self.guidance_scale) if isinstance(self.guidance_scale, list) else self.guidance_scale
-        return (tuple(self.steps) if self.steps is not None else None, self.temperature, guidance)
+        return (tuple(self.steps) if self.steps is not None else None, self.temperature, guidance,
+                self.soft_temperature)
+
+
+@dataclass
+class AcousticTokens:
+    """SoundStorm's output for one segment: its codes, and for soft decoding the distributions
+    levels 2..L were chosen from."""
+
+    codes: Tensor  # int64 [T, L]
+    probs: Tensor | None = None  # float32 [T, L - 1, K] (soft decoding), else None: decode the codes
 
 
 @dataclass
@@ -146,7 +163,8 @@ class SpeechPipeline:
                  t2s: TextToSemantic | None = None, voices_dir: Path | None = None,
                  device: str | torch.device = "cpu", precision: str = "auto",
                  default_steps: Sequence[int] | None = None,
-                 default_guidance_scale: float | Sequence[float] | None = None) -> None:
+                 default_guidance_scale: float | Sequence[float] | None = None,
+                 default_soft_temperature: float | None = None) -> None:
         self.device = torch.device(device)
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
         # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
@@ -182,6 +200,8 @@ class SpeechPipeline:
                              f"got {default_guidance_scale!r}")
         self.default_guidance_scale: float | list[float] = (
             float(scales[0]) if isinstance(guidance, (int, float)) else [float(g) for g in scales])
+        self.default_soft_temperature = check_soft_temperature(default_soft_temperature or 0.0, codec,
+                                                               "the default soft temperature")
         check_codec_matches(codec, config)
         check_semantic_matches(semantic.vocab_size, semantic.rate, codec.frame_rate, config,
                                what=f"the semantic tokenizer {semantic.name}")
@@ -388,9 +408,10 @@ class SpeechPipeline:
         return Segment(semantic, voice, self._seed(options, salt))
 
     def acoustic_batch(self, segments: Sequence[Segment], options: DecodingOptions | None = None,
-                       callback: Callable[[DecodeStep], None] | None = None) -> list[Tensor]:
+                       callback: Callable[[DecodeStep], None] | None = None) -> list[AcousticTokens]:
         """Codec tokens [T_i, L] of each segment's new semantic tokens (T_i = S_i * r), in its
-        voice, in one batched decoding run. Each segment samples from its own generator, so its
+        voice, in one batched decoding run (with soft decoding, the distributions of levels 2..L
+        too). Each segment samples from its own generator, so its
         result is the one it would get alone (soundstorm/decoding.py, draw_uniform) up to float
         rounding: padding changes the shapes of the matrix products, which can flip a near-tie
         between codes and the samples after it (a few percent of a real model's tokens under
@@ -421,32 +442,44 @@ class SpeechPipeline:
             # The folder's per-level guidance, for a request that decodes another number of
             # levels: levels it does not list run unguided.
             guidance = (guidance + [1.0] * len(steps))[: len(steps)]
+        soft = self.default_soft_temperature if options.soft_temperature is None else options.soft_temperature
+        soft = check_soft_temperature(soft, segments[0].voice.codec or self.codec, "soft_temperature")
+        soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
         start = time.perf_counter()
         with autocast(self.precision, self.device):
-            codes = model.generate(
+            out = model.generate(
                 semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
                 steps=steps, temperature=options.temperature, guidance_scale=guidance,
-                generator=generators, callback=callback,
-            )  # [B, max T, L]
+                generator=generators, callback=callback, return_logits_from=1 if soft else None,
+            )
+        codes, logits = out if soft else (out, None)  # [B, max T, L], [B, max T, L - 1, K]
+        probs = None if logits is None else (logits / soft).softmax(dim=-1).cpu()
         self.timing.stages["soundstorm"] = self.timing.stages.get("soundstorm", 0.0) + time.perf_counter() - start
-        return [codes[b, int(prompt_lengths[b]) : int(lengths[b])] for b in range(B)]
+        spans = [(int(prompt_lengths[b]), int(lengths[b])) for b in range(B)]
+        return [AcousticTokens(codes[b, first:end], None if probs is None else probs[b, first:end])
+                for b, (first, end) in enumerate(spans)]
 
     def acoustic(self, semantic: Tensor, voice: Voice, options: DecodingOptions | None = None, salt: int = 0,
-                 callback: Callable[[DecodeStep], None] | None = None) -> Tensor:
+                 callback: Callable[[DecodeStep], None] | None = None) -> AcousticTokens:
         """Codec tokens [T, L] of the new semantic tokens [S] (T = S * r), in voice's voice."""
         options = options or DecodingOptions()
         return self.acoustic_batch([self._segment(semantic, voice, options, salt)], options, callback)[0]
 
-    def decode(self, codes: Tensor, voice: Voice | None = None) -> np.ndarray:
-        """Audio float32 [N] of codes [T, L], by the voice's adapted codec where it has one."""
+    def decode(self, tokens: AcousticTokens | Tensor, voice: Voice | None = None) -> np.ndarray:
+        """Audio float32 [N] of SoundStorm's tokens (or codes [T, L]), by the voice's adapted codec
+        where it has one; soft where the tokens carry distributions."""
         # Always float32: the codec is a few percent of the time, and its waveform is what
         # listeners hear (bf16's 8-bit mantissa would add noise at about -48 dB).
         start = time.perf_counter()
         codec = voice.codec if voice is not None and voice.codec is not None else self.codec
+        tokens = tokens if isinstance(tokens, AcousticTokens) else AcousticTokens(tokens)
         with torch.inference_mode():
-            wav = codec.decode(codes[None].cpu())[0, 0].float().numpy()
+            if tokens.probs is None:
+                wav = codec.decode(tokens.codes[None].cpu())[0, 0].float().numpy()
+            else:
+                wav = codec.decode_expected(tokens.codes[None, :, :1].cpu(), tokens.probs[None])[0, 0].float().numpy()
         self.timing.stages["codec"] = self.timing.stages.get("codec", 0.0) + time.perf_counter() - start
         return wav
 
@@ -513,6 +546,7 @@ class SpeechPipeline:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         codes: dict[tuple[int, int], Tensor] = {}
+        audio: dict[tuple[int, int], np.ndarray] = {}
         groups: dict[tuple, list[tuple[int, int]]] = {}
         for p, plan in enumerate(plans):
             for i, segment in enumerate(plan.segments):
@@ -530,15 +564,18 @@ class SpeechPipeline:
                 recorder = _Recorder(self.soundstorm.config.mask_id) if traces is not None else None
                 out = self.acoustic_batch([plans[p].segments[i] for p, i in batch], plans[batch[0][0]].options,
                                           recorder.step if recorder else None)
-                codes.update(zip(batch, out))
+                for (p, i), tokens in zip(batch, out):
+                    # Decoded now: a batch's distributions (soft decoding) are 12 KB a frame.
+                    codes[(p, i)] = tokens.codes
+                    audio[(p, i)] = self.decode(tokens, plans[p].segments[i].voice)
                 if recorder is not None:
                     recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio,
-                                    levels=out[0].shape[-1])
+                                    levels=out[0].codes.shape[-1])
         results = []
         for p, plan in enumerate(plans):
             pieces = []
             for i, pause in enumerate(plan.pauses):
-                pieces.append(self.decode(codes[(p, i)], plan.segments[i].voice))
+                pieces.append(audio[(p, i)])
                 if pause > 0:
                     pieces.append(np.zeros(round(pause * self.sample_rate), dtype=np.float32))
             results.append(np.concatenate(pieces))
@@ -641,22 +678,33 @@ class Trace:
         return torch.cat([self.reveal[i] for i in sorted(self.reveal)])
 
 
-def read_decoding_defaults(folder: Path) -> tuple[list[int] | None, float | list[float] | None]:
-    """(steps, guidance_scale) of folder/decoding.json, each None where it does not say."""
+def check_soft_temperature(value: object, codec: Codec, what: str) -> float:
+    """A soft temperature: a number >= 0 (0 = hard codes), and > 0 only for a codec that decodes
+    distributions (Codec.decodes_expected). Returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
+        raise ValueError(f"{what} must be a number >= 0 (0: decode the tokens themselves), got {value!r}")
+    if value > 0 and not codec.decodes_expected:
+        raise ValueError(f"{what} {value:g} asks for soft decoding, which {codec.name} cannot do (it decodes "
+                         "tokens only): use 0, or a SoundStream codec")
+    return float(value)
+
+
+def read_decoding_defaults(folder: Path) -> tuple[list[int] | None, float | list[float] | None, float | None]:
+    """(steps, guidance_scale, soft_temperature) of folder/decoding.json, each None where it does not say."""
     path = folder / DECODING_FILE
     if not path.is_file():
-        return None, None
-    example = '{"steps": [4, 1, 1, 1, 1, 1, 1, 1], "guidance_scale": [2, 1, 1, 1, 1, 1, 1, 1]}'
+        return None, None, None
+    example = '{"steps": [4, 1, 1, 1], "guidance_scale": [1.5, 2, 2, 2], "soft_temperature": 0.5}'
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} must be JSON like {example}: {error}") from None
-    if not isinstance(settings, dict) or not {"steps", "guidance_scale"} & set(settings):
-        raise ValueError(f"{path} must be JSON like {example}, with steps and/or guidance_scale")
+    if not isinstance(settings, dict) or not {"steps", "guidance_scale", "soft_temperature"} & set(settings):
+        raise ValueError(f"{path} must be JSON like {example}, with steps, guidance_scale and/or soft_temperature")
     steps, guidance = settings.get("steps"), settings.get("guidance_scale")
     if steps is not None and not isinstance(steps, list):
         raise ValueError(f"{path}: steps must be a list of iteration counts, got {steps!r}")
-    return steps, guidance
+    return steps, guidance, settings.get("soft_temperature")
 
 
 def parse_dialogue(script: str) -> list[tuple[str, str]]:

@@ -95,6 +95,16 @@ class SoundStreamCodec(Codec):
             wav = self.model.decode(codes.to(self.device))
         return wav.float().cpu()
 
+    decodes_expected = True
+
+    def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
+        """Soft decoding (Codec.decode_expected): int64 codes [B, T, c] and float probs
+        [B, T, L - c, K] -> float wav [B, 1, T * hop]."""
+        self.check_expected(codes, probs)
+        with torch.inference_mode():
+            wav = self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32))
+        return wav.float().cpu()
+
     def with_num_quantizers(self, num_quantizers: int) -> SoundStreamCodec:
         """The same weights emitting only the first `num_quantizers` levels (the encoder then
         skips the other levels' nearest-code searches). Its name is the spec that loads it."""

@@ -143,6 +143,13 @@ class SoundStream(nn.Module):
         check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
         return self.decoder(self.quantizer.decode(codes))
 
+    def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
+        """Soft decoding: codes int64 [B, T, c] and probs float [B, T, l, K] (c + l <= Q) -> float
+        wav [B, 1, T * hop], the l levels after c as their expected codebook vectors
+        (ResidualVectorQuantizer.decode_expected)."""
+        check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
+        return self.decoder(self.quantizer.decode_expected(codes, probs))
+
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write `path/config.json` and `path/model.safetensors` atomically (codebooks and their
         EMA state included, so training can resume from it)."""

@@ -219,6 +219,18 @@ class ResidualVectorQuantizer(nn.Module):
         return rearrange(sum(parts), "b t d -> b d t")
 
 
+    def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
+        """codes int64 [B, T, c] and probs float [B, T, l, K], c + l <= Q -> latents [B, D, T]:
+        the first c levels' vectors plus, for each of the next l, the expected vector
+        sum_k probs[..., k] * embedding[k] (soft decoding; Codec.decode_expected)."""
+        c = codes.shape[-1]
+        latents = sum(self.levels[level].decode(codes[..., level]) for level in range(c))  # [B, T, D]
+        for i in range(probs.shape[2]):
+            embedding = self.levels[c + i].embedding  # [K, D]
+            latents = latents + (probs[:, :, i].to(embedding.dtype) @ embedding)
+        return rearrange(latents, "b t d -> b d t")
+
+
 def _perplexity(codes: Tensor, size: int) -> Tensor:
     """exp(entropy) of the code histogram: codes int64 [M] -> float []."""
     probs = torch.bincount(codes, minlength=size).float() / codes.numel()
