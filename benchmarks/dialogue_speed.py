@@ -10,7 +10,8 @@ A variant is a --precision (auto, fp32, bf16: soundstorm/precision.py), optional
 the paper's 16, 1, ...), `:GUIDANCE`, one classifier-free guidance scale or one per level
 (`auto::2,1,1,1,1,1,1,1`: the default steps, guidance on the first level), and
 `:T2S_TEMPERATURE:T2S_CANDIDATES` (`auto:::0.8:1`: the text-to-semantic decoding before
-2026-12-05; the audio then differs, so compare real-time factors). The bundled models
+2026-12-05; the audio then differs, so compare real-time factors) and `:SOFT`, the soft
+temperature of the finer levels (`auto:::::0`: hard codes; default: decoding.json's). The bundled models
 (or --models) speak a fixed script of about 30 s (the issue's target) in two bundled voices,
 with the same seed for every run. Several --models folders run every variant each (rows
 FOLDER/VARIANT), to time two sets of models side by side. The variants are interleaved --repeats times so that
@@ -98,7 +99,9 @@ def main() -> int:
                      "guidance_scale": variants[variant][2] if variants[variant][2] is not None
                      else pipeline.default_guidance_scale,
                      "t2s_temperature": options[variant].t2s_temperature,
-                     "t2s_candidates": options[variant].t2s_candidates, **median,
+                     "t2s_candidates": options[variant].t2s_candidates,
+                     "soft_temperature": options[variant].soft_temperature if options[variant].soft_temperature
+                     is not None else pipeline.default_soft_temperature, **median,
                      "rtf": median["seconds"] / median["audio_seconds"]})
     base = rows[0]["seconds"]
     print(f"Dialogue of {len(SCRIPT)} turns, {args.threads} torch threads, medians of {args.repeats} "
@@ -121,8 +124,9 @@ def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[flo
     """"auto" -> ("auto", None, None, {}): the models folder's defaults (decoding.json);
     "auto:8,1,1" -> ("auto", [8, 1, 1], None, {}); "auto::2,1,1" -> ("auto", None, [2.0, 1.0, 1.0], {});
     "auto::2" -> ("auto", None, 2.0, {}); "auto:::0.8:1" -> the text-to-semantic model at temperature
-    0.8 with one candidate ({"t2s_temperature": 0.8, "t2s_candidates": 1})."""
-    precision, steps, guidance, temperature, candidates = (variant.split(":") + [""] * 4)[:5]
+    0.8 with one candidate ({"t2s_temperature": 0.8, "t2s_candidates": 1}); "auto:::::0" -> hard
+    codes ({"soft_temperature": 0.0})."""
+    precision, steps, guidance, temperature, candidates, soft = (variant.split(":") + [""] * 5)[:6]
     try:
         scales = [float(g) for g in guidance.split(",")] if guidance else None
         guidance_scale = None if scales is None else scales[0] if len(scales) == 1 else scales
@@ -131,10 +135,13 @@ def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[flo
             t2s["t2s_temperature"] = float(temperature)
         if candidates:
             t2s["t2s_candidates"] = int(candidates)
+        if soft:
+            t2s["soft_temperature"] = float(soft)
         return precision, [int(n) for n in steps.split(",")] if steps else None, guidance_scale, t2s
     except ValueError:
-        raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE[:T2S_TEMPERATURE[:T2S_CANDIDATES]]]] like "
-                         f"auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1 or auto:::0.8:1, got {variant!r}") from None
+        raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE[:T2S_TEMPERATURE[:T2S_CANDIDATES[:SOFT]]]]] like "
+                         f"auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1 or auto:::0.8:1 or auto:::::0, "
+                         f"got {variant!r}") from None
 
 if __name__ == "__main__":
     raise SystemExit(main())

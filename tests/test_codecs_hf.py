@@ -225,3 +225,27 @@ def test_a_codec_that_does_not_fit_the_model_is_refused(folders: dict[str, Path]
         check_codec_matches(codec, SoundStormConfig(codebook_size=64, num_quantizers=4))
     with pytest.raises(ValueError, match="codebook_size differs.*1024.*64"):
         check_codec_matches(codec, SoundStormConfig(codebook_size=1024, num_quantizers=6))
+
+
+@pytest.mark.parametrize("kind", sorted(TINY))
+def test_soft_decoding_of_one_hot_distributions_is_decoding(kind: str, folders: dict[str, Path]) -> None:
+    """decode_expected's per-level increments reproduce each backend's own dequantizer: one-hot
+    distributions decode as their codes, after one coarse level or several; a 50/50 mix of two
+    codes decodes as the mean of their latents."""
+    codec = load_codec(f"{kind}:{folders[kind]}")
+    assert isinstance(codec, TransformersCodec) and codec.decodes_expected
+    torch.manual_seed(0)
+    K, Q = codec.codebook_size, codec.num_quantizers
+    codes = torch.randint(K, (2, 6, Q))
+    for coarse in (1, Q - 1):
+        probs = torch.nn.functional.one_hot(codes[..., coarse:], K).float()
+        torch.testing.assert_close(codec.decode_expected(codes[..., :coarse], probs), codec.decode(codes),
+                                   rtol=1e-4, atol=1e-5)
+    probs = torch.zeros(2, 6, 1, K)
+    probs[..., 3], probs[..., 5] = 0.5, 0.5
+    latents = [codec.backend.dequantize(codec.model, torch.cat([codes[..., :1], torch.full_like(codes[..., :1], k)],
+                                                               dim=-1).transpose(1, 2)) for k in (3, 5)]
+    mean = codec.backend.synthesize(codec.model, (latents[0] + latents[1]) / 2)
+    soft = codec.decode_expected(codes[..., :1], probs)
+    torch.testing.assert_close(soft[..., : mean.shape[-1]], mean.reshape(soft.shape[0], 1, -1)[..., : soft.shape[-1]],
+                               rtol=1e-4, atol=1e-5)

@@ -72,7 +72,8 @@ class Codec(ABC):
         A one-hot row decodes exactly as `decode` does. Codecs whose codebooks this interface
         cannot reach (decodes_expected False) raise NotImplementedError."""
         raise NotImplementedError(f"{self.name} cannot decode distributions over its codes (soft decoding): "
-                                  "only codecs with decodes_expected (our SoundStream) can; decode hard codes")
+                                  "only codecs with decodes_expected (SoundStream, EnCodec, DAC, Mimi) can; "
+                                  "decode hard codes")
 
     def check_expected(self, codes: object, probs: object) -> tuple[Tensor, Tensor]:
         """decode_expected's input checks: codes as check_codes, probs float [B, T, L - c, K] of

@@ -15,7 +15,9 @@ floor(bandwidth * 1000 / (frame_rate * log2(codebook_size)))), and `device` (def
 Sample rate, frame rate, levels and codebook size come from the model's config.
 
 Every backend's quantizer is residual, so the first Q levels of any encoding are the Q-level
-encoding, and decode takes any prefix of levels.
+encoding, and decode takes any prefix of levels. Each level adds an affine function of its code
+to the decoder's latent (a codebook row, projected), so a distribution over a level's codes
+decodes as the expected increment: `decode_expected` (soft decoding, Codec.decode_expected).
 
 Notation: B batch, N samples, T frames, Q levels.
 """
@@ -85,6 +87,8 @@ class Backend:
     max_levels: Callable[[Any], int]
     encode: Callable[[nn.Module, Tensor, int], Tensor]  # (model, wav [B, 1, N], Q) -> codes [B, Q, T]
     decode: Callable[[nn.Module, Tensor], Tensor]  # (model, codes [B, Q, T]) -> wav [B, 1, N]
+    dequantize: Callable[[nn.Module, Tensor], Tensor]  # (model, codes [B, Q, T]) -> latents [B, D, T]
+    synthesize: Callable[[nn.Module, Tensor], Tensor]  # (model, latents [B, D, T]) -> wav [B, 1, N] or [B, N]
 
 
 def _encodec_check(config: Any) -> None:
@@ -115,6 +119,14 @@ def _encodec_decode(model: nn.Module, codes: Tensor) -> Tensor:
     return model.decode(codes[None], [None]).audio_values  # [B, 1, N]
 
 
+def _encodec_dequantize(model: nn.Module, codes: Tensor) -> Tensor:
+    return model.quantizer.decode(codes.transpose(0, 1))  # it takes [Q, B, T]
+
+
+def _encodec_synthesize(model: nn.Module, latents: Tensor) -> Tensor:
+    return model.decoder(latents)  # EncodecModel._decode_frame without a scale (_encodec_check)
+
+
 def _dac_encode(model: nn.Module, wav: Tensor, levels: int) -> Tensor:
     return model.encode(wav, n_quantizers=levels).audio_codes[:, :levels]  # [B, Q, T]
 
@@ -123,12 +135,28 @@ def _dac_decode(model: nn.Module, codes: Tensor) -> Tensor:
     return model.decode(audio_codes=codes).audio_values  # [B, N] or [B, 1, N]
 
 
+def _dac_dequantize(model: nn.Module, codes: Tensor) -> Tensor:
+    return model.quantizer.from_codes(codes)[0]
+
+
+def _dac_synthesize(model: nn.Module, latents: Tensor) -> Tensor:
+    return model.decode(quantized_representation=latents).audio_values
+
+
 def _mimi_encode(model: nn.Module, wav: Tensor, levels: int) -> Tensor:
     return model.encode(wav, num_quantizers=levels).audio_codes[:, :levels]  # [B, Q, T]
 
 
 def _mimi_decode(model: nn.Module, codes: Tensor) -> Tensor:
     return model.decode(codes).audio_values  # [B, 1, N]
+
+
+def _mimi_dequantize(model: nn.Module, codes: Tensor) -> Tensor:
+    return model.quantizer.decode(codes)
+
+
+def _mimi_synthesize(model: nn.Module, latents: Tensor) -> Tensor:
+    return model.decoder(latents).audio_values  # MimiModel.decode after the quantizer
 
 
 def _mimi_hop(config: Any) -> int:
@@ -141,14 +169,15 @@ def _mimi_hop(config: Any) -> int:
 BACKENDS: dict[str, Backend] = {
     "encodec": Backend(
         "encodec", "EncodecModel", _encodec_check, lambda c: math.prod(c.upsampling_ratios),
-        lambda c: c.num_quantizers, _encodec_encode, _encodec_decode,
+        lambda c: c.num_quantizers, _encodec_encode, _encodec_decode, _encodec_dequantize, _encodec_synthesize,
     ),
     "dac": Backend(
         "dac", "DacModel", lambda c: None, lambda c: math.prod(c.downsampling_ratios),
-        lambda c: c.n_codebooks, _dac_encode, _dac_decode,
+        lambda c: c.n_codebooks, _dac_encode, _dac_decode, _dac_dequantize, _dac_synthesize,
     ),
     "mimi": Backend(
         "mimi", "MimiModel", lambda c: None, _mimi_hop, lambda c: c.num_quantizers, _mimi_encode, _mimi_decode,
+        _mimi_dequantize, _mimi_synthesize,
     ),
 }
 
@@ -173,6 +202,7 @@ class TransformersCodec(Codec):
         self.max_quantizers = int(self.backend.max_levels(config))
         self.codebook_size = int(config.codebook_size)
         self.num_quantizers = self.max_quantizers
+        self._increments: dict[int, Tensor] = {}  # level -> [K, D], shared by with_num_quantizers' copies
         self._set_levels(self.max_quantizers if num_quantizers is None else num_quantizers)
 
     def _set_levels(self, num_quantizers: int) -> None:
@@ -214,6 +244,40 @@ class TransformersCodec(Codec):
         N = codes.shape[1] * self.hop
         wav = nn.functional.pad(wav, (0, max(0, N - wav.shape[-1])))[..., :N]
         return wav.float().to(codes.device)  # [B, 1, N]
+
+    decodes_expected = True
+
+    def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
+        """Soft decoding (Codec.decode_expected): int64 codes [B, T, c], float probs [B, T, L - c, K]
+        -> float32 wav [B, 1, T * hop]: the latents of the c levels plus each next level's
+        expected increment probs @ increments(level)."""
+        self.check_expected(codes, probs)
+        B, T, c = codes.shape
+        with torch.no_grad():
+            latents = self.backend.dequantize(self.model, codes.transpose(1, 2).to(self.device))  # [B, D, T]
+            for i in range(probs.shape[2]):
+                increments = self.increments(c + i)  # [K, D]
+                latents = latents + (probs[:, :, i].to(self.device, increments.dtype) @ increments).transpose(1, 2)
+            wav = self.backend.synthesize(self.model, latents)
+        if wav.dim() == 2:
+            wav = wav[:, None]
+        N = T * self.hop
+        wav = nn.functional.pad(wav, (0, max(0, N - wav.shape[-1])))[..., :N]
+        return wav.float().to(codes.device)  # [B, 1, N]
+
+    def increments(self, level: int) -> Tensor:
+        """float [K, D]: what code k of `level` (0-based, >= 1) adds to the decoder's latents after
+        any codes of the levels before it: the latents of (0, ..., 0, k) less those of (0, ..., 0),
+        which holds for any earlier codes because each level's contribution is added."""
+        if level not in self._increments:
+            K = self.codebook_size
+            prefix = torch.zeros(K, level, 1, dtype=torch.long, device=self.device)  # [K, level, T=1]
+            with torch.no_grad():
+                after = self.backend.dequantize(self.model, torch.cat(
+                    [prefix, torch.arange(K, device=self.device)[:, None, None]], dim=1))  # [K, D, 1]
+                before = self.backend.dequantize(self.model, prefix[:1])  # [1, D, 1]
+            self._increments[level] = (after - before)[..., 0].float()
+        return self._increments[level]
 
     def __repr__(self) -> str:
         return (
