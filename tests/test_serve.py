@@ -109,6 +109,13 @@ def test_json_format_carries_audio_spectrogram_codes_and_the_decoding_trace(clie
     prefix = client.post("/api/tts?format=json", data={"text": "One two three.", "steps": "3,2", "seed": "7"}).json()
     assert prefix["num_quantizers"] == 2 and np.array_equal(np.array(prefix["codes"]), codes[:, :2])
     assert np.array_equal(np.array(prefix["reveal"]), reveal[:, :2]) and len(prefix["passes"]) == 5
+    # Soft decoding of levels 2..4: the same tokens, other audio.
+    assert client.get("/api/health").json()["default_soft_temperature"] == 0.0
+    soft = client.post("/api/tts?format=json", data={"text": "One two three.", "steps": "3,2,1,1", "seed": "7",
+                                                     "soft_temperature": "0.5"}).json()
+    assert np.array_equal(np.array(soft["codes"]), codes)
+    soft_wav, _ = sf.read(io.BytesIO(base64.b64decode(soft["wav_base64"])))
+    assert soft_wav.shape == wav.shape and not np.allclose(soft_wav, wav, atol=1e-3)
 
 
 @pytest.mark.parametrize(

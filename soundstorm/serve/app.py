@@ -172,12 +172,16 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         guidance_scale: Annotated[float | None, Form(ge=0, le=10, description="classifier-free guidance on every "
                                                      "level, 1 = off (default: the models folder's, "
                                                      "/api/health default_guidance_scale)")] = None,
+        soft_temperature: Annotated[float | None, Form(ge=0, le=10, description="levels 2.. decoded as the expected "
+                                                       "codebook vector at this temperature, 0 = the tokens "
+                                                       "(default: /api/health default_soft_temperature)")] = None,
         seed: Annotated[int, Form(ge=0, le=2**31 - 1, description="the same seed gives the same audio")] = 0,
     ) -> DecodingOptions:
         levels = [int(n) for n in re.split(r"\s*,\s*", steps.strip())] if steps is not None else None  # the pattern held
         return DecodingOptions(steps=levels, temperature=temperature, t2s_temperature=t2s_temperature,
                                t2s_top_k=t2s_top_k, t2s_eos_threshold=t2s_eos_threshold or None,
-                               t2s_candidates=t2s_candidates, guidance_scale=guidance_scale, seed=seed)
+                               t2s_candidates=t2s_candidates, guidance_scale=guidance_scale,
+                               soft_temperature=soft_temperature, seed=seed)
 
     async def read_audio(upload: UploadFile, what: str) -> tuple[np.ndarray, int]:
         data = await upload.read(config.max_upload_bytes + 1)
@@ -275,7 +279,8 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
                       completed=generation.completed, batches=generation.batches, sample_rate=codec.sample_rate,
                       frame_rate=codec.frame_rate, num_quantizers=Q, codebook_size=K,
                       text_to_speech=pipeline.t2s is not None, default_steps=pipeline.default_steps,
-                      default_guidance_scale=default_guidance)
+                      default_guidance_scale=default_guidance,
+                      default_soft_temperature=pipeline.default_soft_temperature)
 
     @app.get("/api/voices", response_model=Voices)
     async def list_voices() -> Voices:

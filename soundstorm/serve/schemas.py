@@ -49,6 +49,8 @@ class Health(BaseModel):
     text_to_speech: bool = Field(description="a text-to-semantic model is loaded (tts and dialogue work)")
     default_steps: list[int]
     default_guidance_scale: list[float]  # per level, used when a request gives no guidance_scale
+    default_soft_temperature: float = Field(description="soft decoding of levels 2.. when a request gives none; "
+                                            "0: the tokens themselves")
 
 
 class Voices(BaseModel):
