@@ -94,10 +94,11 @@ def test_eval_end_to_end_on_tiny_models(tmp_path: Path) -> None:
     assert main(["eval", "--manifest", str(manifest), "--soundstorm", str(tmp_path / "soundstorm"),
                  "--codec", f"soundstream:{tmp_path / 'codec'}", "--semantic", f"mfcc:{tmp_path / 'semantic'}",
                  "--splits", "test", "--min-seconds", "1.5", "--prompt-seconds", "0.6", "--max-utterances", "2",
-                 "--steps", "1", "1", "1", "1", "--no-unprompted", "--enroll-seconds", "1",
+                 "--steps", "1", "1", "1", "1", "--no-unprompted", "--enroll-seconds", "1", "--soft-temperature", "0.5",
                  "--out", str(tmp_path / "enrolled"), "--quiet"]) == 0
     enrolled = json.loads((tmp_path / "enrolled" / "eval.json").read_text())
     assert enrolled["enroll_seconds"] == 1.0 and enrolled["enroll_soundstorm"]["steps"] == 100
+    assert enrolled["soft_temperature"] == 0.5 and result["soft_temperature"] == 0.0
     assert {r["system"] for r in enrolled["rows"]} == {"original", "codec resynthesis", "SoundStorm"}
 
 

@@ -69,12 +69,17 @@ class Utterance:
 class Generator:
     """One system under test: SoundStorm or the AR baseline, prompted or not."""
 
-    def __init__(self, name: str, model: Any, prompted: bool, steps: list[int] | None, temperature: float) -> None:
+    def __init__(self, name: str, model: Any, prompted: bool, steps: list[int] | None, temperature: float,
+                 soft_temperature: float = 0.0) -> None:
         self.name, self.model, self.prompted, self.steps, self.temperature = name, model, prompted, steps, temperature
+        # SoundStorm only: levels 2.. handed to the codec as expected codebook vectors (Codec.decode_expected).
+        self.soft_temperature = soft_temperature
 
     def __call__(self, codes: torch.Tensor, semantic: torch.Tensor, prompt_frames: int, seed: int,
-                 model: Any = None) -> torch.Tensor:
-        """model: another of the same kind to generate with (one adapted to the voice); default self.model."""
+                 model: Any = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Codes [T, L] and, for a soft SoundStorm, the probabilities [T, L - 1, K] of levels 2..L
+        (else None). model: another of the same kind to generate with (one adapted to the voice);
+        default self.model."""
         model = model if model is not None else self.model
         generator = torch.Generator().manual_seed(seed)
         prompt = codes[None, :prompt_frames] if self.prompted else None
@@ -83,10 +88,15 @@ class Generator:
 
         with torch.inference_mode():
             if isinstance(model, SoundStorm):
-                return model.generate(semantic[None], num_frames=T, prompt_codes=prompt, steps=self.steps,
-                                      temperature=self.temperature, generator=generator)[0]
+                soft = self.soft_temperature > 0 and (self.steps is None or len(self.steps) > 1)
+                out = model.generate(semantic[None], num_frames=T, prompt_codes=prompt, steps=self.steps,
+                                     temperature=self.temperature, generator=generator,
+                                     return_logits_from=1 if soft else None)
+                if soft:
+                    return out[0][0], (out[1][0] / self.soft_temperature).softmax(dim=-1)
+                return out[0], None
             return model.generate(semantic[None], num_frames=T, prompt_codes=prompt, temperature=self.temperature,
-                                       generator=generator).codes[0]
+                                  generator=generator).codes[0], None
 
 
 def _tokens(codec: Any, tokenizer: Any, wav: torch.Tensor, semantic_wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,8 +146,11 @@ def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: An
         for system in generators:
             own = (soundstorm_for(entry.speaker) if soundstorm_for is not None and isinstance(system.model, SoundStorm)
                    else None)
-            generated = system(codes, semantic, P, seed=index, model=own)
-            outputs[system.name] = decoder.decode(generated[None].cpu())[0, 0].numpy()
+            generated, probs = system(codes, semantic, P, seed=index, model=own)
+            with torch.inference_mode():
+                wav_out = (decoder.decode(generated[None].cpu()) if probs is None else
+                           decoder.decode_expected(generated[None, :, :1].cpu(), probs[None].cpu()))
+            outputs[system.name] = wav_out[0, 0].numpy()
         prompt_audio = wav[:prompt_samples]
         for name, audio in outputs.items():
             utterance.hypotheses[name] = asr.transcribe(audio, sr)
@@ -230,6 +243,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-seconds", type=float, default=4.0, help="skip utterances shorter than this (default 4)")
     parser.add_argument("--steps", type=int, nargs="+", help="SoundStorm iterations per level (default 16, 1, ...)")
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--soft-temperature", type=float, default=0.0,
+                        help="SoundStorm only: decode levels 2.. as the expected codebook vector of its distribution "
+                             "at this temperature (Codec.decode_expected); default 0: the tokens, as the paper")
     parser.add_argument("--no-unprompted", action="store_true", help="skip the unprompted generations")
     parser.add_argument("--enroll-seconds", type=float, default=0.0,
                         help="decode each speaker's audio (resynthesis and generated) with a decoder enrolled "
@@ -255,6 +271,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.soundstorm and not args.ar:
         raise SystemExit("give --soundstorm and/or --ar checkpoints to evaluate")
     codec, tokenizer = load_codec(args.codec), load_semantic_tokenizer(args.semantic)
+    if not args.soft_temperature >= 0 or (args.soft_temperature > 0 and not codec.decodes_expected):
+        raise SystemExit(f"--soft-temperature must be >= 0, and > 0 only with a codec that decodes distributions "
+                         f"(SoundStream, EnCodec, DAC, Mimi); got {args.soft_temperature:g} for {codec.name}")
     generators: list[Generator] = []
     for label, path in (("SoundStorm", args.soundstorm), ("AR baseline", args.ar)):
         if path is None:
@@ -269,9 +288,10 @@ def run(args: argparse.Namespace) -> int:
             model = ARAcousticModel.from_pretrained(path).eval()
         check_codec_matches(codec, model.config)
         check_semantic_matches(tokenizer.vocab_size, tokenizer.rate, codec.frame_rate, model.config)
-        generators.append(Generator(label, model, True, args.steps, args.temperature))
+        soft = args.soft_temperature if label == "SoundStorm" else 0.0
+        generators.append(Generator(label, model, True, args.steps, args.temperature, soft))
         if not args.no_unprompted:
-            generators.append(Generator(f"{label} unprompted", model, False, args.steps, args.temperature))
+            generators.append(Generator(f"{label} unprompted", model, False, args.steps, args.temperature, soft))
     entries = [e for e in read_manifest(args.manifest)
                if e.split in args.splits and e.text and e.duration >= max(args.min_seconds, args.prompt_seconds + 0.5)]
     if not entries:
@@ -304,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out / "eval.md", markdown)
         atomic_write_text(args.out / "eval.json", json.dumps(
-            {"command": command, "enroll_seconds": args.enroll_seconds,
+            {"command": command, "soft_temperature": args.soft_temperature, "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
              "enroll_decoder_blend": args.enroll_decoder_blend if args.enroll_seconds else None,
              "rows": rows, "utterances": [u.__dict__ for u in utterances]}, indent=2) + "\n")
