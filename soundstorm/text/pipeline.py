@@ -443,7 +443,8 @@ class SpeechPipeline:
             # levels: levels it does not list run unguided.
             guidance = (guidance + [1.0] * len(steps))[: len(steps)]
         soft = self.default_soft_temperature if options.soft_temperature is None else options.soft_temperature
-        soft = check_soft_temperature(soft, segments[0].voice.codec or self.codec, "soft_temperature")
+        for codec in {id(c): c for c in (segment.voice.codec or self.codec for segment in segments)}.values():
+            soft = check_soft_temperature(soft, codec, "soft_temperature")
         soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
         start = time.perf_counter()
         with autocast(self.precision, self.device):
