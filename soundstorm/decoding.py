@@ -361,7 +361,8 @@ def decode_finer_levels(
     levels: int,
     guidance_scale: float = 1.0,
     prompt_codes: Tensor | None = None,
-) -> Tensor:
+    return_logits: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """The levels after `coarse` by one greedy pass each, as `generate` decodes a level of one
     iteration: what SoundStorm makes of known coarse tokens (e.g. a recording's own level 1).
 
@@ -377,8 +378,11 @@ def decode_finer_levels(
         guidance_scale: classifier-free guidance of the finer levels (1 = off).
         prompt_codes: int64 [B, P, Q], P < T: a voice prompt, the first P frames at every level
             (as generate's prompt_codes); coarse covers them too.
+        return_logits: also return the (guided) logits of the predicted levels, as generate's
+            return_logits_from does (one-hot on the prompt's codes in its frames).
     Returns:
-        int64 [B, T, levels]: coarse, then the predicted levels (the prompt's own in its frames).
+        int64 [B, T, levels]: coarse, then the predicted levels (the prompt's own in its frames);
+        with return_logits also float32 [B, T, levels - c, K].
     """
     config = model.config
     Q, mask_id = config.num_quantizers, config.mask_id
@@ -405,6 +409,7 @@ def decode_finer_levels(
     condition = model.embed_condition(semantic_tokens, T)  # [B, T, D]
     if guidance_scale != 1.0:
         condition = torch.cat([condition, model.null_condition(B, T)], dim=0)  # [2B, T, D]
+    kept = torch.full((B, T, levels - c, config.codebook_size), float("-inf"), device=device) if return_logits else None
     for level in range(c, levels):
         # The same products as generate's pass: the frames after the prompt, in row-major order.
         hidden = model.hidden_states(codes.repeat(condition.shape[0] // B, 1, 1), condition, None)  # [B or 2B, T, D]
@@ -413,7 +418,12 @@ def decode_finer_levels(
             cond, null = logits.chunk(2, dim=0)
             logits = null + guidance_scale * (cond - null)
         codes[:, P:, level] = logits.softmax(dim=-1).argmax(dim=-1).view(B, T - P)
-    return codes[:, :, :levels]
+        if kept is not None:
+            kept[:, P:, level - c] = logits.float().view(B, T - P, -1)
+    if kept is None:
+        return codes[:, :, :levels]
+    kept[:, :P].scatter_(-1, codes[:, :P, c:levels, None], 0.0)  # the prompt's frames: one-hot on its codes
+    return codes[:, :, :levels], kept
 
 
 def total_forward_passes(steps: Sequence[int]) -> int:

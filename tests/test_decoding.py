@@ -174,6 +174,15 @@ def test_finer_levels_of_known_coarse_ones_are_generate_s_own(
     finer = decode_finer_levels(model, semantic, full[..., :coarse], Q, guidance_scale=guidance,
                                 prompt_codes=prompt if P else None)
     assert torch.equal(finer, full)
+    # Their logits too: what soft decoding of those levels reads, from either function.
+    _, kept = model.generate(semantic, num_frames=T, steps=steps, temperature=temperature,
+                             guidance_scale=[1.0] * coarse + [guidance] * (Q - coarse),
+                             prompt_codes=prompt if P else None, generator=torch.Generator().manual_seed(3),
+                             return_logits_from=coarse)
+    again, logits = decode_finer_levels(model, semantic, full[..., :coarse], Q, guidance_scale=guidance,
+                                        prompt_codes=prompt if P else None, return_logits=True)
+    assert torch.equal(again, full) and logits.shape == kept.shape == (B, T, Q - coarse, 16)
+    torch.testing.assert_close(logits, kept)
 
 
 def test_finer_levels_refuse_bad_input() -> None:

@@ -65,12 +65,40 @@ def test_the_predictor_keeps_level_one_and_the_levels_soundstorm_does_not_decode
     assert torch.equal(made[..., :3], decode_finer_levels(predictor.model, tokens[:, :5], codes[..., :1], 3))
 
 
+def test_the_decoder_reads_soundstorm_s_levels_as_codes_or_as_expected_vectors(tmp_path: Path) -> None:
+    models = write_models(tmp_path)
+    codec = load_codec(f"soundstream:{models / 'codec'}")
+    quantizer = codec.model.quantizer
+    wav = 0.1 * torch.randn(2, 1, 3200, generator=torch.Generator().manual_seed(2))
+    codes = codec.encode(wav)  # [2, 10, 4]
+    hard = FinerLevelPredictor(SoundStormInputs(str(models / "soundstorm"), str(models / "semantic"), levels=3),
+                               codec.model.config, torch.device("cpu"))
+    torch.testing.assert_close(hard.decoder_inputs(wav, codes, quantizer), quantizer.decode(hard(wav, codes)[..., :3]))
+    soft = FinerLevelPredictor(SoundStormInputs(str(models / "soundstorm"), str(models / "semantic"), levels=3,
+                                                soft_temperature=0.5), codec.model.config, torch.device("cpu"))
+    tokens, _ = soft.semantic.tokenize(wav)
+    finer, logits = decode_finer_levels(soft.model, tokens[:, :5], codes[..., :1], 3, return_logits=True)
+    expected = quantizer.decode_expected(codes[..., :1], (logits / 0.5).softmax(-1))
+    latents = soft.decoder_inputs(wav, codes, quantizer)
+    torch.testing.assert_close(latents, expected)
+    assert not torch.allclose(latents, quantizer.decode(finer))
+    # The decoder reads given latents as decode() reads codes' vectors; bad shapes are refused.
+    with torch.no_grad():
+        torch.testing.assert_close(codec.model(wav, latents=quantizer.decode(codes)).reconstruction,
+                                   codec.model.decode(codes)[..., :3200])
+    with pytest.raises(ValueError, match=r"latents must be float \[B, D, T\] = \[2, 16, 10\]"):
+        codec.model(wav, latents=latents[..., :9])
+    with pytest.raises(ValueError, match="without codes or levels"):
+        codec.model(wav, codes=codes, latents=latents)
+
+
 def test_options_that_cannot_work_are_refused(tmp_path: Path) -> None:
     models = write_models(tmp_path)
     codec = SoundStreamConfig.preset("tiny", **VOCOS)
     base = {"soundstorm": str(models / "soundstorm"), "semantic": str(models / "semantic")}
     for bad, message in [({"share": 1.5}, "share must be in"), ({"levels": 1}, "levels must be an integer >= 2"),
-                         ({"guidance": 2.0}, "fields: soundstorm, semantic")]:
+                         ({"guidance": 2.0}, "fields: soundstorm, semantic"),
+                         ({"soft_temperature": -1}, "soft_temperature must be a number >= 0")]:
         with pytest.raises(ValueError, match=message):
             SoundStormInputs.from_dict({**base, **bad})
     with pytest.raises(ValueError, match="levels is 5; the codec has 4"):
@@ -109,6 +137,14 @@ def test_training_on_soundstorm_s_codes_moves_the_decoder_and_no_token(tmp_path:
     metrics = trainer.validate()
     # The run's loss: the decoder on the true codes and on SoundStorm's, by the share trained (all).
     assert metrics["loss"] == pytest.approx(metrics["mel_soundstorm_inputs"]) and metrics["mel"] > 0
+
+    # The same on SoundStorm's finer levels as expected vectors (the pipeline's soft decoding).
+    soft = Trainer(Recipe.load(RECIPE, [*run_overrides(manifest, models, 2), "options.soundstorm_inputs.soft_temperature=0.5"]),
+                   tmp_path / "soft", progress=False, init_from=models / "codec")
+    soft.initialize_from(models / "codec")
+    assert soft.fit()["step"] == 2
+    assert load_codec(f"soundstream:{tmp_path / 'soft' / 'model'}").encoder_digest == before.encoder_digest
+    assert soft.validate()["mel_soundstorm_inputs"] > 0
 
     with pytest.raises(ValueError, match="needs options.decoder_only = true"):
         Trainer(Recipe.load(RECIPE, [*run_overrides(manifest, models, 1), "options.decoder_only=false"]),

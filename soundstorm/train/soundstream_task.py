@@ -135,18 +135,18 @@ class SoundStreamTask(Task):
     def _soundstorm_inputs_loss(self, model: nn.Module, wav: Tensor) -> tuple[Tensor, dict[str, float]]:
         """The decoder's reconstruction of wav [B, 1, N] from its true codes (quantizer dropout as
         configured) or, for a `share` of the crops, from its true level 1 and SoundStorm's finer
-        levels (soundstorm_inputs.py)."""
+        levels, as codes or as expected vectors (soundstorm_inputs.py)."""
         assert self.predictor is not None
         codec = model.module if isinstance(model, DistributedDataParallel) else model
         inputs = self.predictor.inputs
         with torch.no_grad():
             codes = codec.encode(wav)  # [B, T, Q]
             levels = self.objective.sample_levels(wav.shape[0], self.config.num_quantizers, wav.device)  # [B]
+            latents = codec.quantizer.decode(codes, levels)  # [B, D, T]
             generated = torch.rand(wav.shape[0], device=wav.device) < inputs.share  # [B]
             if bool(generated.any()):
-                codes[generated] = self.predictor(wav[generated], codes[generated])
-                levels = torch.where(generated, inputs.levels, levels)
-        fake = model(wav, levels=levels, codes=codes).reconstruction  # through DDP: gradients are averaged
+                latents[generated] = self.predictor.decoder_inputs(wav[generated], codes[generated], codec.quantizer)
+        fake = model(wav, latents=latents).reconstruction  # through DDP: gradients are averaged
         terms = self.objective.reconstruction_losses(fake, wav)
         total = self.objective.weighted_reconstruction(terms)
         metrics = {k: float(v.detach()) for k, v in terms.items()}
@@ -163,10 +163,9 @@ class SoundStreamTask(Task):
             generated = 0.0
             if self.predictor is not None:
                 codec = model.module if isinstance(model, DistributedDataParallel) else model
-                codes = self.predictor(wav, codec.encode(wav))
-                levels = torch.full((wav.shape[0],), self.predictor.inputs.levels, device=wav.device)
+                latents = self.predictor.decoder_inputs(wav, codec.encode(wav), codec.quantizer)
                 generated = float(self.objective.reconstruction_losses(
-                    model(wav, levels=levels, codes=codes).reconstruction, wav)["mel"])
+                    model(wav, latents=latents).reconstruction, wav)["mel"])
             totals += torch.tensor([float(terms["mel"]), float(terms["stft_convergence"] + terms["stft_log_magnitude"]),
                                     1.0, generated], dtype=torch.float64)
         totals = self.context.all_reduce_sum(totals)

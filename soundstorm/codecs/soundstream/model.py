@@ -97,7 +97,8 @@ class SoundStream(nn.Module):
         """Trainable parameters (the codebooks are buffers, learned by EMA, and not counted)."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, wav: Tensor, levels: Tensor | None = None, codes: Tensor | None = None) -> SoundStreamOutput:
+    def forward(self, wav: Tensor, levels: Tensor | None = None, codes: Tensor | None = None,
+                latents: Tensor | None = None) -> SoundStreamOutput:
         """Encode, quantize (updating the codebooks in training mode) and decode.
 
         Args:
@@ -107,9 +108,21 @@ class SoundStream(nn.Module):
             codes: int64 [B, T, Q] to decode instead of wav's own (the encoder does not run;
                 no commitment loss): a decoder trained on another model's codes, e.g. the
                 finer levels SoundStorm predicts (soundstorm_inputs.py), to reconstruct wav.
+            latents: float [B, D, T], the decoder's input itself (the encoder and the quantizer do
+                not run): e.g. SoundStorm's finer levels as expected codebook vectors
+                (ResidualVectorQuantizer.decode_expected). Its output's codes are empty.
         """
         check_wav(wav, self.sample_rate)
         N = wav.shape[-1]
+        if latents is not None:
+            expected = (wav.shape[0], self.config.latent_dim, self.num_frames(N))
+            if codes is not None or levels is not None or tuple(latents.shape) != expected:
+                raise ValueError(f"latents must be float [B, D, T] = {list(expected)} for this wav, without codes or "
+                                 f"levels; got {tuple(latents.shape)}")
+            reconstruction = self.decoder(latents)[..., :N]  # [B, 1, N]
+            return SoundStreamOutput(reconstruction=reconstruction, codes=latents.new_zeros(0, dtype=torch.long),
+                                     commitment_loss=wav.new_zeros(()),
+                                     perplexity=wav.new_zeros(self.config.num_quantizers))
         if codes is not None:
             check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
             B, T, Q = codes.shape

@@ -18,6 +18,8 @@ and from the true codes on the rest (so that it stays the codec's decoder).
     share = 0.5            # crops whose finer levels SoundStorm predicts
     levels = 4             # the levels SoundStorm decodes (models/demo/decoding.json)
     guidance_scale = 1.0   # the finer levels' guidance, as decoding.json decodes them
+    soft_temperature = 0.0 # > 0: the finer levels as expected codebook vectors at this temperature,
+                           # as the pipeline's soft decoding hands them to the decoder; 0: the tokens
 
 The encoder, the codebooks and so every token stay as they are (decoder_only = true).
 """
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor
 
 from soundstorm.codecs.soundstream.config import SoundStreamConfig
+from soundstorm.codecs.soundstream.quantizer import ResidualVectorQuantizer
 from soundstorm.decoding import decode_finer_levels
 
 
@@ -44,6 +47,7 @@ class SoundStormInputs:
     share: float = 0.5  # fraction of training crops whose finer levels SoundStorm predicts
     levels: int = 4  # levels SoundStorm decodes and the decoder then reads
     guidance_scale: float = 1.0  # classifier-free guidance of those finer levels
+    soft_temperature: float = 0.0  # > 0: those levels as expected codebook vectors (Codec.decode_expected)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SoundStormInputs:
@@ -51,7 +55,7 @@ class SoundStormInputs:
             inputs = cls(**values)
         except TypeError as error:
             raise ValueError(f"options.soundstorm_inputs: {error}; fields: soundstorm, semantic, share, levels, "
-                             "guidance_scale") from error
+                             "guidance_scale, soft_temperature") from error
         if not 0.0 <= inputs.share <= 1.0:
             raise ValueError(f"options.soundstorm_inputs.share must be in [0, 1], got {inputs.share!r}")
         if isinstance(inputs.levels, bool) or not isinstance(inputs.levels, int) or inputs.levels < 2:
@@ -59,6 +63,10 @@ class SoundStormInputs:
                              f"recording's), got {inputs.levels!r}")
         if not isinstance(inputs.guidance_scale, (int, float)) or inputs.guidance_scale < 0:
             raise ValueError(f"options.soundstorm_inputs.guidance_scale must be a number >= 0, got {inputs.guidance_scale!r}")
+        if isinstance(inputs.soft_temperature, bool) or not isinstance(inputs.soft_temperature, (int, float)) \
+                or not inputs.soft_temperature >= 0:
+            raise ValueError(f"options.soundstorm_inputs.soft_temperature must be a number >= 0 (0: the tokens), got "
+                             f"{inputs.soft_temperature!r}")
         return inputs
 
 
@@ -94,6 +102,22 @@ class FinerLevelPredictor:
     def __call__(self, wav: Tensor, codes: Tensor) -> Tensor:
         """wav float [B, 1, N] and its codes int64 [B, T, Q] -> the codes with levels 2..levels
         replaced by SoundStorm's prediction from level 1 and wav's semantic tokens."""
+        finer, _ = self._predict(wav, codes, soft=False)
+        return torch.cat([finer, codes[..., self.inputs.levels:]], dim=-1)
+
+    @torch.no_grad()
+    def decoder_inputs(self, wav: Tensor, codes: Tensor, quantizer: ResidualVectorQuantizer) -> Tensor:
+        """What the decoder reads of SoundStorm's levels 1..levels, latents [B, D, T]: their codes'
+        vectors, or with soft_temperature the expected vectors of levels 2..levels, as the
+        pipeline hands them to the codec."""
+        finer, logits = self._predict(wav, codes, soft=self.inputs.soft_temperature > 0)
+        if logits is None:
+            return quantizer.decode(finer)
+        return quantizer.decode_expected(finer[..., :1], (logits / self.inputs.soft_temperature).softmax(dim=-1))
+
+    def _predict(self, wav: Tensor, codes: Tensor, soft: bool) -> tuple[Tensor, Tensor | None]:
+        """(codes [B, T, levels]: level 1 and SoundStorm's levels 2..levels, their logits
+        [B, T, levels - 1, K] where soft, else None)."""
         B, T, _ = codes.shape
         S = -(-T // self.model.config.semantic_rate_ratio)
         with torch.autocast(device_type=wav.device.type, enabled=False):  # the token cache's float32 tokens
@@ -101,6 +125,6 @@ class FinerLevelPredictor:
         tokens = tokens[:, :S].to(codes.device)
         if tokens.shape[1] < S:  # the crop's last frames: repeat its last token
             tokens = torch.cat([tokens, tokens[:, -1:].expand(B, S - tokens.shape[1])], dim=1)
-        finer = decode_finer_levels(self.model, tokens, codes[..., :1], self.inputs.levels,
-                                    guidance_scale=float(self.inputs.guidance_scale))  # [B, T, levels]
-        return torch.cat([finer, codes[..., self.inputs.levels:]], dim=-1)
+        out = decode_finer_levels(self.model, tokens, codes[..., :1], self.inputs.levels,
+                                  guidance_scale=float(self.inputs.guidance_scale), return_logits=soft)
+        return out if soft else (out, None)  # [B, T, levels], [B, T, levels - 1, K]
