@@ -19,7 +19,8 @@ variant speaks the synthesizer's own semantic tokens: the text-to-semantic model
 - `soundstorm hard` / `soundstorm soft T`: the same tokens, levels 2..L decoded as the tokens /
   as the expected codebook vectors at soft temperature T (one row per --soft-temperatures entry);
 - `soundstorm-1only`: SoundStorm's level 1 alone, decoded as `codec-1`;
-- one row per --schedules entry: SoundStorm with that schedule and guidance.
+- one row per --schedules entry: SoundStorm with that schedule and guidance (decoded as the
+  pipeline decodes, soft where decoding.json says).
 
 With --decoder FOLDER (a SoundStream with the same encoder and codebooks, e.g. a decoder trained
 on SoundStorm's codes: recipes/demo/codec-soundstorm-inputs.toml) every variant is also decoded
@@ -131,7 +132,7 @@ def main() -> int:
             "soundstorm": tokens,
             **soft,
             "soundstorm-1only": generated[:, :1],
-            **{text: pipeline.acoustic(semantic, voice, replace(options, steps=steps, guidance_scale=guidance)).codes
+            **{text: pipeline.acoustic(semantic, voice, replace(options, steps=steps, guidance_scale=guidance))
                for text, (steps, guidance) in zip(args.schedules, schedules)},
         }
         group = counts.setdefault(GROUPS[entry.split or ""], {})
