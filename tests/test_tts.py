@@ -107,6 +107,9 @@ def test_bad_input_gets_clear_errors(models: Path, tmp_path: Path, capsys: pytes
     assert main(["tts", "Hello.", "--models", str(models), "-o", str(tmp_path / "x.wav"), "--guidance-scale", "2", "1"]) == 2
     assert capsys.readouterr().err == ("soundstorm tts: error: guidance_scale must be >= 0 (1 = no guidance): one number, "
                                        "or one per level decoded (4 levels); got [2.0, 1.0]\n")
+    assert main(["tts", "Hello.", "--models", str(models), "-o", str(tmp_path / "x.wav"), "--soft-temperature", "-1"]) == 2
+    assert capsys.readouterr().err == ("soundstorm tts: error: soft_temperature must be a number >= 0 (0: decode the "
+                                       "tokens themselves), got -1.0\n")
     assert main(["tts", "Hello.", "--models", str(tmp_path / "absent"), "-o", str(tmp_path / "x.wav")]) == 2
     assert "lacks codec, semantic, soundstorm" in capsys.readouterr().err
     assert not (tmp_path / "x.wav").exists()
@@ -328,6 +331,8 @@ def test_guidance_is_one_scale_or_one_per_level_on_the_command_line() -> None:
     assert decoding_options(parser.parse_args([])).guidance_scale is None  # the models folder's default
     assert decoding_options(parser.parse_args(["--guidance-scale", "2"])).guidance_scale == 2.0
     assert decoding_options(parser.parse_args(["--guidance-scale", "2", "1", "1", "1"])).guidance_scale == [2.0, 1.0, 1.0, 1.0]
+    assert decoding_options(parser.parse_args([])).soft_temperature is None  # the models folder's default
+    assert decoding_options(parser.parse_args(["--soft-temperature", "0"])).soft_temperature == 0.0
 
 
 def test_text_to_semantic_candidates_keep_the_one_that_spells_the_text_best(models: Path) -> None:
