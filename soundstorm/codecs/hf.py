@@ -237,6 +237,10 @@ class TransformersCodec(Codec):
         self.check_codes(codes)
         with torch.no_grad():
             wav = self.backend.decode(self.model, codes.transpose(1, 2).to(self.device))
+        return self._frames_of_audio(wav, codes)
+
+    def _frames_of_audio(self, wav: Tensor, codes: Tensor) -> Tensor:
+        """A backend's output as float32 [B, 1, T * hop] for codes [B, T, ...], on codes' device."""
         if wav.dim() == 2:  # DAC drops the channel axis
             wav = wav[:, None]
         # DAC's transposed convolutions lose a sample at each odd stride (dac_24khz's 5: 8 samples
@@ -252,18 +256,14 @@ class TransformersCodec(Codec):
         -> float32 wav [B, 1, T * hop]: the latents of the c levels plus each next level's
         expected increment probs @ increments(level)."""
         self.check_expected(codes, probs)
-        B, T, c = codes.shape
+        c = codes.shape[-1]
         with torch.no_grad():
             latents = self.backend.dequantize(self.model, codes.transpose(1, 2).to(self.device))  # [B, D, T]
             for i in range(probs.shape[2]):
                 increments = self.increments(c + i)  # [K, D]
                 latents = latents + (probs[:, :, i].to(self.device, increments.dtype) @ increments).transpose(1, 2)
             wav = self.backend.synthesize(self.model, latents)
-        if wav.dim() == 2:
-            wav = wav[:, None]
-        N = T * self.hop
-        wav = nn.functional.pad(wav, (0, max(0, N - wav.shape[-1])))[..., :N]
-        return wav.float().to(codes.device)  # [B, 1, N]
+        return self._frames_of_audio(wav, codes)
 
     def increments(self, level: int) -> Tensor:
         """float [K, D]: what code k of `level` (0-based, >= 1) adds to the decoder's latents after

@@ -40,6 +40,7 @@ from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.model.adapt import SoundStormAdaptation
 from soundstorm.semantic.rate import match_rate
 from soundstorm.text.enroll import BLEND, add_soundstorm_adaptation_arguments, soundstorm_adaptation
+from soundstorm.text.pipeline import check_soft_temperature
 
 BUCKETS = (("short", 0.0, 5.0), ("mid", 5.0, 8.0), ("long", 8.0, float("inf")))
 CROP_SECONDS = 3.0
@@ -271,9 +272,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.soundstorm and not args.ar:
         raise SystemExit("give --soundstorm and/or --ar checkpoints to evaluate")
     codec, tokenizer = load_codec(args.codec), load_semantic_tokenizer(args.semantic)
-    if not args.soft_temperature >= 0 or (args.soft_temperature > 0 and not codec.decodes_expected):
-        raise SystemExit(f"--soft-temperature must be >= 0, and > 0 only with a codec that decodes distributions "
-                         f"(SoundStream, EnCodec, DAC, Mimi); got {args.soft_temperature:g} for {codec.name}")
+    check_soft_temperature(args.soft_temperature, codec, "--soft-temperature")
     generators: list[Generator] = []
     for label, path in (("SoundStorm", args.soundstorm), ("AR baseline", args.ar)):
         if path is None:

@@ -218,17 +218,14 @@ class ResidualVectorQuantizer(nn.Module):
             parts = [part * (levels > level)[:, None, None].to(part.dtype) for level, part in enumerate(parts)]
         return rearrange(sum(parts), "b t d -> b d t")
 
-
     def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
         """codes int64 [B, T, c] and probs float [B, T, l, K], c + l <= Q -> latents [B, D, T]:
-        the first c levels' vectors plus, for each of the next l, the expected vector
+        the first c levels' vectors (decode) plus, for each of the next l, the expected vector
         sum_k probs[..., k] * embedding[k] (soft decoding; Codec.decode_expected)."""
         c = codes.shape[-1]
-        latents = sum(self.levels[level].decode(codes[..., level]) for level in range(c))  # [B, T, D]
-        for i in range(probs.shape[2]):
-            embedding = self.levels[c + i].embedding  # [K, D]
-            latents = latents + (probs[:, :, i].to(embedding.dtype) @ embedding)
-        return rearrange(latents, "b t d -> b d t")
+        expected = sum(probs[:, :, i].to(self.levels[c + i].embedding.dtype) @ self.levels[c + i].embedding
+                       for i in range(probs.shape[2]))  # [B, T, D]
+        return self.decode(codes) + rearrange(expected, "b t d -> b d t")
 
 
 def _perplexity(codes: Tensor, size: int) -> Tensor:
