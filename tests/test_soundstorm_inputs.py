@@ -73,13 +73,15 @@ def test_the_decoder_reads_soundstorm_s_levels_as_codes_or_as_expected_vectors(t
     codes = codec.encode(wav)  # [2, 10, 4]
     hard = FinerLevelPredictor(SoundStormInputs(str(models / "soundstorm"), str(models / "semantic"), levels=3),
                                codec.model.config, torch.device("cpu"))
-    torch.testing.assert_close(hard.decoder_inputs(wav, codes, quantizer), quantizer.decode(hard(wav, codes)[..., :3]))
+    semantic = hard.semantic_tokens(wav, codes.shape[1])  # [2, 5]
+    assert torch.equal(semantic, hard.semantic.tokenize(wav)[0][:, :5])
+    torch.testing.assert_close(hard.decoder_inputs(semantic, codes, quantizer), quantizer.decode(hard(wav, codes)[..., :3]))
     soft = FinerLevelPredictor(SoundStormInputs(str(models / "soundstorm"), str(models / "semantic"), levels=3,
                                                 soft_temperature=0.5), codec.model.config, torch.device("cpu"))
     tokens, _ = soft.semantic.tokenize(wav)
     finer, logits = decode_finer_levels(soft.model, tokens[:, :5], codes[..., :1], 3, return_logits=True)
     expected = quantizer.decode_expected(codes[..., :1], (logits / 0.5).softmax(-1))
-    latents = soft.decoder_inputs(wav, codes, quantizer)
+    latents = soft.decoder_inputs(semantic, codes, quantizer)
     torch.testing.assert_close(latents, expected)
     assert not torch.allclose(latents, quantizer.decode(finer))
     # The decoder reads given latents as decode() reads codes' vectors; bad shapes are refused.

@@ -75,6 +75,19 @@ class Codec(ABC):
                                   "only codecs with decodes_expected (SoundStream, EnCodec, DAC, Mimi) can; "
                                   "decode hard codes")
 
+    # > 0: the decoder can also read semantic tokens of this vocabulary, one per
+    # semantic_rate_ratio frames (decode_with_semantic): a text-to-speech decoder leaning on the
+    # tokens SoundStorm was conditioned on (SoundStream's semantic_vocab_size). 0: codes alone.
+    semantic_vocab_size: int = 0
+    semantic_rate_ratio: int = 1
+
+    def decode_with_semantic(self, codes: Tensor, semantic: Tensor, probs: Tensor | None = None) -> Tensor:
+        """`decode(codes)`, or `decode_expected(codes, probs)` where probs are given, with the
+        decoder also reading semantic tokens int64 [B, S] in [0, semantic_vocab_size),
+        S >= ceil(T / semantic_rate_ratio) (the tokens SoundStorm generated the codes from)."""
+        raise NotImplementedError(f"{self.name}'s decoder reads no semantic tokens (semantic_vocab_size = 0): "
+                                  "use decode or decode_expected")
+
     def check_expected(self, codes: object, probs: object) -> tuple[Tensor, Tensor]:
         """decode_expected's input checks: codes as check_codes, probs float [B, T, L - c, K] of
         the same B and T, c + (L - c) <= num_quantizers, K = codebook_size, rows finite, >= 0 and
@@ -302,6 +315,18 @@ class LevelPrefix(Codec):
     def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
         self.check_expected(codes, probs)
         return self.inner.decode_expected(codes, probs)
+
+    @property
+    def semantic_vocab_size(self) -> int:  # type: ignore[override]
+        return self.inner.semantic_vocab_size
+
+    @property
+    def semantic_rate_ratio(self) -> int:  # type: ignore[override]
+        return self.inner.semantic_rate_ratio
+
+    def decode_with_semantic(self, codes: Tensor, semantic: Tensor, probs: Tensor | None = None) -> Tensor:
+        self.check_codes(codes) if probs is None else self.check_expected(codes, probs)
+        return self.inner.decode_with_semantic(codes, semantic, probs)
 
     def num_frames(self, num_samples: int) -> int:
         return self.inner.num_frames(num_samples)

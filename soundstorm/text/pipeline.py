@@ -203,6 +203,11 @@ class SpeechPipeline:
         self.default_soft_temperature = check_soft_temperature(default_soft_temperature or 0.0, codec,
                                                                "the default soft temperature")
         check_codec_matches(codec, config)
+        if codec.semantic_vocab_size and (codec.semantic_vocab_size, codec.semantic_rate_ratio) != (
+                semantic.vocab_size, config.semantic_rate_ratio):
+            raise ValueError(f"the codec's decoder reads {codec.semantic_vocab_size} semantic tokens, one per "
+                             f"{codec.semantic_rate_ratio} frames; the semantic tokenizer {semantic.name} makes "
+                             f"{semantic.vocab_size} and SoundStorm reads one per {config.semantic_rate_ratio}")
         check_semantic_matches(semantic.vocab_size, semantic.rate, codec.frame_rate, config,
                                what=f"the semantic tokenizer {semantic.name}")
         if t2s is not None:
@@ -468,16 +473,23 @@ class SpeechPipeline:
         options = options or DecodingOptions()
         return self.acoustic_batch([self._segment(semantic, voice, options, salt)], options, callback)[0]
 
-    def decode(self, tokens: AcousticTokens | Tensor, voice: Voice | None = None) -> np.ndarray:
+    def decode(self, tokens: AcousticTokens | Tensor, voice: Voice | None = None,
+               semantic: Tensor | None = None) -> np.ndarray:
         """Audio float32 [N] of SoundStorm's tokens (or codes [T, L]), by the voice's adapted codec
-        where it has one; soft where the tokens carry distributions."""
+        where it has one; soft where the tokens carry distributions. With the semantic tokens
+        [S] they were generated from (S = T / r), a codec whose decoder reads them gets them
+        (Codec.decode_with_semantic); other codecs decode the codes alone."""
         # Always float32: the codec is a few percent of the time, and its waveform is what
         # listeners hear (bf16's 8-bit mantissa would add noise at about -48 dB).
         start = time.perf_counter()
         codec = voice.codec if voice is not None and voice.codec is not None else self.codec
         tokens = tokens if isinstance(tokens, AcousticTokens) else AcousticTokens(tokens)
         with torch.inference_mode():
-            if tokens.probs is None:
+            if semantic is not None and codec.semantic_vocab_size:
+                wav = codec.decode_with_semantic(tokens.codes[None].cpu() if tokens.probs is None else
+                                                 tokens.codes[None, :, :1].cpu(), semantic[None].long().cpu(),
+                                                 None if tokens.probs is None else tokens.probs[None])[0, 0].float().numpy()
+            elif tokens.probs is None:
                 wav = codec.decode(tokens.codes[None].cpu())[0, 0].float().numpy()
             else:
                 wav = codec.decode_expected(tokens.codes[None, :, :1].cpu(), tokens.probs[None])[0, 0].float().numpy()
@@ -568,7 +580,8 @@ class SpeechPipeline:
                 for (p, i), tokens in zip(batch, out):
                     # Decoded now: a batch's distributions (soft decoding) are 12 KB a frame.
                     codes[(p, i)] = tokens.codes
-                    audio[(p, i)] = self.decode(tokens, plans[p].segments[i].voice)
+                    segment = plans[p].segments[i]
+                    audio[(p, i)] = self.decode(tokens, segment.voice, segment.semantic)
                 if recorder is not None:
                     recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio,
                                     levels=out[0].codes.shape[-1])

@@ -9,7 +9,11 @@ fields, and `speed_perturbation = [low, high]`, speed factors for the training c
 largest gain of the training crops' random equalization (AudioCropDataset's eq_db), and `encoder_from`, a
 SoundStream folder whose encoder and codebooks a new decoder is trained behind (with
 `decoder_only = true`): a new decoder, even of another kind ([model] decoder = "vocos"), for a
-codec whose tokens a token cache and SoundStorm models already hold.
+codec whose tokens a token cache and SoundStorm models already hold. `decoder_from`, a
+SoundStream folder whose decoder weights this one starts from (all but the semantic embedding
+of a decoder that reads semantic tokens: [model] semantic_vocab_size, which needs
+[options.soundstorm_inputs] for its tokenizer), and `semantic_dropout`, the share of crops whose
+decoder is given no semantic tokens (so that it still decodes codes alone).
 
 Two phases per step: the codec (generator) on reconstruction (+ adversarial and feature
 matching) losses, then, once the GAN is on, the discriminator on the same step's audio.
@@ -48,6 +52,8 @@ class SoundStreamTask(Task):
             speed_range = options.pop("speed_perturbation", None)
             eq_db = options.pop("random_eq_db", None)
             encoder_from = options.pop("encoder_from", None)
+            decoder_from = options.pop("decoder_from", None)
+            self.semantic_dropout = float(options.pop("semantic_dropout", 0.2))
             soundstorm_inputs = options.pop("soundstorm_inputs", None)
             self.loss_config = SoundStreamLossConfig.from_dict(options)
         except TypeError as error:
@@ -59,6 +65,9 @@ class SoundStreamTask(Task):
             raise ValueError("the soundstream recipe: options.encoder_from keeps another codec's encoder and codebooks, "
                              "so it needs options.decoder_only = true")
         self.encoder_from = Path(encoder_from) if encoder_from is not None else None
+        self.decoder_from = Path(decoder_from) if decoder_from is not None else None
+        if not 0.0 <= self.semantic_dropout <= 1.0:
+            raise ValueError(f"the soundstream recipe: options.semantic_dropout must be in [0, 1], got {self.semantic_dropout}")
         self.predictor: FinerLevelPredictor | None = None
         if soundstorm_inputs is not None:
             if not isinstance(soundstorm_inputs, dict):
@@ -69,6 +78,15 @@ class SoundStreamTask(Task):
                                  "codes, so it needs options.decoder_only = true (the tokens must not move) and no "
                                  "adversarial phase")
             self.predictor = FinerLevelPredictor(SoundStormInputs.from_dict(soundstorm_inputs), self.config, context.device)
+        if self.config.semantic_vocab_size:
+            if self.predictor is None:
+                raise ValueError("the soundstream recipe: a decoder that reads semantic tokens (model.semantic_vocab_size) "
+                                 "is trained with [options.soundstorm_inputs], whose tokenizer gives them")
+            theirs = (self.predictor.semantic.vocab_size, self.predictor.model.config.semantic_rate_ratio)
+            if (self.config.semantic_vocab_size, self.config.semantic_rate_ratio) != theirs:
+                raise ValueError(f"the soundstream recipe: model.semantic_vocab_size / semantic_rate_ratio are "
+                                 f"{self.config.semantic_vocab_size} / {self.config.semantic_rate_ratio}; the tokenizer and "
+                                 f"SoundStorm of options.soundstorm_inputs make {theirs[0]} / {theirs[1]}")
         crop_seconds = data.max_frames / self.config.frame_rate
         if speed_range is not None and (not isinstance(speed_range, (list, tuple)) or len(speed_range) != 2):
             raise ValueError(f"the soundstream recipe: options.speed_perturbation must be [low, high], got {speed_range!r}")
@@ -85,6 +103,8 @@ class SoundStreamTask(Task):
         model = SoundStream(self.config)
         if self.encoder_from is not None:
             load_encoder(model, self.encoder_from)
+        if self.decoder_from is not None:
+            load_decoder(model, self.decoder_from)
         if self.loss_config.decoder_only:
             for parameter in [*model.encoder.parameters(), *model.quantizer.parameters()]:
                 parameter.requires_grad_(False)  # the trainer's optimizer takes only the decoder
@@ -141,17 +161,27 @@ class SoundStreamTask(Task):
         inputs = self.predictor.inputs
         with torch.no_grad():
             codes = codec.encode(wav)  # [B, T, Q]
+            semantic = self.predictor.semantic_tokens(wav, codes.shape[1])  # [B, S]
             levels = self.objective.sample_levels(wav.shape[0], self.config.num_quantizers, wav.device)  # [B]
             latents = codec.quantizer.decode(codes, levels)  # [B, D, T]
             generated = torch.rand(wav.shape[0], device=wav.device) < inputs.share  # [B]
             if bool(generated.any()):
-                latents[generated] = self.predictor.decoder_inputs(wav[generated], codes[generated], codec.quantizer)
-        fake = model(wav, latents=latents).reconstruction  # through DDP: gradients are averaged
+                latents[generated] = self.predictor.decoder_inputs(semantic[generated], codes[generated], codec.quantizer)
+        fake = model(wav, latents=latents, semantic=self._decoder_semantic(semantic)).reconstruction  # through DDP
         terms = self.objective.reconstruction_losses(fake, wav)
         total = self.objective.weighted_reconstruction(terms)
         metrics = {k: float(v.detach()) for k, v in terms.items()}
         metrics["generated_share"] = float(generated.float().mean())
         return total, metrics
+
+    def _decoder_semantic(self, semantic: Tensor) -> Tensor | None:
+        """The semantic tokens [B, S] a decoder that reads them is given: the null token (V) on a
+        semantic_dropout share of the crops. None for a decoder that reads none."""
+        V = self.config.semantic_vocab_size
+        if not V:
+            return None
+        dropped = torch.rand(semantic.shape[0], device=semantic.device) < self.semantic_dropout  # [B]
+        return semantic.masked_fill(dropped[:, None], V)
 
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], batches: Iterable[AudioBatch]) -> dict[str, float]:
@@ -159,13 +189,19 @@ class SoundStreamTask(Task):
         totals = torch.zeros(4, dtype=torch.float64)  # mel sum, stft sum, batches, mel sum from SoundStorm's codes
         for batch in batches:
             wav = self.move(batch).wav
-            terms = self.objective.reconstruction_losses(model(wav).reconstruction, wav)
-            generated = 0.0
+            semantic = None
             if self.predictor is not None:
                 codec = model.module if isinstance(model, DistributedDataParallel) else model
-                latents = self.predictor.decoder_inputs(wav, codec.encode(wav), codec.quantizer)
+                codes = codec.encode(wav)  # [B, T, Q]
+                semantic = self.predictor.semantic_tokens(wav, codes.shape[1])  # [B, S]
+            # A decoder that reads semantic tokens is validated with them (as text to speech uses it).
+            given = semantic if self.config.semantic_vocab_size else None
+            terms = self.objective.reconstruction_losses(model(wav, semantic=given).reconstruction, wav)
+            generated = 0.0
+            if self.predictor is not None:
+                latents = self.predictor.decoder_inputs(semantic, codes, codec.quantizer)
                 generated = float(self.objective.reconstruction_losses(
-                    model(wav, latents=latents).reconstruction, wav)["mel"])
+                    model(wav, latents=latents, semantic=given).reconstruction, wav)["mel"])
             totals += torch.tensor([float(terms["mel"]), float(terms["stft_convergence"] + terms["stft_log_magnitude"]),
                                     1.0, generated], dtype=torch.float64)
         totals = self.context.all_reduce_sum(totals)
@@ -191,6 +227,21 @@ class SoundStreamTask(Task):
         with torch.inference_mode():
             reconstruction = module(wav).reconstruction
         return {"original": (wav[0, 0], self.config.sample_rate), "reconstruction": (reconstruction[0, 0], self.config.sample_rate)}
+
+
+def load_decoder(model: SoundStream, path: Path) -> None:
+    """Copy the decoder of the SoundStream folder at `path` into model, whose decoder is the same
+    but for a semantic embedding the folder's lacks (it stays at zero: decodes as before)."""
+    source = SoundStream.from_pretrained(path)
+    shape = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "hop_length")
+    ours, theirs = model.config, source.config
+    differing = [k for k in shape if getattr(ours, k) != getattr(theirs, k)]
+    if differing:
+        raise ValueError(f"options.decoder_from {path}: its decoder differs from this recipe's in {differing}")
+    state = {k: v for k, v in source.state_dict().items() if k.startswith("decoder.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(k.startswith("decoder.") and not k.startswith("decoder.semantic.") for k in missing):
+        raise ValueError(f"options.decoder_from {path}: weights do not fit ({missing=}, {unexpected=})")
 
 
 def load_encoder(model: SoundStream, path: Path) -> None:

@@ -64,6 +64,8 @@ class SoundStreamCodec(Codec):
         self.num_quantizers = num_quantizers
         self.codebook_size = config.codebook_size
         self.encoder_digest = _digest(model)
+        self.semantic_vocab_size = config.semantic_vocab_size
+        self.semantic_rate_ratio = config.semantic_rate_ratio
 
     def describe(self) -> dict[str, Any]:
         """The Codec fields, and a digest of the weights that make tokens: a folder retrained in
@@ -103,6 +105,18 @@ class SoundStreamCodec(Codec):
         self.check_expected(codes, probs)
         with torch.inference_mode():
             wav = self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32))
+        return wav.float().cpu()
+
+    def decode_with_semantic(self, codes: Tensor, semantic: Tensor, probs: Tensor | None = None) -> Tensor:
+        """Codec.decode_with_semantic: a decoder trained with semantic tokens
+        (recipes/demo/codec-semantic.toml) reads SoundStorm's conditioning beside its codes."""
+        if not self.semantic_vocab_size:
+            return super().decode_with_semantic(codes, semantic, probs)
+        self.check_codes(codes) if probs is None else self.check_expected(codes, probs)
+        with torch.inference_mode():
+            semantic = semantic.to(self.device)
+            wav = (self.model.decode(codes.to(self.device), semantic) if probs is None else
+                   self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32), semantic))
         return wav.float().cpu()
 
     def with_num_quantizers(self, num_quantizers: int) -> SoundStreamCodec:

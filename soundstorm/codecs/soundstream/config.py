@@ -18,7 +18,7 @@ ConfigT = TypeVar("ConfigT", "SoundStreamConfig", "DiscriminatorConfig")
 DECODERS = ("seanet", "vocos")
 # SoundStreamConfig fields that shape only the decoder: codecs that differ in nothing else make
 # the same tokens (options.encoder_from trains a new decoder behind another codec's encoder).
-DECODER_FIELDS = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft")
+DECODER_FIELDS = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "semantic_vocab_size", "semantic_rate_ratio")
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
@@ -73,6 +73,12 @@ class SoundStreamConfig:
     vocos_dim: int = 384  # ConvNeXt width (its MLPs are 3x wider)
     vocos_depth: int = 8  # ConvNeXt blocks
     vocos_n_fft: int = 1280  # STFT size of the inverse transform (4 hops: windows overlap 75%)
+    # > 0: the Vocos decoder also reads semantic tokens of this vocabulary, one per
+    # semantic_rate_ratio frames (vocos.py: what a text-to-speech decoder can lean on where
+    # SoundStorm's finer levels are unsure); their embedding starts at zero, so a decoder given
+    # none (or before training) decodes as one without. 0: a plain codec decoder.
+    semantic_vocab_size: int = 0
+    semantic_rate_ratio: int = 2
 
     def __post_init__(self) -> None:
         owner = "SoundStreamConfig"
@@ -95,6 +101,12 @@ class SoundStreamConfig:
             )
         if self.codebook_size < 2:
             raise ValueError(f"{owner}.codebook_size must be >= 2, got {self.codebook_size}")
+        if isinstance(self.semantic_vocab_size, bool) or not isinstance(self.semantic_vocab_size, int) \
+                or self.semantic_vocab_size < 0:
+            raise ValueError(f"{owner}.semantic_vocab_size must be an integer >= 0 (0: none), got {self.semantic_vocab_size!r}")
+        _positive_int(owner, "semantic_rate_ratio", self.semantic_rate_ratio)
+        if self.semantic_vocab_size and self.decoder != "vocos":
+            raise ValueError(f"{owner}.semantic_vocab_size: only the vocos decoder reads semantic tokens")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"{owner}.ema_decay must be in (0, 1), got {self.ema_decay}")
         if not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 0:

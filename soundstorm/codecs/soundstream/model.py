@@ -69,6 +69,27 @@ def check_codes(codes: object, num_quantizers: int, codebook_size: int, name: st
     return codes
 
 
+def check_semantic(semantic: object, config: SoundStreamConfig, batch_size: int, num_frames: int) -> Tensor | None:
+    """Semantic tokens for a decoder that reads them: None, or int64 [B, S] in [0, V] with
+    S = ceil(T / semantic_rate_ratio) (more are cut); V is the null token, "none given"."""
+    if semantic is None:
+        return None
+    if not config.semantic_vocab_size:
+        raise ValueError("this codec's decoder reads no semantic tokens (semantic_vocab_size = 0): give none")
+    ratio, V = config.semantic_rate_ratio, config.semantic_vocab_size
+    S = -(-num_frames // ratio)
+    if not isinstance(semantic, Tensor) or semantic.dtype != torch.int64 or semantic.dim() != 2 \
+            or semantic.shape[0] != batch_size or semantic.shape[1] < S:
+        shape = tuple(semantic.shape) if isinstance(semantic, Tensor) else type(semantic).__name__
+        raise ValueError(f"semantic must be int64 [B, S] = [{batch_size}, >= {S}] for {num_frames} frames "
+                         f"(one token per {ratio} frames), got {shape}")
+    semantic = semantic[:, :S]
+    if int(semantic.min()) < 0 or int(semantic.max()) > V:
+        raise ValueError(f"semantic tokens must be in [0, {V}) ({V}: none given), got values from "
+                         f"{int(semantic.min())} to {int(semantic.max())}")
+    return semantic
+
+
 class SoundStream(nn.Module):
     def __init__(self, config: SoundStreamConfig) -> None:
         super().__init__()
@@ -98,7 +119,7 @@ class SoundStream(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, wav: Tensor, levels: Tensor | None = None, codes: Tensor | None = None,
-                latents: Tensor | None = None) -> SoundStreamOutput:
+                latents: Tensor | None = None, semantic: Tensor | None = None) -> SoundStreamOutput:
         """Encode, quantize (updating the codebooks in training mode) and decode.
 
         Args:
@@ -111,15 +132,18 @@ class SoundStream(nn.Module):
             latents: float [B, D, T], the decoder's input itself (the encoder and the quantizer do
                 not run): e.g. SoundStorm's finer levels as expected codebook vectors
                 (ResidualVectorQuantizer.decode_expected). Its output's codes are empty.
+            semantic: int64 [B, S], semantic tokens of wav for a decoder that reads them
+                (config.semantic_vocab_size > 0); None: the null token.
         """
         check_wav(wav, self.sample_rate)
         N = wav.shape[-1]
+        semantic = check_semantic(semantic, self.config, wav.shape[0], self.num_frames(N))
         if latents is not None:
             expected = (wav.shape[0], self.config.latent_dim, self.num_frames(N))
             if codes is not None or levels is not None or tuple(latents.shape) != expected:
                 raise ValueError(f"latents must be float [B, D, T] = {list(expected)} for this wav, without codes or "
                                  f"levels; got {tuple(latents.shape)}")
-            reconstruction = self.decoder(latents)[..., :N]  # [B, 1, N]
+            reconstruction = self._decode(latents, semantic)[..., :N]  # [B, 1, N]
             return SoundStreamOutput(reconstruction=reconstruction, codes=latents.new_zeros(0, dtype=torch.long),
                                      commitment_loss=wav.new_zeros(()),
                                      perplexity=wav.new_zeros(self.config.num_quantizers))
@@ -129,12 +153,12 @@ class SoundStream(nn.Module):
             if Q != self.config.num_quantizers or T != self.num_frames(N) or B != wav.shape[0]:
                 raise ValueError(f"codes must be [B, T, Q] = [{wav.shape[0]}, {self.num_frames(N)}, "
                                  f"{self.config.num_quantizers}] for this wav, got {tuple(codes.shape)}")
-            reconstruction = self.decoder(self.quantizer.decode(codes, levels))[..., :N]  # [B, 1, N]
+            reconstruction = self._decode(self.quantizer.decode(codes, levels), semantic)[..., :N]  # [B, 1, N]
             return SoundStreamOutput(reconstruction=reconstruction, codes=codes,
                                      commitment_loss=wav.new_zeros(()), perplexity=wav.new_zeros(Q))
         latents = self.encoder(wav)  # [B, D, T]
         quantized = self.quantizer(latents, levels)
-        reconstruction = self.decoder(quantized.quantized)[..., :N]  # [B, 1, N]
+        reconstruction = self._decode(quantized.quantized, semantic)[..., :N]  # [B, 1, N]
         return SoundStreamOutput(
             reconstruction=reconstruction,
             codes=quantized.codes,
@@ -151,17 +175,26 @@ class SoundStream(nn.Module):
             raise ValueError(f"num_quantizers must be in [1, {self.config.num_quantizers}], got {num_quantizers}")
         return self.quantizer.encode(self.encoder(wav), num_quantizers)
 
-    def decode(self, codes: Tensor) -> Tensor:
-        """codes int64 [B, T, q] (any q <= Q: a prefix of the levels) -> float wav [B, 1, T * hop]."""
+    def decode(self, codes: Tensor, semantic: Tensor | None = None) -> Tensor:
+        """codes int64 [B, T, q] (any q <= Q: a prefix of the levels) -> float wav [B, 1, T * hop];
+        semantic int64 [B, S] for a decoder that reads them (check_semantic)."""
         check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
-        return self.decoder(self.quantizer.decode(codes))
+        semantic = check_semantic(semantic, self.config, codes.shape[0], codes.shape[1])
+        return self._decode(self.quantizer.decode(codes), semantic)
 
-    def decode_expected(self, codes: Tensor, probs: Tensor) -> Tensor:
+    def decode_expected(self, codes: Tensor, probs: Tensor, semantic: Tensor | None = None) -> Tensor:
         """Soft decoding: codes int64 [B, T, c] and probs float [B, T, l, K] (c + l <= Q) -> float
         wav [B, 1, T * hop], the l levels after c as their expected codebook vectors
-        (ResidualVectorQuantizer.decode_expected)."""
+        (ResidualVectorQuantizer.decode_expected); semantic as decode's."""
         check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
-        return self.decoder(self.quantizer.decode_expected(codes, probs))
+        semantic = check_semantic(semantic, self.config, codes.shape[0], codes.shape[1])
+        return self._decode(self.quantizer.decode_expected(codes, probs), semantic)
+
+    def _decode(self, latents: Tensor, semantic: Tensor | None) -> Tensor:
+        """latents [B, D, T] -> [B, 1, T * hop]; only a decoder that reads semantic tokens gets them."""
+        if self.config.semantic_vocab_size:
+            return self.decoder(latents, semantic)
+        return self.decoder(latents)
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:
         """Write `path/config.json` and `path/model.safetensors` atomically (codebooks and their

@@ -102,29 +102,35 @@ class FinerLevelPredictor:
     def __call__(self, wav: Tensor, codes: Tensor) -> Tensor:
         """wav float [B, 1, N] and its codes int64 [B, T, Q] -> the codes with levels 2..levels
         replaced by SoundStorm's prediction from level 1 and wav's semantic tokens."""
-        finer, _ = self._predict(wav, codes, soft=False)
+        finer, _ = self._predict(self.semantic_tokens(wav, codes.shape[1]), codes, soft=False)
         return torch.cat([finer, codes[..., self.inputs.levels:]], dim=-1)
 
     @torch.no_grad()
-    def decoder_inputs(self, wav: Tensor, codes: Tensor, quantizer: ResidualVectorQuantizer) -> Tensor:
-        """What the decoder reads of SoundStorm's levels 1..levels, latents [B, D, T]: their codes'
-        vectors, or with soft_temperature the expected vectors of levels 2..levels, as the
-        pipeline hands them to the codec."""
-        finer, logits = self._predict(wav, codes, soft=self.inputs.soft_temperature > 0)
+    def semantic_tokens(self, wav: Tensor, num_frames: int) -> Tensor:
+        """The semantic tokens int64 [B, S] of wav [B, 1, N], S = ceil(T / ratio) (SoundStorm's
+        conditioning, and what a decoder that reads semantic tokens is given)."""
+        B, S = wav.shape[0], -(-num_frames // self.model.config.semantic_rate_ratio)
+        with torch.autocast(device_type=wav.device.type, enabled=False):  # the token cache's float32 tokens
+            tokens, _ = self.semantic.tokenize(wav.float().cpu())  # [B, S'] (the tokenizer runs on the CPU)
+        tokens = tokens[:, :S].to(wav.device)
+        if tokens.shape[1] < S:  # the crop's last frames: repeat its last token
+            tokens = torch.cat([tokens, tokens[:, -1:].expand(B, S - tokens.shape[1])], dim=1)
+        return tokens
+
+    @torch.no_grad()
+    def decoder_inputs(self, semantic: Tensor, codes: Tensor, quantizer: ResidualVectorQuantizer) -> Tensor:
+        """What the decoder reads of SoundStorm's levels 1..levels, latents [B, D, T], given the
+        crops' semantic tokens [B, S] and codes [B, T, Q]: their codes' vectors, or with
+        soft_temperature the expected vectors of levels 2..levels, as the pipeline hands them
+        to the codec."""
+        finer, logits = self._predict(semantic, codes, soft=self.inputs.soft_temperature > 0)
         if logits is None:
             return quantizer.decode(finer)
         return quantizer.decode_expected(finer[..., :1], (logits / self.inputs.soft_temperature).softmax(dim=-1))
 
-    def _predict(self, wav: Tensor, codes: Tensor, soft: bool) -> tuple[Tensor, Tensor | None]:
+    def _predict(self, semantic: Tensor, codes: Tensor, soft: bool) -> tuple[Tensor, Tensor | None]:
         """(codes [B, T, levels]: level 1 and SoundStorm's levels 2..levels, their logits
         [B, T, levels - 1, K] where soft, else None)."""
-        B, T, _ = codes.shape
-        S = -(-T // self.model.config.semantic_rate_ratio)
-        with torch.autocast(device_type=wav.device.type, enabled=False):  # the token cache's float32 tokens
-            tokens, _ = self.semantic.tokenize(wav.float().cpu())  # [B, S'] (the tokenizer runs on the CPU)
-        tokens = tokens[:, :S].to(codes.device)
-        if tokens.shape[1] < S:  # the crop's last frames: repeat its last token
-            tokens = torch.cat([tokens, tokens[:, -1:].expand(B, S - tokens.shape[1])], dim=1)
-        out = decode_finer_levels(self.model, tokens, codes[..., :1], self.inputs.levels,
+        out = decode_finer_levels(self.model, semantic, codes[..., :1], self.inputs.levels,
                                   guidance_scale=float(self.inputs.guidance_scale), return_logits=soft)
         return out if soft else (out, None)  # [B, T, levels], [B, T, levels - 1, K]

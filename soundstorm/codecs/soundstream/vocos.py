@@ -11,7 +11,15 @@ Lengths: T frames -> exactly T * hop samples ("same" padding: the overlap-added 
 trimmed by (n_fft - hop) / 2 on each side), as the SEANet decoder gives, so the two are
 interchangeable behind the same encoder and codebooks (SoundStreamConfig.decoder).
 
-Notation: B batch, D latent width, C ConvNeXt width, T frames, F = n_fft / 2 + 1 bins, N samples.
+With SoundStreamConfig.semantic_vocab_size > 0 the decoder also reads semantic tokens, one per
+semantic_rate_ratio frames: their embedding is added to the ConvNeXt stack's input. In text to
+speech SoundStorm is unsure of the finer levels (their tokens are right 8-15% of the time) while
+the semantic tokens it was given spell the phones; the codec's own tokens carry no such thing.
+The embedding starts at zero, so a decoder given no semantic tokens, or not yet trained with
+them, decodes as one without (the null token, index V, is trained to mean "none given").
+
+Notation: B batch, D latent width, C ConvNeXt width, T frames, F = n_fft / 2 + 1 bins, N samples,
+S semantic tokens (S * semantic_rate_ratio >= T).
 """
 
 from __future__ import annotations
@@ -87,10 +95,26 @@ class VocosDecoder(nn.Module):
         self.bins = config.vocos_n_fft // 2 + 1
         self.head = nn.Linear(dim, 2 * self.bins)  # log magnitude and phase of every bin
         self.istft = InverseSTFT(config.vocos_n_fft, config.hop_length)
+        self.semantic_rate_ratio = config.semantic_rate_ratio
+        # Index V: no semantic token given (a plain codec's use, and the training's dropout).
+        self.semantic = nn.Embedding(config.semantic_vocab_size + 1, dim) if config.semantic_vocab_size else None
         self.apply(_init_weights)
+        if self.semantic is not None:
+            nn.init.zeros_(self.semantic.weight)
 
-    def forward(self, latents: Tensor) -> Tensor:
+    def forward(self, latents: Tensor, semantic: Tensor | None = None) -> Tensor:
+        """latents [B, D, T] (and semantic tokens int64 [B, S], a decoder that reads them) ->
+        [B, 1, T * hop]."""
         x = self.norm_in(self.embed(latents).transpose(1, 2)).transpose(1, 2)  # [B, C, T]
+        if self.semantic is not None:
+            B, _, T = latents.shape
+            if semantic is None:
+                semantic = torch.full((B, 1), self.semantic.num_embeddings - 1, dtype=torch.long, device=latents.device)
+            frames = torch.arange(T, device=latents.device) // self.semantic_rate_ratio  # [T]
+            frames = frames.clamp(max=semantic.shape[1] - 1)  # none given: one null token for every frame
+            x = x + self.semantic(semantic[:, frames]).transpose(1, 2)  # [B, C, T]
+        elif semantic is not None:
+            raise ValueError("this decoder reads no semantic tokens (SoundStreamConfig.semantic_vocab_size = 0)")
         for block in self.blocks:
             x = block(x)
         # The inverse FFT runs in float32 whatever the autocast: bf16 has no FFT and too few bits.
