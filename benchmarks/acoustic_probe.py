@@ -24,7 +24,8 @@ variant speaks the synthesizer's own semantic tokens: the text-to-semantic model
 
 With --decoder FOLDER (a SoundStream with the same encoder and codebooks, e.g. a decoder trained
 on SoundStorm's codes: recipes/demo/codec-soundstorm-inputs.toml) every variant is also decoded
-by it, the same tokens, rows marked `[decoder]`. Also the share of level-1 tokens SoundStorm
+by it, the same tokens, rows marked `[decoder]` (a decoder that reads semantic tokens,
+recipes/demo/codec-semantic.toml, is given the ones each variant was spoken from). Also the share of level-1 tokens SoundStorm
 draws equal to the true ones (low where many codes sound alike: read it beside the rates).
 """
 
@@ -138,11 +139,13 @@ def main() -> int:
         group = counts.setdefault(GROUPS[entry.split or ""], {})
         for suffix, codec in decoders.items():
             for name, codes in made.items():
+                # A decoder that reads semantic tokens gets the ones every variant was spoken from.
                 if isinstance(codes, AcousticTokens):
-                    wav = pipeline.decode(codes, Voice("", codes.codes, semantic, codec=codec))
+                    wav = pipeline.decode(codes, Voice("", codes.codes, semantic, codec=codec), semantic)
                 else:
                     with torch.inference_mode():
-                        wav = codec.decode(codes[None])[0, 0].float().numpy()
+                        wav = (codec.decode_with_semantic(codes[None], semantic[None]) if codec.semantic_vocab_size
+                               else codec.decode(codes[None]))[0, 0].float().numpy()
                 heard = pipeline.plan_resynth(wav, voice, options, sample_rate=sr).segments[0].semantic
                 errors, phones = scorer.phone_errors(heard, entry.text or "")
                 row = group.setdefault(name + suffix, [0, 0])

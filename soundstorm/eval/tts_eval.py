@@ -149,8 +149,14 @@ def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: An
                    else None)
             generated, probs = system(codes, semantic, P, seed=index, model=own)
             with torch.inference_mode():
-                wav_out = (decoder.decode(generated[None].cpu()) if probs is None else
-                           decoder.decode_expected(generated[None, :, :1].cpu(), probs[None].cpu()))
+                if decoder.semantic_vocab_size:  # a decoder that reads the tokens the codes were generated from
+                    wav_out = decoder.decode_with_semantic(generated[None].cpu() if probs is None else
+                                                           generated[None, :, :1].cpu(), semantic[None],
+                                                           None if probs is None else probs[None].cpu())
+                elif probs is None:
+                    wav_out = decoder.decode(generated[None].cpu())
+                else:
+                    wav_out = decoder.decode_expected(generated[None, :, :1].cpu(), probs[None].cpu())
             outputs[system.name] = wav_out[0, 0].numpy()
         prompt_audio = wav[:prompt_samples]
         for name, audio in outputs.items():
