@@ -98,6 +98,8 @@ def adapt_decoder(model: SoundStream, audio: Tensor | Sequence[Tensor],
         crops = [_locate(int(p), starts_per_clip) for p in picks]  # (clip, start frame)
         inputs = torch.cat([latents[c][..., s : s + crop_frames] for c, s in crops])  # [B, D, F]
         real = torch.cat([wavs[c][..., s * hop : (s + crop_frames) * hop] for c, s in crops])  # [B, 1, F * hop]
+        # A decoder that reads semantic tokens (SoundStreamConfig.semantic_vocab_size) adapts on its
+        # null token: the voice lives in the codes' decoding, and the clips' tokens are not at hand.
         fake = adapted.decoder(inputs)[..., : crop_frames * hop]
         terms = objective.reconstruction_losses(fake, real)
         loss = (weights.mel_weight * terms["mel"]
