@@ -223,6 +223,10 @@ def test_every_recipe_loads(path: Path) -> None:
         encoder_from = options.pop("encoder_from", None)
         if encoder_from is not None:  # a codec folder of the repo, whose tokens the new decoder keeps
             assert (RECIPES.parent / encoder_from / "config.json").is_file() and options["decoder_only"]
+        decoder_from = options.pop("decoder_from", None)
+        if decoder_from is not None:  # a codec folder of the repo whose decoder the new one starts from
+            assert (RECIPES.parent / decoder_from / "config.json").is_file()
+        assert 0.0 <= options.pop("semantic_dropout", 0.0) <= 1.0
         inputs = options.pop("soundstorm_inputs", None)
         if inputs is not None:  # the repo's own SoundStorm and tokenizer, for a decoder that only trains
             from soundstorm.codecs.soundstream.soundstorm_inputs import SoundStormInputs
