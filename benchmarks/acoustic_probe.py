@@ -100,7 +100,7 @@ def main() -> int:
     scorer = pipeline.phone_scorer
     if scorer is None:
         raise SystemExit("the models folder's semantic tokens have no phone classes: nothing to score")
-    decoders = {"": pipeline.codec}
+    decoders = {"": pipeline.decoder}  # the codec's, or the models folder's decoder/
     if args.decoder:
         other = load_codec(f"soundstream:{args.decoder}")
         if getattr(other, "encoder_digest", None) != getattr(pipeline.codec, "encoder_digest", None):

@@ -146,6 +146,22 @@ def test_the_pipeline_decodes_each_segment_with_its_own_semantic_tokens(tmp_path
                 None if tokens.probs is None else tokens.probs[None])[0, 0].numpy()
             np.testing.assert_allclose(wav, expected, atol=1e-5)
             assert not np.allclose(wav, pipeline.decode(tokens, voice), atol=1e-4)  # the codes alone differ
+    # The same decoder as the folder's decoder/, beside the codec: it decodes SoundStorm's tokens,
+    # the codec still encodes, and the audio is the same.
+    shutil.copytree(models / "codec", tmp_path / "split" / "codec")
+    for name in ("semantic", "soundstorm", "t2s", "voices"):
+        shutil.copytree(folder / name, tmp_path / "split" / name)
+    shutil.copytree(folder / "codec", tmp_path / "split" / "decoder")
+    split = SpeechPipeline.from_folder(tmp_path / "split")
+    assert split.codec.semantic_vocab_size == 0 and split.decoder.semantic_vocab_size == V
+    options = DecodingOptions(steps=[2, 1, 1, 1], seed=2, soft_temperature=0.5)
+    np.testing.assert_allclose(split.render([split.plan_speak(first, split.default_voice(), options)])[0],
+                               pipeline.render([pipeline.plan_speak(first, voice, options)])[0], atol=1e-5)
+    # A decoder/ behind other codebooks would read other tokens: refused.
+    stranger = SoundStream(SoundStreamConfig.from_dict(model.config.to_dict()))
+    stranger.save_pretrained(tmp_path / "split" / "decoder")
+    with pytest.raises(ValueError, match="does not decode the codec .*'s tokens: encoder and codebooks"):
+        SpeechPipeline.from_folder(tmp_path / "split")
     # A decoder that reads another vocabulary than the tokenizer's is refused when the folder loads.
     other = SoundStream(SoundStreamConfig.from_dict({**model.config.to_dict(), "semantic_vocab_size": V + 1}))
     other.save_pretrained(folder / "codec")

@@ -106,7 +106,7 @@ def enroll_voice(pipeline: SpeechPipeline, audio: Sequence[str | Path], out: str
               "(a few minutes on a CPU)", file=sys.stderr)
     enrolment = adapt_to_voice(pipeline, tensors, steps, soundstorm, blend)
     adapted, levels = enrolment.codec, enrolment.levels
-    before, after = _fit(pipeline.codec, adapted, tensors, levels)
+    before, after = _fit(pipeline.decoder, adapted, tensors, levels)
     if progress:
         print(f"adapted the decoder on {seconds:.1f} s of audio in {enrolment.decoder_seconds:.1f} s ({steps} steps); "
               f"log-mel distance on that audio {before:.3f} -> {after:.3f}", file=sys.stderr)
@@ -150,7 +150,7 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
     """The pipeline's decoder and SoundStorm adapted to one voice's clips [1, 1, N] (copies;
     soundstorm.steps 0 leaves SoundStorm out), on the levels SoundStorm decodes; the decoder keeps
     `blend` of its fine-tune's change (soundstorm/model/blend.py)."""
-    codec = pipeline.codec
+    codec = pipeline.decoder  # the codec that decodes SoundStorm's tokens (a models folder's decoder/ where it has one)
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
     levels = len(pipeline.default_steps)

@@ -164,7 +164,12 @@ class SpeechPipeline:
                  device: str | torch.device = "cpu", precision: str = "auto",
                  default_steps: Sequence[int] | None = None,
                  default_guidance_scale: float | Sequence[float] | None = None,
-                 default_soft_temperature: float | None = None) -> None:
+                 default_soft_temperature: float | None = None, decoder: Codec | None = None) -> None:
+        """decoder: the codec that decodes SoundStorm's tokens into the audio returned, where it
+        is not the codec itself: a models folder's decoder/, a SoundStream with the codec's encoder
+        and codebooks whose decoder was trained for generated tokens (e.g. reading the semantic
+        tokens too: recipes/demo/codec-semantic.toml). The codec still encodes prompts and audio,
+        so the codec's own quality (resynthesis, `soundstorm codec eval`) is untouched."""
         self.device = torch.device(device)
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
         # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
@@ -174,6 +179,7 @@ class SpeechPipeline:
         self.t2s_precision = resolve_step_precision(precision, self.device)
         self.t2s_step_dtype = step_weights_dtype(precision, self.device) if t2s is not None else None
         self.codec, self.semantic, self.t2s = codec, semantic, t2s
+        self.decoder = codec if decoder is None else check_decoder_matches(codec, decoder)
         self.soundstorm = soundstorm.to(self.device).eval()
         if t2s is not None:
             t2s.to(self.device).eval()
@@ -200,13 +206,14 @@ class SpeechPipeline:
                              f"got {default_guidance_scale!r}")
         self.default_guidance_scale: float | list[float] = (
             float(scales[0]) if isinstance(guidance, (int, float)) else [float(g) for g in scales])
-        self.default_soft_temperature = check_soft_temperature(default_soft_temperature or 0.0, codec,
+        self.default_soft_temperature = check_soft_temperature(default_soft_temperature or 0.0, self.decoder,
                                                                "the default soft temperature")
         check_codec_matches(codec, config)
-        if codec.semantic_vocab_size and (codec.semantic_vocab_size, codec.semantic_rate_ratio) != (
+        reader = self.decoder
+        if reader.semantic_vocab_size and (reader.semantic_vocab_size, reader.semantic_rate_ratio) != (
                 semantic.vocab_size, config.semantic_rate_ratio):
-            raise ValueError(f"the codec's decoder reads {codec.semantic_vocab_size} semantic tokens, one per "
-                             f"{codec.semantic_rate_ratio} frames; the semantic tokenizer {semantic.name} makes "
+            raise ValueError(f"the decoder {reader.name} reads {reader.semantic_vocab_size} semantic tokens, one per "
+                             f"{reader.semantic_rate_ratio} frames; the semantic tokenizer {semantic.name} makes "
                              f"{semantic.vocab_size} and SoundStorm reads one per {config.semantic_rate_ratio}")
         check_semantic_matches(semantic.vocab_size, semantic.rate, codec.frame_rate, config,
                                what=f"the semantic tokenizer {semantic.name}")
@@ -235,7 +242,8 @@ class SpeechPipeline:
         return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
                    SoundStorm.from_pretrained(path / "soundstorm"), t2s,
                    path / "voices" if (path / "voices").is_dir() else None, device, precision,
-                   *read_decoding_defaults(path))
+                   *read_decoding_defaults(path),
+                   decoder=load_codec(f"soundstream:{path / 'decoder'}") if (path / "decoder").is_dir() else None)
 
     @property
     def sample_rate(self) -> int:
@@ -311,14 +319,14 @@ class SpeechPipeline:
         return codes[:frames].long(), tokens[: frames // self.ratio].long()
 
     def _adapted_codec(self, wav: Tensor, steps: int) -> Codec:
-        """The codec with a decoder that learned the prompt wav [1, 1, N] in `steps` steps, on the
-        latents of the levels SoundStorm decodes by default."""
+        """The pipeline's decoder with a copy that learned the prompt wav [1, 1, N] in `steps`
+        steps, on the latents of the levels SoundStorm decodes by default."""
         from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
         from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
-        if not isinstance(self.codec, SoundStreamCodec):
-            raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.codec.name}")
-        return self.codec.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)))
+        if not isinstance(self.decoder, SoundStreamCodec):
+            raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.decoder.name}")
+        return self.decoder.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)))
 
     def _enrolled_codec(self, folder: VoiceFolder) -> Codec:
         """A voice folder's codec, checked to make this pipeline's tokens."""
@@ -448,7 +456,7 @@ class SpeechPipeline:
             # levels: levels it does not list run unguided.
             guidance = (guidance + [1.0] * len(steps))[: len(steps)]
         soft = self.default_soft_temperature if options.soft_temperature is None else options.soft_temperature
-        for codec in {id(c): c for c in (segment.voice.codec or self.codec for segment in segments)}.values():
+        for codec in {id(c): c for c in (segment.voice.codec or self.decoder for segment in segments)}.values():
             soft = check_soft_temperature(soft, codec, "soft_temperature")
         soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
         start = time.perf_counter()
@@ -482,7 +490,7 @@ class SpeechPipeline:
         # Always float32: the codec is a few percent of the time, and its waveform is what
         # listeners hear (bf16's 8-bit mantissa would add noise at about -48 dB).
         start = time.perf_counter()
-        codec = voice.codec if voice is not None and voice.codec is not None else self.codec
+        codec = voice.codec if voice is not None and voice.codec is not None else self.decoder
         tokens = tokens if isinstance(tokens, AcousticTokens) else AcousticTokens(tokens)
         with torch.inference_mode():
             if semantic is not None and codec.semantic_vocab_size:
@@ -690,6 +698,21 @@ class Trace:
     def reveal_grid(self) -> Tensor:
         """[T, L] over all segments, in order."""
         return torch.cat([self.reveal[i] for i in sorted(self.reveal)])
+
+
+def check_decoder_matches(codec: Codec, decoder: Codec) -> Codec:
+    """A decoder for the codec's tokens: the same rates, levels and codebook size, and where both
+    say, the same encoder and codebooks (a decoder behind other codebooks reads other tokens)."""
+    fields = ("sample_rate", "frame_rate", "num_quantizers", "codebook_size")
+    differing = [f"{name} {getattr(decoder, name)} (codec: {getattr(codec, name)})" for name in fields
+                 if getattr(decoder, name) != getattr(codec, name)]
+    mine, theirs = getattr(codec, "encoder_digest", None), getattr(decoder, "encoder_digest", None)
+    if mine is not None and theirs is not None and mine != theirs:
+        differing.append(f"encoder and codebooks {theirs} (codec: {mine})")
+    if differing:
+        raise ValueError(f"the decoder {decoder.name} does not decode the codec {codec.name}'s tokens: "
+                         + "; ".join(differing))
+    return decoder
 
 
 def check_soft_temperature(value: object, codec: Codec, what: str) -> float:
