@@ -77,6 +77,14 @@ if [ "$KIND" != "vocos" ]; then
     CODEC="$RUNS/codec-vocos/model"
 fi
 
+# The decoder of SoundStorm's output (models/demo/decoder): the codec's decoder continued on SoundStorm's
+# soft finer levels and the semantic tokens (docs/intelligibility.md; the bundled one: 4000 steps, then
+# 2500 more with seed 6). The codec stays the codec.
+train "$RUNS/codec-sem" recipes/demo/codec-semantic.toml --set "data.cache=\"$MANIFEST\"" \
+    --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$CODEC\"" \
+    --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
+    --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\"" --set optimizer.max_steps=6500
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
-    --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" --out models/demo
+    --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" \
+    --decoder "$RUNS/codec-sem/model" --out models/demo
 echo "== models/demo is ready: make demo"
