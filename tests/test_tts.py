@@ -184,6 +184,20 @@ def test_bundle_and_the_speech_demo(models: Path, tmp_path: Path, monkeypatch: p
                  "--soundstorm", str(models / "soundstorm"), "--out", str(out)]) == 0
     assert (out / "README.md").read_text() == "# trained on ...\n"
     assert SpeechPipeline.from_folder(out).default_steps == [4, 1, 1, 1]
+    # --decoder: a decoder of SoundStorm's tokens beside the codec (here the codec's own weights).
+    args = ["bundle", "--codec", str(models / "codec"), "--semantic", str(models / "semantic"),
+            "--soundstorm", str(models / "soundstorm"), "--out", str(out)]
+    assert main([*args, "--decoder", str(models / "codec")]) == 0
+    pipeline = SpeechPipeline.from_folder(out)
+    assert pipeline.decoder.name.endswith("decoder") and pipeline.codec.name.endswith("codec")
+    with safe_open(out / "decoder" / "model.safetensors", "pt") as weights:
+        assert all(weights.get_tensor(k).dtype in (torch.float16, torch.int64, torch.bool) for k in weights.keys())
+    # One behind other codebooks reads other tokens: refused, and the folder on disk is kept.
+    from soundstorm.codecs.soundstream import SoundStream
+
+    SoundStream(SoundStream.from_pretrained(models / "codec").config).save_pretrained(tmp_path / "stranger")
+    assert main([*args, "--decoder", str(tmp_path / "stranger")]) != 0
+    assert SpeechPipeline.from_folder(out).decoder.name.endswith("decoder")
 
 
 def test_batched_rendering_equals_each_request_alone_and_traces_the_decoding(models: Path) -> None:
