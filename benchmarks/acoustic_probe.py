@@ -144,8 +144,7 @@ def main() -> int:
                     wav = pipeline.decode(codes, Voice("", codes.codes, semantic, codec=codec), semantic)
                 else:
                     with torch.inference_mode():
-                        wav = (codec.decode_with_semantic(codes[None], semantic[None]) if codec.semantic_vocab_size
-                               else codec.decode(codes[None]))[0, 0].float().numpy()
+                        wav = codec.decode_generated(codes[None], semantic=semantic[None])[0, 0].float().numpy()
                 heard = pipeline.plan_resynth(wav, voice, options, sample_rate=sr).segments[0].semantic
                 errors, phones = scorer.phone_errors(heard, entry.text or "")
                 row = group.setdefault(name + suffix, [0, 0])

@@ -88,6 +88,18 @@ class Codec(ABC):
         raise NotImplementedError(f"{self.name}'s decoder reads no semantic tokens (semantic_vocab_size = 0): "
                                   "use decode or decode_expected")
 
+    def decode_generated(self, codes: Tensor, probs: Tensor | None = None, semantic: Tensor | None = None) -> Tensor:
+        """A generator's output -> float wav [B, 1, T * hop]: codes int64 [B, T, L] as `decode`
+        reads them or, with probs float [B, T, l, K], the last l levels as those distributions
+        (`decode_expected` on the first L - l levels' codes); the semantic tokens int64 [B, S] they
+        were generated from go to a decoder that reads them (semantic_vocab_size > 0, through
+        `decode_with_semantic`) and are left out for one that does not."""
+        if probs is not None:
+            codes = codes[..., : codes.shape[-1] - probs.shape[2]]
+        if semantic is not None and self.semantic_vocab_size:
+            return self.decode_with_semantic(codes, semantic, probs)
+        return self.decode(codes) if probs is None else self.decode_expected(codes, probs)
+
     def check_expected(self, codes: object, probs: object) -> tuple[Tensor, Tensor]:
         """decode_expected's input checks: codes as check_codes, probs float [B, T, L - c, K] of
         the same B and T, c + (L - c) <= num_quantizers, K = codebook_size, rows finite, >= 0 and

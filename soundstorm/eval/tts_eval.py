@@ -149,14 +149,9 @@ def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: An
                    else None)
             generated, probs = system(codes, semantic, P, seed=index, model=own)
             with torch.inference_mode():
-                if decoder.semantic_vocab_size:  # a decoder that reads the tokens the codes were generated from
-                    wav_out = decoder.decode_with_semantic(generated[None].cpu() if probs is None else
-                                                           generated[None, :, :1].cpu(), semantic[None],
-                                                           None if probs is None else probs[None].cpu())
-                elif probs is None:
-                    wav_out = decoder.decode(generated[None].cpu())
-                else:
-                    wav_out = decoder.decode_expected(generated[None, :, :1].cpu(), probs[None].cpu())
+                # A decoder that reads semantic tokens gets the ones the codes were generated from.
+                wav_out = decoder.decode_generated(generated[None].cpu(), None if probs is None else probs[None].cpu(),
+                                                   semantic[None])
             outputs[system.name] = wav_out[0, 0].numpy()
         prompt_audio = wav[:prompt_samples]
         for name, audio in outputs.items():

@@ -493,14 +493,8 @@ class SpeechPipeline:
         codec = voice.codec if voice is not None and voice.codec is not None else self.decoder
         tokens = tokens if isinstance(tokens, AcousticTokens) else AcousticTokens(tokens)
         with torch.inference_mode():
-            if semantic is not None and codec.semantic_vocab_size:
-                wav = codec.decode_with_semantic(tokens.codes[None].cpu() if tokens.probs is None else
-                                                 tokens.codes[None, :, :1].cpu(), semantic[None].long().cpu(),
-                                                 None if tokens.probs is None else tokens.probs[None])[0, 0].float().numpy()
-            elif tokens.probs is None:
-                wav = codec.decode(tokens.codes[None].cpu())[0, 0].float().numpy()
-            else:
-                wav = codec.decode_expected(tokens.codes[None, :, :1].cpu(), tokens.probs[None])[0, 0].float().numpy()
+            wav = codec.decode_generated(tokens.codes[None].cpu(), None if tokens.probs is None else tokens.probs[None],
+                                         None if semantic is None else semantic[None].long().cpu())[0, 0].float().numpy()
         self.timing.stages["codec"] = self.timing.stages.get("codec", 0.0) + time.perf_counter() - start
         return wav
 
