@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = trainer.fit()
     finally:
-        trainer.context.close()
+        trainer.close()
     if trainer.context.is_main:
         state = "stopped" if summary["stopped_early"] else "finished"
         print(f"training {state} at step {summary['step']}; best validation loss "

@@ -22,6 +22,7 @@ resumed later (e.g. across time-limited sessions).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import random
@@ -431,6 +432,15 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         return self._finish(stopped_early)
+
+    def close(self) -> None:
+        """Let go of the process group: first the DDP wrappers, whose reducers hold it, then the
+        group itself. A gloo group still referenced by a reducer outlives destroy_process_group and is
+        torn down at interpreter exit, where its threads can abort the process after training has
+        finished ("terminate called without an active exception"; seen once in CI under torchrun)."""
+        self.wrapped = dict(self.modules)
+        gc.collect()
+        self.context.close()
 
     def _finish(self, stopped_early: bool) -> dict[str, Any]:
         checksums = [_checksum(self.modules[self.task.export_module])]
