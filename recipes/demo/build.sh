@@ -78,13 +78,19 @@ if [ "$KIND" != "vocos" ]; then
 fi
 
 # The decoder of SoundStorm's output (models/demo/decoder): the codec's decoder continued on SoundStorm's
-# soft finer levels and the semantic tokens (docs/intelligibility.md; the bundled one: 4000 steps, then
-# 2500 more with seed 6). The codec stays the codec.
-train "$RUNS/codec-sem" recipes/demo/codec-semantic.toml --set "data.cache=\"$MANIFEST\"" \
-    --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$CODEC\"" \
-    --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
-    --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\"" --set optimizer.max_steps=6500
+# soft finer levels and the semantic tokens (docs/intelligibility.md), in stages, each from the one
+# before with a fresh warm-up and cosine and its own seed, as the bundled one was trained.
+SEM_INIT=()
+for stage in "codec-sem 5 4000" "codec-sem2 6 2500" "codec-sem3 7 4000"; do
+    read -r SEM_RUN SEM_SEED SEM_STEPS <<< "$stage"
+    train "$RUNS/$SEM_RUN" recipes/demo/codec-semantic.toml --set "data.cache=\"$MANIFEST\"" \
+        --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$CODEC\"" \
+        --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
+        --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\"" \
+        --set "seed=$SEM_SEED" --set "optimizer.max_steps=$SEM_STEPS" "${SEM_INIT[@]}"
+    SEM_INIT=(--init-from "$RUNS/$SEM_RUN/model")
+done
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
     --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" \
-    --decoder "$RUNS/codec-sem/model" --out models/demo
+    --decoder "$RUNS/$SEM_RUN/model" --out models/demo
 echo "== models/demo is ready: make demo"
