@@ -1,7 +1,7 @@
 """A codec decoder that also reads semantic tokens (SoundStreamConfig.semantic_vocab_size): it
 starts as the decoder it was copied from, the tokens then change its audio, none given means the
 null token, bad tokens are refused, the codec and the pipeline hand SoundStorm's conditioning to
-it, and a training run teaches it without moving a token."""
+it, and a training run or a voice's adaptation teaches it without moving a token."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ from test_token_cache import make_corpus
 from soundstorm.codecs import load_codec
 from soundstorm.codecs.base import LevelPrefix
 from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
+from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
+from soundstorm.data.audio import load_audio
+from soundstorm.model.adapt import SoundStormAdaptation
+from soundstorm.text.enroll import adapt_to_voice
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 from soundstorm.train.recipe import Recipe
 from soundstorm.train.soundstream_task import load_decoder, load_encoder
@@ -157,6 +161,16 @@ def test_the_pipeline_decodes_each_segment_with_its_own_semantic_tokens(tmp_path
     options = DecodingOptions(steps=[2, 1, 1, 1], seed=2, soft_temperature=0.5)
     np.testing.assert_allclose(split.render([split.plan_speak(first, split.default_voice(), options)])[0],
                                pipeline.render([pipeline.plan_speak(first, voice, options)])[0], atol=1e-5)
+    # Adapting it to a voice (a prompt's --adapt-decoder, enrolment) teaches it beside the clip's own
+    # semantic tokens: what it learns is the rows of the tokens heard in the clip (and the null one).
+    samples, _ = load_audio(tmp_path / "split" / "voices" / "default.wav", sample_rate=split.sample_rate, resample=True)
+    voice_wav = torch.from_numpy(samples)[None, None]
+    heard = set(split.tokens(voice_wav)[1].tolist())
+    for adapted in (split.default_voice(adapt_steps=2).codec,
+                    adapt_to_voice(split, [voice_wav], steps=2, soundstorm=SoundStormAdaptation(steps=0)).codec):
+        moved = (adapted.model.decoder.semantic.weight - split.decoder.model.decoder.semantic.weight).abs().sum(-1) > 0
+        learned = set(torch.nonzero(moved).flatten().tolist()) - {V}
+        assert learned and learned <= heard
     # A decoder/ behind other codebooks would read other tokens: refused.
     stranger = SoundStream(SoundStreamConfig.from_dict(model.config.to_dict()))
     stranger.save_pretrained(tmp_path / "split" / "decoder")
@@ -198,3 +212,47 @@ def test_training_teaches_the_decoder_the_tokens_and_moves_no_token(tmp_path: Pa
     with pytest.raises(ValueError, match=r"is trained with \[options.soundstorm_inputs\]"):
         Trainer(Recipe.load(plain, [f'data.cache="{manifest}"', 'model.preset="tiny"', "model.vocos_dim=32",
                                     "model.vocos_depth=2", f"model.semantic_vocab_size={V}"]), tmp_path / "bad", progress=False)
+
+
+def test_adaptation_learns_the_clips_own_tokens_and_nothing_else(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS, semantic_vocab_size=V, semantic_rate_ratio=2)).eval()
+    rate = model.sample_rate
+    clips = [torch.randn(1, 1, rate, generator=torch.Generator().manual_seed(s)) * 0.1 for s in (1, 2)]
+    frames = [model.encode(clip).shape[1] for clip in clips]
+    # Each clip hears only some of the vocabulary: tokens 1-3 and 5-6; crops must read no other.
+    semantic = [torch.tensor([1, 2, 3] * (-(-T // 6)))[: T // 2] for T in frames[:1]]
+    semantic += [torch.tensor([5, 6] * (-(-frames[1] // 4)))[: frames[1] // 2]]
+    options = DecoderAdaptation(steps=4, batch_size=4, crop_seconds=0.2, semantic_dropout=0.5)
+    adapted = adapt_decoder(model, clips, options, semantic)
+    moved = (adapted.decoder.semantic.weight - model.decoder.semantic.weight).abs().sum(-1) > 0  # [V + 1]
+    assert set(torch.nonzero(moved).flatten().tolist()) == {1, 2, 3, 5, 6, V}  # heard tokens and the null one
+    for name in ("encoder", "quantizer"):
+        for (key, before), after in zip(getattr(model, name).state_dict().items(), getattr(adapted, name).state_dict().values()):
+            torch.testing.assert_close(after, before, msg=key)
+    # Without the clips' tokens only the null token is learned; with none dropped it is never read.
+    plain = adapt_decoder(model, clips, DecoderAdaptation(steps=2, batch_size=2, crop_seconds=0.2))
+    moved = (plain.decoder.semantic.weight - model.decoder.semantic.weight).abs().sum(-1) > 0
+    assert torch.nonzero(moved).flatten().tolist() == [V]
+    kept = adapt_decoder(model, clips, DecoderAdaptation(steps=2, batch_size=2, crop_seconds=0.2, semantic_dropout=0.0),
+                         semantic)
+    assert not bool(((kept.decoder.semantic.weight - model.decoder.semantic.weight)[V]).abs().sum() > 0)
+
+
+def test_adaptation_refuses_tokens_it_cannot_read(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    reads = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS, semantic_vocab_size=V)).eval()
+    plain = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS)).eval()
+    clip = torch.randn(1, 1, reads.sample_rate) * 0.1
+    tokens = torch.zeros(10, dtype=torch.long)
+    options = DecoderAdaptation(steps=1, batch_size=1)
+    with pytest.raises(ValueError, match="reads no semantic tokens"):
+        adapt_decoder(plain, clip, options, [tokens])
+    with pytest.raises(ValueError, match="one semantic token sequence per clip: 1 clips, 2"):
+        adapt_decoder(reads, clip, options, [tokens, tokens])
+    with pytest.raises(ValueError, match=rf"must be in \[0, {V}\)"):
+        adapt_decoder(reads, clip, options, [tokens + V])  # the null token is the adaptation's to choose
+    with pytest.raises(ValueError, match="int64 \\[S\\]"):
+        adapt_decoder(reads, clip, options, [tokens[None]])
+    with pytest.raises(ValueError, match="semantic_dropout"):
+        DecoderAdaptation(semantic_dropout=1.5)

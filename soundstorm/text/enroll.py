@@ -154,13 +154,16 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
     levels = len(pipeline.default_steps)
+    examples = [pipeline.tokens(clip) for clip in clips]  # (codes [T, Q], semantic [S]) of each clip
+    # A decoder that reads semantic tokens learns the voice beside the clips' own, as it will
+    # decode SoundStorm's output beside the text's.
+    semantic = [tokens for _, tokens in examples] if codec.semantic_vocab_size else None
     start = time.perf_counter()
-    adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels, blend=blend))
+    adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels, blend=blend), semantic)
     decoder_seconds = time.perf_counter() - start
     model, adapter = None, None
     start = time.perf_counter()
     if soundstorm.steps:
-        examples = [pipeline.tokens(clip) for clip in clips]
         options = replace(soundstorm, train_levels=levels)
         with torch.inference_mode(False), torch.enable_grad():
             if options.rank is not None:

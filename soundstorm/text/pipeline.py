@@ -326,7 +326,8 @@ class SpeechPipeline:
 
         if not isinstance(self.decoder, SoundStreamCodec):
             raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.decoder.name}")
-        return self.decoder.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)))
+        semantic = [self.tokens(wav)[1]] if self.decoder.semantic_vocab_size else None  # the prompt's own tokens
+        return self.decoder.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)), semantic)
 
     def _enrolled_codec(self, folder: VoiceFolder) -> Codec:
         """A voice folder's codec, checked to make this pipeline's tokens."""

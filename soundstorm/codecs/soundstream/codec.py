@@ -129,13 +129,16 @@ class SoundStreamCodec(Codec):
         return SoundStreamCodec(self.model, name=name, num_quantizers=num_quantizers, device=self.device)
 
 
-    def adapted_to(self, audio: Tensor | Sequence[Tensor], options: DecoderAdaptation) -> SoundStreamCodec:
+    def adapted_to(self, audio: Tensor | Sequence[Tensor], options: DecoderAdaptation,
+                   semantic: Sequence[Tensor] | None = None) -> SoundStreamCodec:
         """The same codec with a copy of its decoder fine-tuned on one voice's audio, a clip
-        [1, 1, N] or several (adapt.py): the same tokens, decoded nearer that voice. Callable
-        under inference mode."""
+        [1, 1, N] or several (adapt.py): the same tokens, decoded nearer that voice; a decoder that
+        reads semantic tokens learns from each clip's own (int64 [S_i]) where they are given.
+        Callable under inference mode."""
         clips = [audio] if isinstance(audio, Tensor) else list(audio)
+        tokens = None if semantic is None else [t.clone() for t in semantic]
         with torch.inference_mode(False), torch.enable_grad():
-            model = adapt_decoder(self.model, [clip.clone() for clip in clips], options)
+            model = adapt_decoder(self.model, [clip.clone() for clip in clips], options, tokens)
         return SoundStreamCodec(model, name=self.name, num_quantizers=self.num_quantizers, device=self.device)
 
 
