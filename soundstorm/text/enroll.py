@@ -154,9 +154,10 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
     if not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"enrolment adapts our SoundStream codec's decoder; this models folder's codec is {codec.name}")
     levels = len(pipeline.default_steps)
-    examples = [pipeline.tokens(clip) for clip in clips]  # (codes [T, Q], semantic [S]) of each clip
-    # A decoder that reads semantic tokens learns the voice beside the clips' own, as it will
-    # decode SoundStorm's output beside the text's.
+    # (codes [T, Q], semantic [S]) of each clip, where SoundStorm or the decoder learns from them: a
+    # decoder that reads semantic tokens learns the voice beside the clips' own, as it will decode
+    # SoundStorm's output beside the text's.
+    examples = [pipeline.tokens(clip) for clip in clips] if soundstorm.steps or codec.semantic_vocab_size else []
     semantic = [tokens for _, tokens in examples] if codec.semantic_vocab_size else None
     start = time.perf_counter()
     adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels, blend=blend), semantic)

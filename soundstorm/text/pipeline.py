@@ -304,7 +304,7 @@ class SpeechPipeline:
         wav = wav[: round(max_seconds * self.sample_rate)]
         tensor = torch.from_numpy(np.ascontiguousarray(wav))[None, None]  # [1, 1, N]
         codes, tokens = self.tokens(tensor)
-        codec = self._adapted_codec(tensor, adapt_steps) if adapt_steps else None
+        codec = self._adapted_codec(tensor, tokens, adapt_steps) if adapt_steps else None
         return Voice(label, codes, tokens, text, codec)
 
     def tokens(self, wav: Tensor) -> tuple[Tensor, Tensor]:
@@ -318,16 +318,17 @@ class SpeechPipeline:
         frames = min(frames, len(tokens) * self.ratio)
         return codes[:frames].long(), tokens[: frames // self.ratio].long()
 
-    def _adapted_codec(self, wav: Tensor, steps: int) -> Codec:
+    def _adapted_codec(self, wav: Tensor, semantic: Tensor, steps: int) -> Codec:
         """The pipeline's decoder with a copy that learned the prompt wav [1, 1, N] in `steps`
-        steps, on the latents of the levels SoundStorm decodes by default."""
+        steps, on the latents of the levels SoundStorm decodes by default (and beside the prompt's
+        semantic tokens int64 [S], for a decoder that reads them)."""
         from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
         from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
         if not isinstance(self.decoder, SoundStreamCodec):
             raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.decoder.name}")
-        semantic = [self.tokens(wav)[1]] if self.decoder.semantic_vocab_size else None  # the prompt's own tokens
-        return self.decoder.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)), semantic)
+        return self.decoder.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)),
+                                       [semantic] if self.decoder.semantic_vocab_size else None)
 
     def _enrolled_codec(self, folder: VoiceFolder) -> Codec:
         """A voice folder's codec, checked to make this pipeline's tokens."""

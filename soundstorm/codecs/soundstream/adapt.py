@@ -99,8 +99,8 @@ def adapt_decoder(model: SoundStream, audio: Tensor | Sequence[Tensor],
     # Frames a crop may take: all of a clip's, or those its semantic tokens cover; crops then start
     # on a token (every r-th frame), so that frame t of a crop reads token t // r of the crop's own.
     ratio = model.config.semantic_rate_ratio if semantic is not None else 1
-    usable = [x.shape[-1] if semantic is None else min(x.shape[-1], len(tokens) * ratio)
-              for x, tokens in zip(latents, semantic or latents)]
+    usable = ([x.shape[-1] for x in latents] if semantic is None
+              else [min(x.shape[-1], len(tokens) * ratio) for x, tokens in zip(latents, semantic)])
     # Audio shorter than a crop is one crop (its longest clip); clips shorter than a crop are skipped.
     crop_frames = min(crop_frames, max(usable))
     # Every crop start of every clip equally likely: a clip is drawn by its number of starts.
