@@ -20,6 +20,7 @@ from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
 from soundstorm.codecs.soundstream.adapt import DecoderAdaptation, adapt_decoder
 from soundstorm.data.audio import load_audio
 from soundstorm.model.adapt import SoundStormAdaptation
+from soundstorm.semantic.kmeans_tokenizer import load_kmeans_tokenizer
 from soundstorm.text.enroll import adapt_to_voice
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 from soundstorm.train.recipe import Recipe
@@ -256,3 +257,43 @@ def test_adaptation_refuses_tokens_it_cannot_read(tmp_path: Path) -> None:
         adapt_decoder(reads, clip, options, [tokens[None]])
     with pytest.raises(ValueError, match="semantic_dropout"):
         DecoderAdaptation(semantic_dropout=1.5)
+
+
+def test_token_features_are_the_tokenizers_centroids_read_through_one_projection(tmp_path: Path) -> None:
+    models = write_models(tmp_path / "models")  # a k-means tokenizer of 16 MFCC centroids [16, 39]
+    manifest = make_corpus(tmp_path / "corpus", [1.0] * 6)
+    conditioned(models / "codec", tmp_path / "reader")  # a decoder that reads tokens, without features
+    overrides = [*semantic_overrides(manifest, models, 3), "model.semantic_feature_dim=39",
+                 f'options.decoder_from="{tmp_path / "reader"}"']
+    trainer = Trainer(Recipe.load(RECIPE, overrides), tmp_path / "run", progress=False)
+    decoder = trainer.modules["model"].decoder
+    source = SoundStream.from_pretrained(tmp_path / "reader").decoder
+    # It starts as the folder it was copied from: its embedding, and a projection at zero.
+    torch.testing.assert_close(decoder.semantic.weight, source.semantic.weight)
+    assert float(decoder.semantic_projection.weight.detach().abs().max()) == 0
+    # Each token is described by its centroid, centred and scaled; the null token by zeros.
+    centroids = load_kmeans_tokenizer(models / "semantic").centroids
+    features = decoder.semantic_features  # [V + 1, 39]
+    standardized = (centroids - centroids.mean(dim=0)) / (centroids - centroids.mean(dim=0)).std()
+    torch.testing.assert_close(features[:V], standardized)
+    assert float(features[V].abs().max()) == 0
+    assert trainer.fit()["step"] == 3
+    after = SoundStream.from_pretrained(tmp_path / "run" / "model").decoder
+    assert float(after.semantic_projection.weight.abs().max()) > 0  # learned from zero
+    torch.testing.assert_close(after.semantic_features, features)  # saved with the weights, unchanged
+    # Tokens with the same features are pushed alike by the projection: only their rows differ.
+    tokens = torch.tensor([[0, V]])
+    with torch.no_grad():
+        pushed = after.semantic_embedding(tokens) - after.semantic(tokens)  # [1, 2, C]
+    torch.testing.assert_close(pushed[0, 1], torch.zeros_like(pushed[0, 1]))
+    assert float(pushed[0, 0].abs().max()) > 0
+
+    with pytest.raises(ValueError, match="needs semantic_vocab_size > 0"):
+        SoundStreamConfig.preset("tiny", **VOCOS, semantic_feature_dim=4)
+    with pytest.raises(ValueError, match=r"semantic features must be \[V, E\] = \[16, 39\]"):
+        after.set_semantic_features(torch.zeros(16, 38))
+    plain = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS, semantic_vocab_size=V))
+    with pytest.raises(ValueError, match="has no semantic features"):
+        plain.decoder.set_semantic_features(centroids)
+    with pytest.raises(ValueError, match=r"\[V, E\] = \[16, 38\]"):
+        Trainer(Recipe.load(RECIPE, [*overrides, "model.semantic_feature_dim=38"]), tmp_path / "bad", progress=False)

@@ -105,6 +105,10 @@ class SoundStreamTask(Task):
             load_encoder(model, self.encoder_from)
         if self.decoder_from is not None:
             load_decoder(model, self.decoder_from)
+        if self.config.semantic_feature_dim:
+            assert self.predictor is not None  # checked in __init__: semantic tokens come with soundstorm_inputs
+            # The tokens' descriptions are the tokenizer's centroids; a resumed checkpoint brings the same ones.
+            model.decoder.set_semantic_features(self.predictor.semantic.centroids)
         if self.loss_config.decoder_only:
             for parameter in [*model.encoder.parameters(), *model.quantizer.parameters()]:
                 parameter.requires_grad_(False)  # the trainer's optimizer takes only the decoder
@@ -231,7 +235,8 @@ class SoundStreamTask(Task):
 
 def load_decoder(model: SoundStream, path: Path) -> None:
     """Copy the decoder of the SoundStream folder at `path` into model, whose decoder is the same
-    but for a semantic embedding the folder's lacks (it stays at zero: decodes as before)."""
+    but for a semantic embedding or projection the folder's lacks (they stay at zero: it decodes as
+    before)."""
     source = SoundStream.from_pretrained(path)
     shape = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "hop_length")
     ours, theirs = model.config, source.config
@@ -240,7 +245,8 @@ def load_decoder(model: SoundStream, path: Path) -> None:
         raise ValueError(f"options.decoder_from {path}: its decoder differs from this recipe's in {differing}")
     state = {k: v for k, v in source.state_dict().items() if k.startswith("decoder.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(k.startswith("decoder.") and not k.startswith("decoder.semantic.") for k in missing):
+    readers = ("decoder.semantic.", "decoder.semantic_projection.", "decoder.semantic_features")
+    if unexpected or any(k.startswith("decoder.") and not k.startswith(readers) for k in missing):
         raise ValueError(f"options.decoder_from {path}: weights do not fit ({missing=}, {unexpected=})")
 
 

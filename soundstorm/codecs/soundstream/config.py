@@ -18,7 +18,8 @@ ConfigT = TypeVar("ConfigT", "SoundStreamConfig", "DiscriminatorConfig")
 DECODERS = ("seanet", "vocos")
 # SoundStreamConfig fields that shape only the decoder: codecs that differ in nothing else make
 # the same tokens (options.encoder_from trains a new decoder behind another codec's encoder).
-DECODER_FIELDS = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "semantic_vocab_size", "semantic_rate_ratio")
+DECODER_FIELDS = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "semantic_vocab_size", "semantic_rate_ratio",
+                  "semantic_feature_dim")
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
@@ -79,6 +80,11 @@ class SoundStreamConfig:
     # none (or before training) decodes as one without. 0: a plain codec decoder.
     semantic_vocab_size: int = 0
     semantic_rate_ratio: int = 2
+    # > 0 (with semantic_vocab_size): each semantic token is also described by a fixed feature
+    # vector of this width, its tokenizer's k-means centroid (for the bundled tokens: the phone
+    # posteriors it stands for), read through one learned projection shared by all tokens
+    # (vocos.py). 0: the per-token embedding alone.
+    semantic_feature_dim: int = 0
 
     def __post_init__(self) -> None:
         owner = "SoundStreamConfig"
@@ -107,6 +113,11 @@ class SoundStreamConfig:
         _positive_int(owner, "semantic_rate_ratio", self.semantic_rate_ratio)
         if self.semantic_vocab_size and self.decoder != "vocos":
             raise ValueError(f"{owner}.semantic_vocab_size: only the vocos decoder reads semantic tokens")
+        if isinstance(self.semantic_feature_dim, bool) or not isinstance(self.semantic_feature_dim, int) \
+                or self.semantic_feature_dim < 0:
+            raise ValueError(f"{owner}.semantic_feature_dim must be an integer >= 0 (0: none), got {self.semantic_feature_dim!r}")
+        if self.semantic_feature_dim and not self.semantic_vocab_size:
+            raise ValueError(f"{owner}.semantic_feature_dim describes semantic tokens: it needs semantic_vocab_size > 0")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"{owner}.ema_decay must be in (0, 1), got {self.ema_decay}")
         if not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 0:

@@ -18,8 +18,16 @@ the semantic tokens it was given spell the phones; the codec's own tokens carry 
 The embedding starts at zero, so a decoder given no semantic tokens, or not yet trained with
 them, decodes as one without (the null token, index V, is trained to mean "none given").
 
+A table of V free rows learns slowly: each token is a few of a batch's 200, and their gradients
+disagree (after 14,500 steps the rows' norm was 1% of the stream's). With
+SoundStreamConfig.semantic_feature_dim each token is also described by a fixed vector, its
+tokenizer's k-means centroid (for the bundled tokens, the phone posteriors it stands for,
+`set_semantic_features`), read through one projection that every frame of every batch trains:
+tokens that mean the same phones get the same push from the start, and only what sets them apart
+is left to their own rows. The projection starts at zero too.
+
 Notation: B batch, D latent width, C ConvNeXt width, T frames, F = n_fft / 2 + 1 bins, N samples,
-S semantic tokens (S * semantic_rate_ratio >= T).
+S semantic tokens (S * semantic_rate_ratio >= T), V semantic vocabulary, E semantic feature width.
 """
 
 from __future__ import annotations
@@ -98,9 +106,42 @@ class VocosDecoder(nn.Module):
         self.semantic_rate_ratio = config.semantic_rate_ratio
         # Index V: no semantic token given (a plain codec's use, and the training's dropout).
         self.semantic = nn.Embedding(config.semantic_vocab_size + 1, dim) if config.semantic_vocab_size else None
+        self.semantic_projection: nn.Linear | None = None
+        if config.semantic_feature_dim:
+            # Saved with the weights: the decoder must read the tokens as it was trained to, whatever
+            # tokenizer folder is at hand when it is loaded. All zero until set_semantic_features.
+            self.register_buffer("semantic_features", torch.zeros(config.semantic_vocab_size + 1, config.semantic_feature_dim))
+            self.semantic_projection = nn.Linear(config.semantic_feature_dim, dim, bias=False)
         self.apply(_init_weights)
         if self.semantic is not None:
             nn.init.zeros_(self.semantic.weight)
+        if self.semantic_projection is not None:
+            nn.init.zeros_(self.semantic_projection.weight)
+
+    @torch.no_grad()
+    def set_semantic_features(self, centroids: Tensor) -> None:
+        """Describe each semantic token by its tokenizer's centroid, centroids float [V, E]:
+        centred over the vocabulary and scaled to unit variance, so that the projection sees the
+        same scale whatever the features are (phone posteriors, HuBERT activations). The null token
+        (index V) gets zeros: no token, no push."""
+        if self.semantic_projection is None:
+            raise ValueError("this decoder has no semantic features (SoundStreamConfig.semantic_feature_dim = 0)")
+        expected = (self.semantic_features.shape[0] - 1, self.semantic_features.shape[1])
+        if tuple(centroids.shape) != expected:
+            raise ValueError(f"semantic features must be [V, E] = {list(expected)} (the decoder's semantic_vocab_size "
+                             f"and semantic_feature_dim), got {list(centroids.shape)}")
+        features = centroids.float() - centroids.float().mean(dim=0)
+        features = features / features.std().clamp_min(1e-8)
+        self.semantic_features.zero_()
+        self.semantic_features[:-1] = features.to(self.semantic_features)
+
+    def semantic_embedding(self, semantic: Tensor) -> Tensor:
+        """Semantic tokens int64 [B, T] (V: none) -> what is added to the ConvNeXt input, [B, T, C]."""
+        assert self.semantic is not None
+        embedding = self.semantic(semantic)
+        if self.semantic_projection is not None:
+            embedding = embedding + self.semantic_projection(self.semantic_features[semantic])
+        return embedding
 
     def forward(self, latents: Tensor, semantic: Tensor | None = None) -> Tensor:
         """latents [B, D, T] (and semantic tokens int64 [B, S], a decoder that reads them) ->
@@ -112,7 +153,7 @@ class VocosDecoder(nn.Module):
                 semantic = torch.full((B, 1), self.semantic.num_embeddings - 1, dtype=torch.long, device=latents.device)
             frames = torch.arange(T, device=latents.device) // self.semantic_rate_ratio  # [T]
             frames = frames.clamp(max=semantic.shape[1] - 1)  # none given: one null token for every frame
-            x = x + self.semantic(semantic[:, frames]).transpose(1, 2)  # [B, C, T]
+            x = x + self.semantic_embedding(semantic[:, frames]).transpose(1, 2)  # [B, C, T]
         elif semantic is not None:
             raise ValueError("this decoder reads no semantic tokens (SoundStreamConfig.semantic_vocab_size = 0)")
         for block in self.blocks:
@@ -129,4 +170,5 @@ class VocosDecoder(nn.Module):
 def _init_weights(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv1d, nn.Linear)):
         nn.init.trunc_normal_(module.weight, std=0.02)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
