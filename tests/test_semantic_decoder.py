@@ -182,6 +182,17 @@ def test_the_pipeline_decodes_each_segment_with_its_own_semantic_tokens(tmp_path
     other.save_pretrained(folder / "codec")
     with pytest.raises(ValueError, match="reads 17 semantic tokens, one per 2 frames; the semantic tokenizer"):
         SpeechPipeline.from_folder(folder)
+    # A decoder that reads each token through its centroid loads beside the tokenizer it was trained
+    # with, in float16 as bundled, and is refused beside another one of the same vocabulary.
+    described = SoundStream(SoundStreamConfig.from_dict({**model.config.to_dict(), "semantic_feature_dim": 39}))
+    described.load_state_dict(model.state_dict(), strict=False)
+    described.decoder.set_semantic_features(load_kmeans_tokenizer(folder / "semantic").centroids)
+    described.half().save_pretrained(folder / "codec")
+    assert SpeechPipeline.from_folder(folder).decoder.semantic_features().shape == (V, 39)
+    described.decoder.set_semantic_features(torch.randn(V, 39, generator=torch.Generator().manual_seed(5)))
+    described.save_pretrained(folder / "codec")
+    with pytest.raises(ValueError, match="k-means centroids of the tokenizer it was trained with"):
+        SpeechPipeline.from_folder(folder)
 
 
 def semantic_overrides(manifest: Path, models: Path, steps: int) -> list[str]:

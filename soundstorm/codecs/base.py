@@ -88,6 +88,12 @@ class Codec(ABC):
         raise NotImplementedError(f"{self.name}'s decoder reads no semantic tokens (semantic_vocab_size = 0): "
                                   "use decode or decode_expected")
 
+    def semantic_features(self) -> Tensor | None:
+        """What a decoder that reads semantic tokens describes each of them by, float [V, E] (its
+        tokenizer's k-means centroids, as vocos.standardized_features made them for its training),
+        or None: tokens as bare symbols, or no tokens read."""
+        return None
+
     def decode_generated(self, codes: Tensor, probs: Tensor | None = None, semantic: Tensor | None = None) -> Tensor:
         """A generator's output -> float wav [B, 1, T * hop]: codes int64 [B, T, L] as `decode`
         reads them or, with probs float [B, T, l, K], the last l levels as those distributions
@@ -339,6 +345,9 @@ class LevelPrefix(Codec):
     def decode_with_semantic(self, codes: Tensor, semantic: Tensor, probs: Tensor | None = None) -> Tensor:
         self.check_codes(codes) if probs is None else self.check_expected(codes, probs)
         return self.inner.decode_with_semantic(codes, semantic, probs)
+
+    def semantic_features(self) -> Tensor | None:
+        return self.inner.semantic_features()
 
     def num_frames(self, num_samples: int) -> int:
         return self.inner.num_frames(num_samples)

@@ -43,6 +43,7 @@ from torch import Tensor
 from soundstorm import masking
 from soundstorm.checkpoint import weights_digest
 from soundstorm.codecs import Codec, check_codec_matches, load_codec
+from soundstorm.codecs.soundstream.vocos import standardized_features
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
 from soundstorm.decoding import DecodeStep
@@ -215,6 +216,16 @@ class SpeechPipeline:
             raise ValueError(f"the decoder {reader.name} reads {reader.semantic_vocab_size} semantic tokens, one per "
                              f"{reader.semantic_rate_ratio} frames; the semantic tokenizer {semantic.name} makes "
                              f"{semantic.vocab_size} and SoundStorm reads one per {config.semantic_rate_ratio}")
+        features = reader.semantic_features()
+        if features is not None:
+            # The decoder learned what each token means from this description: another tokenizer's
+            # tokens of the same vocabulary size would be read as the wrong phones.
+            centroids = getattr(semantic, "centroids", None)
+            if centroids is None or centroids.shape != features.shape or not torch.allclose(
+                    standardized_features(centroids), features, atol=2e-2):  # the decoder's copy may be fp16
+                raise ValueError(f"the decoder {reader.name} describes each semantic token by the k-means centroids of "
+                                 f"the tokenizer it was trained with, and {semantic.name}'s are not those: decode "
+                                 "with a decoder trained on this tokenizer's tokens")
         check_semantic_matches(semantic.vocab_size, semantic.rate, codec.frame_rate, config,
                                what=f"the semantic tokenizer {semantic.name}")
         if t2s is not None:

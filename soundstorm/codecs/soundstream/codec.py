@@ -119,6 +119,12 @@ class SoundStreamCodec(Codec):
                    self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32), semantic))
         return wav.float().cpu()
 
+    def semantic_features(self) -> Tensor | None:
+        """Codec.semantic_features: the Vocos decoder's token descriptions (semantic_feature_dim)."""
+        if not self.model.config.semantic_feature_dim:
+            return None
+        return self.model.decoder.semantic_features[:-1].float().cpu()  # the null token's zeros left out
+
     def with_num_quantizers(self, num_quantizers: int) -> SoundStreamCodec:
         """The same weights emitting only the first `num_quantizers` levels (the encoder then
         skips the other levels' nearest-code searches). Its name is the spec that loads it."""

@@ -130,10 +130,8 @@ class VocosDecoder(nn.Module):
         if tuple(centroids.shape) != expected:
             raise ValueError(f"semantic features must be [V, E] = {list(expected)} (the decoder's semantic_vocab_size "
                              f"and semantic_feature_dim), got {list(centroids.shape)}")
-        features = centroids.float() - centroids.float().mean(dim=0)
-        features = features / features.std().clamp_min(1e-8)
         self.semantic_features.zero_()
-        self.semantic_features[:-1] = features.to(self.semantic_features)
+        self.semantic_features[:-1] = standardized_features(centroids).to(self.semantic_features)
 
     def semantic_embedding(self, semantic: Tensor) -> Tensor:
         """Semantic tokens int64 [B, T] (V: none) -> what is added to the ConvNeXt input, [B, T, C]."""
@@ -165,6 +163,13 @@ class VocosDecoder(nn.Module):
         magnitude = log_magnitude.exp().clamp(max=100.0)
         spectra = torch.polar(magnitude, phase)  # [B, F, T] complex
         return self.istft(spectra)[:, None]  # [B, 1, T * hop]
+
+
+def standardized_features(centroids: Tensor) -> Tensor:
+    """A tokenizer's centroids float [V, E] as a decoder describes its tokens by them: centred over
+    the vocabulary and scaled to unit variance, float32 [V, E]."""
+    features = centroids.float() - centroids.float().mean(dim=0)
+    return features / features.std().clamp_min(1e-8)
 
 
 def _init_weights(module: nn.Module) -> None:
