@@ -91,12 +91,17 @@ for stage in "codec-sem 5 4000" "codec-sem2 6 2500" "codec-sem3 7 4000"; do
     SEM_INIT=(--init-from "$RUNS/$SEM_RUN/model")
 done
 # Then each semantic token read through its tokenizer's centroid too (model.semantic_feature_dim: a
-# projection from zero, so it starts as the decoder above; docs/intelligibility.md).
-train "$RUNS/codec-semf" recipes/demo/codec-semantic-features.toml --set "data.cache=\"$MANIFEST\"" \
-    --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$RUNS/$SEM_RUN/model\"" \
-    --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
-    --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\""
-SEM_RUN=codec-semf
+# projection from zero, so it starts as the decoder above; docs/intelligibility.md), in two stages.
+FEATURES_FROM=$SEM_RUN
+SEM_INIT=()
+for stage in "codec-semf 9" "codec-semf2 10"; do
+    read -r SEM_RUN SEM_SEED <<< "$stage"
+    train "$RUNS/$SEM_RUN" recipes/demo/codec-semantic-features.toml --set "data.cache=\"$MANIFEST\"" \
+        --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$RUNS/$FEATURES_FROM/model\"" \
+        --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
+        --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\"" --set "seed=$SEM_SEED" "${SEM_INIT[@]}"
+    SEM_INIT=(--init-from "$RUNS/$SEM_RUN/model")
+done
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
     --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" \
     --decoder "$RUNS/$SEM_RUN/model" --out models/demo
