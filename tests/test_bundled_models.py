@@ -8,6 +8,7 @@ no longer reads, or a change of the code that the bundle no longer fits."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,11 @@ MODELS = Path(__file__).parent.parent / "models" / "demo"
 
 
 @pytest.fixture(scope="module")
-def pipeline() -> SpeechPipeline:
-    torch.set_num_threads(1)
-    return SpeechPipeline.from_folder(MODELS, precision="fp32")
+def pipeline() -> Iterator[SpeechPipeline]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread's float32 sums: the same audio on every machine run twice
+    yield SpeechPipeline.from_folder(MODELS, precision="fp32")
+    torch.set_num_threads(threads)
 
 
 def test_the_bundled_models_load_together_with_their_decoding_defaults(pipeline: SpeechPipeline) -> None:
