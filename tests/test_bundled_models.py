@@ -23,7 +23,7 @@ MODELS = Path(__file__).parent.parent / "models" / "demo"
 @pytest.fixture(scope="module")
 def pipeline() -> Iterator[SpeechPipeline]:
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread's float32 sums: the same audio on every machine run twice
+    torch.set_num_threads(1)  # one thread sums in one order: the same seed gives the same audio twice
     yield SpeechPipeline.from_folder(MODELS, precision="fp32")
     torch.set_num_threads(threads)
 
