@@ -245,8 +245,8 @@ def load_decoder(model: SoundStream, path: Path) -> None:
         raise ValueError(f"options.decoder_from {path}: its decoder differs from this recipe's in {differing}")
     state = {k: v for k, v in source.state_dict().items() if k.startswith("decoder.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    readers = ("decoder.semantic.", "decoder.semantic_projection.", "decoder.semantic_features")
-    if unexpected or any(k.startswith("decoder.") and not k.startswith(readers) for k in missing):
+    # decoder.semantic, .semantic_projection, .semantic_features: what reads semantic tokens.
+    if unexpected or any(k.startswith("decoder.") and not k.startswith("decoder.semantic") for k in missing):
         raise ValueError(f"options.decoder_from {path}: weights do not fit ({missing=}, {unexpected=})")
 
 
