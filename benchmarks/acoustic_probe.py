@@ -27,6 +27,11 @@ on SoundStorm's codes: recipes/demo/codec-soundstorm-inputs.toml) every variant 
 by it, the same tokens, rows marked `[decoder]` (a decoder that reads semantic tokens,
 recipes/demo/codec-semantic.toml, is given the ones each variant was spoken from). Also the share of level-1 tokens SoundStorm
 draws equal to the true ones (low where many codes sound alike: read it beside the rates).
+
+With --asr every variant is also heard by pocketsphinx, as eval-tts hears our audio: WER and CER
+per variant, and of the synthesizer's audio itself (`synth audio`), so that the ceiling each
+stage sets is read in the words issue 8's goal counts (the tokenizer's phones flatter a decoder
+that reads the tokenizer's own tokens).
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ def main() -> int:
                         help="decode SoundStorm's finer levels softly at each of these temperatures too")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--asr", action="store_true", help="also WER and CER of every variant by pocketsphinx")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -113,6 +119,12 @@ def main() -> int:
     entries = read_manifest(args.manifest)
     pairs = [p for p in choose(entries, ("flite", "festival"), args.per_group, 3.0) if p[0].split in args.groups]
     counts: dict[str, dict[str, list[int]]] = {}  # group -> variant -> [errors, phones]
+    heard_words: dict[str, dict[str, list[str]]] = {}  # group -> variant -> pocketsphinx's hypotheses (--asr)
+    texts: dict[str, list[str]] = {}  # group -> the sentences' texts
+    if args.asr:
+        from soundstorm.eval.asr import Recognizer, error_rates
+
+        asr = Recognizer()
     for index, (entry, prompt_entry) in enumerate(pairs):
         root = args.manifest.parent
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
@@ -137,6 +149,10 @@ def main() -> int:
                for text, (steps, guidance) in zip(args.schedules, schedules)},
         }
         group = counts.setdefault(GROUPS[entry.split or ""], {})
+        words = heard_words.setdefault(GROUPS[entry.split or ""], {})
+        texts.setdefault(GROUPS[entry.split or ""], []).append(entry.text or "")
+        if args.asr:
+            words.setdefault("synth audio", []).append(asr.transcribe(reference, sr))
         for suffix, codec in decoders.items():
             for name, codes in made.items():
                 # A decoder that reads semantic tokens gets the ones every variant was spoken from.
@@ -150,6 +166,8 @@ def main() -> int:
                 row = group.setdefault(name + suffix, [0, 0])
                 row[0] += errors
                 row[1] += phones
+                if args.asr:
+                    words.setdefault(name + suffix, []).append(asr.transcribe(wav, sr))
         row = group.setdefault("level-1 accuracy", [0, 0])
         row[0] += int((generated[:, 0] == true_codes[:, 0]).sum())
         row[1] += generated.shape[0]
@@ -162,9 +180,21 @@ def main() -> int:
     print("|---|" + "---:|" * len(results))
     for name in next(iter(counts.values())):
         print(f"| {name} | " + " | ".join(f"{r[name]:.3f}" for r in results.values()) + " |")
+    asr_results = {}
+    if args.asr:
+        asr_results = {group: {name: {"wer": (rates := error_rates(texts[group], hypotheses)).wer, "cer": rates.cer}
+                               for name, hypotheses in variants.items()}
+                       for group, variants in heard_words.items()}
+        print("\n| variant (pocketsphinx WER / CER) | " + " | ".join(asr_results) + " |")
+        print("|---|" + "---:|" * len(asr_results))
+        for name in next(iter(asr_results.values())):
+            print(f"| {name} | " + " | ".join(f"{r[name]['wer']:.3f} / {r[name]['cer']:.3f}"
+                                              for r in asr_results.values()) + " |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "levels": levels, "results": results},
+        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "levels": levels, "results": results,
+                                         "asr": asr_results or None, "texts": texts if args.asr else None,
+                                         "hypotheses": heard_words if args.asr else None},
                                         indent=2) + "\n")
     return 0
 

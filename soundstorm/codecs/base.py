@@ -88,6 +88,15 @@ class Codec(ABC):
         raise NotImplementedError(f"{self.name}'s decoder reads no semantic tokens (semantic_vocab_size = 0): "
                                   "use decode or decode_expected")
 
+    # True: the decoder can also read a voice reference, a recording of the voice it decodes
+    # (`with_reference`): the envelope of a voice its tokens carry poorly (SoundStream's reference_mels).
+    reads_reference: bool = False
+
+    def with_reference(self, wav: Tensor) -> Codec:
+        """This codec decoding in the voice of wav float [1, 1, N] at sample_rate (a text-to-speech
+        prompt): a view sharing the weights, for a codec that reads_reference."""
+        raise ValueError(f"{self.name}'s decoder reads no voice reference")
+
     def semantic_features(self) -> Tensor | None:
         """What a decoder that reads semantic tokens describes each of them by, float [V, E] (its
         tokenizer's k-means centroids, as vocos.standardized_features made them for its training),
@@ -348,6 +357,13 @@ class LevelPrefix(Codec):
 
     def semantic_features(self) -> Tensor | None:
         return self.inner.semantic_features()
+
+    @property
+    def reads_reference(self) -> bool:  # type: ignore[override]
+        return self.inner.reads_reference
+
+    def with_reference(self, wav: Tensor) -> Codec:
+        return LevelPrefix(self.inner.with_reference(wav), self.num_quantizers)
 
     def num_frames(self, num_samples: int) -> int:
         return self.inner.num_frames(num_samples)

@@ -13,7 +13,11 @@ factor drawn per epoch (Kaldi's speed perturbation: resampled with soxr, so pitc
 move together, as in a shorter or longer vocal tract): a corpus of a few voices then shows a
 codec many more, which is what it needs to keep voices it never heard. With `eq_db` each crop
 is also filtered by a random smooth gain curve (up to +-eq_db dB at EQ_POINTS log-spaced
-frequencies): spectral envelopes, tilts and brightness the corpus's voices do not have. A file shorter than a
+frequencies): spectral envelopes, tilts and brightness the corpus's voices do not have. With
+`reference_seconds` each example also carries the crop as it was before that equalization
+(`clean`) and a voice reference: a window of another utterance of the same speaker, sped and
+equalized as the crop was (a decoder that reads a voice reference learns to take the envelope
+from it: vocos.py). A file shorter than a
 crop is zero-padded at the end and its `length` says how many samples are real. Crops are deterministic: example i of epoch e always
 gets the same window for a given seed, whatever the worker or process that loads it.
 
@@ -61,6 +65,8 @@ class AudioCrop:
     start: int = 0  # first sample of the window in the file (after speed perturbation)
     speed: float = 1.0  # the speed perturbation factor applied (1: none)
     eq_gains_db: tuple[float, ...] = ()  # the random equalization's gains at EQ_POINTS (none: empty)
+    clean: Tensor | None = None  # float32 [1, N]: the crop before its equalization (reference_seconds)
+    reference: Tensor | None = None  # float32 [1, R]: the voice reference, zeros after its end (reference_seconds)
 
 
 @dataclass
@@ -68,9 +74,13 @@ class AudioBatch:
     wav: Tensor  # float32 [B, 1, N]
     lengths: Tensor  # int64 [B], real samples of each example
     indices: Tensor  # int64 [B], positions in the dataset
+    clean: Tensor | None = None  # float32 [B, 1, N]: the crops before their equalization
+    reference: Tensor | None = None  # float32 [B, 1, R]: each crop's voice reference
 
     def to(self, device: torch.device | str) -> AudioBatch:
-        return AudioBatch(self.wav.to(device), self.lengths.to(device), self.indices.to(device))
+        return AudioBatch(self.wav.to(device), self.lengths.to(device), self.indices.to(device),
+                          None if self.clean is None else self.clean.to(device),
+                          None if self.reference is None else self.reference.to(device))
 
     def __len__(self) -> int:
         return self.wav.shape[0]
@@ -84,6 +94,8 @@ def collate_crops(crops: Sequence[AudioCrop]) -> AudioBatch:
         wav=torch.stack([crop.wav for crop in crops]),  # [B, 1, N]
         lengths=torch.tensor([crop.length for crop in crops], dtype=torch.int64),
         indices=torch.tensor([crop.index for crop in crops], dtype=torch.int64),
+        clean=None if crops[0].clean is None else torch.stack([crop.clean for crop in crops]),  # type: ignore[misc]
+        reference=None if crops[0].reference is None else torch.stack([crop.reference for crop in crops]),  # type: ignore[misc]
     )
 
 
@@ -100,6 +112,7 @@ class AudioCropDataset(Dataset[AudioCrop]):
         where: Callable[[ManifestEntry], bool] | None = None,
         speed_range: tuple[float, float] | None = None,
         eq_db: float | None = None,
+        reference_seconds: float | None = None,
     ) -> None:
         """
         Args:
@@ -115,6 +128,9 @@ class AudioCropDataset(Dataset[AudioCrop]):
             eq_db: each crop, each epoch, is equalized by gains drawn uniformly from
                 [-eq_db, eq_db] dB at EQ_POINTS, then scaled down if a sample would pass 0.99.
                 None: as recorded.
+            reference_seconds: also give each crop its clean (unequalized) copy and a voice
+                reference of this length: a random window of another utterance of the same
+                speaker (the same one when it has no other), sped and equalized as the crop.
         """
         if not isinstance(sample_rate, int) or sample_rate < 1:
             raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
@@ -140,6 +156,15 @@ class AudioCropDataset(Dataset[AudioCrop]):
         if eq_db is not None and not 0.0 < float(eq_db) <= 24.0:
             raise ValueError(f"eq_db must be in (0, 24] dB, got {eq_db!r}")
         self.eq_db = None if eq_db is None else float(eq_db)
+        self.reference_samples = 0
+        if reference_seconds is not None:
+            self.reference_samples = round(float(reference_seconds) * sample_rate)
+            if not float(reference_seconds) > 0 or self.reference_samples < 1:
+                raise ValueError(f"reference_seconds must be > 0, got {reference_seconds!r}")
+        # Each speaker's positions: where a crop's voice reference comes from.
+        self.by_speaker: dict[str, list[int]] = {}
+        for position, entry in enumerate(self.entries):
+            self.by_speaker.setdefault(entry.speaker, []).append(position)
         self.sample_rate = sample_rate
         self.seed = seed
         self.random_crop = random_crop
@@ -168,6 +193,15 @@ class AudioCropDataset(Dataset[AudioCrop]):
         generator = np.random.default_rng([self.seed, self.epoch, position, 2])  # a stream of its own
         return tuple(float(g) for g in generator.uniform(-self.eq_db, self.eq_db, len(EQ_POINTS)))
 
+    def reference_position(self, position: int) -> int:
+        """The example whose audio is example `position`'s voice reference this epoch: another
+        utterance of its speaker, itself when the speaker has no other."""
+        others = [p for p in self.by_speaker[self.entries[position].speaker] if p != position]
+        if not others:
+            return position
+        generator = np.random.default_rng([self.seed, self.epoch, position, 3])  # a stream of its own
+        return others[int(generator.integers(0, len(others)))]
+
     def crop_start(self, position: int, num_samples: int) -> int:
         """First sample of example `position`'s window this epoch, for a file of num_samples."""
         if not self.random_crop or num_samples <= self.crop_samples:
@@ -181,17 +215,42 @@ class AudioCropDataset(Dataset[AudioCrop]):
         entry = self.entries[position]
         wav, _ = load_audio(entry.audio_path(self.root), sample_rate=self.sample_rate, resample=True, downmix=True)
         speed = self.speed(position)
-        if speed != 1.0:
-            # Read as sample_rate * speed Hz and brought back to sample_rate: `speed` times shorter.
-            wav = soxr.resample(wav, self.sample_rate * speed, self.sample_rate).astype(np.float32, copy=False)
+        wav = self._played(wav, speed)
         start = self.crop_start(position, len(wav))
         window = wav[start : start + self.crop_samples]  # [<= N]
         gains = self.eq_gains_db(position)
-        if gains and len(window):
-            window = equalize(window, self.sample_rate, gains)
-            peak = float(np.abs(window).max())
-            if peak > 0.99:  # a boost must not clip: the codec would learn the clipping
-                window = window * (0.99 / peak)
-        crop = torch.zeros(1, self.crop_samples)  # [1, N]
-        crop[0, : len(window)] = torch.from_numpy(window)
-        return AudioCrop(wav=crop, length=len(window), index=position, start=start, speed=speed, eq_gains_db=gains)
+        crop = AudioCrop(wav=_padded(self._equalized(window, gains), self.crop_samples), length=len(window),
+                         index=position, start=start, speed=speed, eq_gains_db=gains)
+        if self.reference_samples:
+            crop.clean = _padded(window, self.crop_samples)
+            other = self.entries[self.reference_position(position)]
+            audio, _ = load_audio(other.audio_path(self.root), sample_rate=self.sample_rate, resample=True, downmix=True)
+            audio = self._played(audio, speed)
+            generator = np.random.default_rng([self.seed, self.epoch, position, 4])
+            begin = int(generator.integers(0, max(1, len(audio) - self.reference_samples + 1)))
+            crop.reference = _padded(self._equalized(audio[begin : begin + self.reference_samples], gains),
+                                     self.reference_samples)
+        return crop
+
+    def _played(self, wav: np.ndarray, speed: float) -> np.ndarray:
+        """wav at `speed` (1: as recorded): read as sample_rate * speed Hz and brought back to
+        sample_rate, `speed` times shorter."""
+        if speed == 1.0:
+            return wav
+        return soxr.resample(wav, self.sample_rate * speed, self.sample_rate).astype(np.float32, copy=False)
+
+    def _equalized(self, window: np.ndarray, gains: tuple[float, ...]) -> np.ndarray:
+        if not gains or not len(window):
+            return window
+        window = equalize(window, self.sample_rate, gains)
+        peak = float(np.abs(window).max())
+        if peak > 0.99:  # a boost must not clip: the codec would learn the clipping
+            window = window * (0.99 / peak)
+        return window
+
+
+def _padded(window: np.ndarray, samples: int) -> Tensor:
+    """float32 [1, samples]: window, then zeros."""
+    out = torch.zeros(1, samples)
+    out[0, : len(window)] = torch.from_numpy(np.ascontiguousarray(window[:samples], dtype=np.float32))
+    return out

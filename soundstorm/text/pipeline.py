@@ -83,6 +83,9 @@ class Voice:
     # A SoundStorm fine-tuned on this voice (an enrolled voice folder: soundstorm/model/adapt.py),
     # or None: the pipeline's SoundStorm generates its tokens.
     soundstorm: SoundStorm | None = None
+    # The prompt's audio float [1, 1, N] at the codec's rate: a decoder that reads a voice reference
+    # (Codec.reads_reference) decodes this voice with it beside the tokens. None: none given.
+    recording: Tensor | None = None
 
 
 @dataclass
@@ -316,7 +319,7 @@ class SpeechPipeline:
         tensor = torch.from_numpy(np.ascontiguousarray(wav))[None, None]  # [1, 1, N]
         codes, tokens = self.tokens(tensor)
         codec = self._adapted_codec(tensor, tokens, adapt_steps) if adapt_steps else None
-        return Voice(label, codes, tokens, text, codec)
+        return Voice(label, codes, tokens, text, codec, recording=tensor)
 
     def tokens(self, wav: Tensor) -> tuple[Tensor, Tensor]:
         """Codec tokens int64 [T, Q] and semantic tokens int64 [T / r] of one clip wav [1, 1, N] at
@@ -338,8 +341,10 @@ class SpeechPipeline:
 
         if not isinstance(self.decoder, SoundStreamCodec):
             raise ValueError(f"decoder adaptation needs our SoundStream codec; this pipeline's is {self.decoder.name}")
-        return self.decoder.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)),
-                                       [semantic] if self.decoder.semantic_vocab_size else None)
+        # A decoder that reads a voice reference learns the voice with the prompt beside it, as it decodes it.
+        decoder = self.decoder.with_reference(wav) if self.decoder.reads_reference else self.decoder
+        return decoder.adapted_to(wav, DecoderAdaptation(steps=steps, levels=len(self.default_steps)),
+                                  [semantic] if self.decoder.semantic_vocab_size else None)
 
     def _enrolled_codec(self, folder: VoiceFolder) -> Codec:
         """A voice folder's codec, checked to make this pipeline's tokens."""
@@ -504,6 +509,8 @@ class SpeechPipeline:
         # listeners hear (bf16's 8-bit mantissa would add noise at about -48 dB).
         start = time.perf_counter()
         codec = voice.codec if voice is not None and voice.codec is not None else self.decoder
+        if codec.reads_reference and voice is not None and voice.recording is not None:
+            codec = codec.with_reference(voice.recording)  # the voice's envelope, from its prompt
         tokens = tokens if isinstance(tokens, AcousticTokens) else AcousticTokens(tokens)
         with torch.inference_mode():
             wav = codec.decode_generated(tokens.codes[None].cpu(), None if tokens.probs is None else tokens.probs[None],

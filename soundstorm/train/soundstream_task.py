@@ -13,7 +13,11 @@ codec whose tokens a token cache and SoundStorm models already hold. `decoder_fr
 SoundStream folder whose decoder weights this one starts from (all but the semantic embedding
 of a decoder that reads semantic tokens: [model] semantic_vocab_size, which needs
 [options.soundstorm_inputs] for its tokenizer), and `semantic_dropout`, the share of crops whose
-decoder is given no semantic tokens (so that it still decodes codes alone).
+decoder is given no semantic tokens (so that it still decodes codes alone). `[options.reference]`
+trains a decoder that reads a voice reference ([model] reference_mels; decoder_only): each crop
+comes with a window of another utterance of its speaker, equalized as the crop (random_eq_db),
+and on a `share` of the crops the tokens are the crop's before its equalization, so that the
+envelope the target has is in the reference alone (ReferenceOptions).
 
 Two phases per step: the codec (generator) on reconstruction (+ adversarial and feature
 matching) losses, then, once the GAN is on, the discriminator on the same step's audio.
@@ -22,7 +26,9 @@ matching) losses, then, once the GAN is on, the discriminator on the same step's
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +43,31 @@ from soundstorm.data.audio_dataset import AudioBatch, AudioCropDataset, collate_
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.recipe import Recipe
 from soundstorm.train.task import Phase, Task, register_task, sharded_loader
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """[options.reference]: how a decoder that reads a voice reference is trained."""
+
+    seconds: float = 3.0  # the reference's length, as a text-to-speech prompt's
+    share: float = 0.5  # crops whose tokens are the crop's before its equalization: the envelope only in the reference
+    dropout: float = 0.1  # crops given no reference (zeros), so that the decoder still decodes without one
+
+    @classmethod
+    def from_dict(cls, values: Any) -> ReferenceOptions:
+        if not isinstance(values, dict):
+            raise ValueError("the soundstream recipe: options.reference must be a table ([options.reference] seconds = 3.0)")
+        try:
+            options = cls(**values)
+        except TypeError as error:
+            raise ValueError(f"the soundstream recipe: options.reference: {error}; fields: seconds, share, dropout") from error
+        if not options.seconds > 0:
+            raise ValueError(f"the soundstream recipe: options.reference.seconds must be > 0, got {options.seconds!r}")
+        for name in ("share", "dropout"):
+            if not 0.0 <= getattr(options, name) <= 1.0:
+                raise ValueError(f"the soundstream recipe: options.reference.{name} must be in [0, 1], "
+                                 f"got {getattr(options, name)!r}")
+        return options
 
 
 @register_task("soundstream")
@@ -55,6 +86,7 @@ class SoundStreamTask(Task):
             decoder_from = options.pop("decoder_from", None)
             self.semantic_dropout = float(options.pop("semantic_dropout", 0.2))
             soundstorm_inputs = options.pop("soundstorm_inputs", None)
+            reference = options.pop("reference", None)
             self.loss_config = SoundStreamLossConfig.from_dict(options)
         except TypeError as error:
             raise ValueError(f"the soundstream recipe: {error}") from error
@@ -87,15 +119,24 @@ class SoundStreamTask(Task):
                 raise ValueError(f"the soundstream recipe: model.semantic_vocab_size / semantic_rate_ratio are "
                                  f"{self.config.semantic_vocab_size} / {self.config.semantic_rate_ratio}; the tokenizer and "
                                  f"SoundStorm of options.soundstorm_inputs make {theirs[0]} / {theirs[1]}")
+        self.reference = None if reference is None else ReferenceOptions.from_dict(reference)
+        if (self.reference is not None) != bool(self.config.reference_mels):
+            raise ValueError("the soundstream recipe: a decoder that reads a voice reference (model.reference_mels > 0) "
+                             "is trained with [options.reference], and only such a decoder is")
+        if self.reference is not None and not self.loss_config.decoder_only:
+            raise ValueError("the soundstream recipe: options.reference trains the decoder alone: it needs "
+                             "options.decoder_only = true")
+        reference_seconds = None if self.reference is None else self.reference.seconds
         crop_seconds = data.max_frames / self.config.frame_rate
         if speed_range is not None and (not isinstance(speed_range, (list, tuple)) or len(speed_range) != 2):
             raise ValueError(f"the soundstream recipe: options.speed_perturbation must be [low, high], got {speed_range!r}")
         self.train_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
                                           split=data.train_split, seed=recipe.seed,
                                           speed_range=tuple(speed_range) if speed_range is not None else None,
-                                          eq_db=eq_db)
+                                          eq_db=eq_db, reference_seconds=reference_seconds)
         self.valid_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
-                                          split=data.valid_split, random_crop=False) if data.valid_split else None
+                                          split=data.valid_split, random_crop=False,
+                                          reference_seconds=reference_seconds) if data.valid_split else None
         self.objective = SoundStreamObjective(self.loss_config, self.config.sample_rate).to(context.device)
         self._pending: list[Tensor] = []  # this step's reconstructions, for the discriminator phase
 
@@ -143,8 +184,8 @@ class SoundStreamTask(Task):
                 codec = model.module if isinstance(model, DistributedDataParallel) else model
                 codec.encoder.eval()
                 codec.quantizer.eval()
-            if self.predictor is not None:
-                return self._soundstorm_inputs_loss(modules["model"], batch.wav)
+            if self.predictor is not None or self.reference is not None:
+                return self._decoder_loss(modules["model"], batch)
             result = self.objective.generator_losses(modules["model"], modules.get("discriminator"), batch.wav, step)
             if "discriminator" in modules:
                 self._pending.append(result.reconstruction.detach())
@@ -156,27 +197,41 @@ class SoundStreamTask(Task):
         losses = self.objective.discriminator_losses(modules["discriminator"], batch.wav, fake)
         return losses["total"], {k: float(v) for k, v in losses.items() if k != "total"}
 
-    def _soundstorm_inputs_loss(self, model: nn.Module, wav: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """The decoder's reconstruction of wav [B, 1, N] from its true codes (quantizer dropout as
-        configured) or, for a `share` of the crops, from its true level 1 and SoundStorm's finer
-        levels, as codes or as expected vectors (soundstorm_inputs.py)."""
-        assert self.predictor is not None
+    def _decoder_loss(self, model: nn.Module, batch: AudioBatch) -> tuple[Tensor, dict[str, float]]:
+        """The decoder's reconstruction of the crops wav [B, 1, N] from their true codes (quantizer
+        dropout as configured) or, for a `share` of the crops, from their true level 1 and
+        SoundStorm's finer levels, as codes or as expected vectors (soundstorm_inputs.py); with a
+        voice reference, on its `share` of the crops from the codes of the crop before its
+        equalization (the envelope of the target then only in the reference)."""
         codec = model.module if isinstance(model, DistributedDataParallel) else model
-        inputs = self.predictor.inputs
+        wav = batch.wav
+        B = wav.shape[0]
+        metrics: dict[str, float] = {}
         with torch.no_grad():
-            codes = codec.encode(wav)  # [B, T, Q]
-            semantic = self.predictor.semantic_tokens(wav, codes.shape[1])  # [B, S]
-            levels = self.objective.sample_levels(wav.shape[0], self.config.num_quantizers, wav.device)  # [B]
+            source, reference = wav, None
+            if self.reference is not None:
+                assert batch.clean is not None and batch.reference is not None  # the dataset's reference_seconds
+                clean = torch.rand(B, device=wav.device) < self.reference.share  # [B]
+                source = torch.where(clean[:, None, None], batch.clean, wav)
+                dropped = torch.rand(B, device=wav.device) < self.reference.dropout  # [B]
+                reference = codec.reference_spectrum(batch.reference).masked_fill(dropped[:, None], 0.0)  # [B, M]
+                metrics["clean_share"] = float(clean.float().mean())
+            codes = codec.encode(source)  # [B, T, Q]
+            levels = self.objective.sample_levels(B, self.config.num_quantizers, wav.device)  # [B]
             latents = codec.quantizer.decode(codes, levels)  # [B, D, T]
-            generated = torch.rand(wav.shape[0], device=wav.device) < inputs.share  # [B]
-            if bool(generated.any()):
-                latents[generated] = self.predictor.decoder_inputs(semantic[generated], codes[generated], codec.quantizer)
-        fake = model(wav, latents=latents, semantic=self._decoder_semantic(semantic)).reconstruction  # through DDP
+            semantic = None
+            if self.predictor is not None:
+                semantic = self.predictor.semantic_tokens(source, codes.shape[1])  # [B, S]
+                generated = torch.rand(B, device=wav.device) < self.predictor.inputs.share  # [B]
+                if bool(generated.any()):
+                    latents[generated] = self.predictor.decoder_inputs(semantic[generated], codes[generated],
+                                                                       codec.quantizer)
+                metrics["generated_share"] = float(generated.float().mean())
+        given = None if semantic is None else self._decoder_semantic(semantic)
+        fake = model(wav, latents=latents, semantic=given, reference=reference).reconstruction  # through DDP
         terms = self.objective.reconstruction_losses(fake, wav)
         total = self.objective.weighted_reconstruction(terms)
-        metrics = {k: float(v.detach()) for k, v in terms.items()}
-        metrics["generated_share"] = float(generated.float().mean())
-        return total, metrics
+        return total, {**{k: float(v.detach()) for k, v in terms.items()}, **metrics}
 
     def _decoder_semantic(self, semantic: Tensor) -> Tensor | None:
         """The semantic tokens [B, S] a decoder that reads them is given: the null token (V) on a
@@ -192,7 +247,13 @@ class SoundStreamTask(Task):
         model = modules["model"]
         totals = torch.zeros(4, dtype=torch.float64)  # mel sum, stft sum, batches, mel sum from SoundStorm's codes
         for batch in batches:
-            wav = self.move(batch).wav
+            batch = self.move(batch)
+            wav = batch.wav
+            reference = None
+            if self.reference is not None:
+                codec = model.module if isinstance(model, DistributedDataParallel) else model
+                assert batch.reference is not None
+                reference = codec.reference_spectrum(batch.reference)  # [B, M]
             semantic = None
             if self.predictor is not None:
                 codec = model.module if isinstance(model, DistributedDataParallel) else model
@@ -200,12 +261,12 @@ class SoundStreamTask(Task):
                 semantic = self.predictor.semantic_tokens(wav, codes.shape[1])  # [B, S]
             # A decoder that reads semantic tokens is validated with them (as text to speech uses it).
             given = semantic if self.config.semantic_vocab_size else None
-            terms = self.objective.reconstruction_losses(model(wav, semantic=given).reconstruction, wav)
+            terms = self.objective.reconstruction_losses(model(wav, semantic=given, reference=reference).reconstruction, wav)
             generated = 0.0
             if self.predictor is not None:
                 latents = self.predictor.decoder_inputs(semantic, codes, codec.quantizer)
                 generated = float(self.objective.reconstruction_losses(
-                    model(wav, latents=latents, semantic=given).reconstruction, wav)["mel"])
+                    model(wav, latents=latents, semantic=given, reference=reference).reconstruction, wav)["mel"])
             totals += torch.tensor([float(terms["mel"]), float(terms["stft_convergence"] + terms["stft_log_magnitude"]),
                                     1.0, generated], dtype=torch.float64)
         totals = self.context.all_reduce_sum(totals)
@@ -235,8 +296,8 @@ class SoundStreamTask(Task):
 
 def load_decoder(model: SoundStream, path: Path) -> None:
     """Copy the decoder of the SoundStream folder at `path` into model, whose decoder is the same
-    but for a semantic embedding or projection the folder's lacks (they stay at zero: it decodes as
-    before)."""
+    but for a semantic embedding or projection or a reference projection the folder's lacks (they
+    stay at zero: it decodes as before)."""
     source = SoundStream.from_pretrained(path)
     shape = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "hop_length")
     ours, theirs = model.config, source.config
@@ -245,8 +306,10 @@ def load_decoder(model: SoundStream, path: Path) -> None:
         raise ValueError(f"options.decoder_from {path}: its decoder differs from this recipe's in {differing}")
     state = {k: v for k, v in source.state_dict().items() if k.startswith("decoder.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    # decoder.semantic, .semantic_projection, .semantic_features: what reads semantic tokens.
-    if unexpected or any(k.startswith("decoder.") and not k.startswith("decoder.semantic") for k in missing):
+    # decoder.semantic, .semantic_projection, .semantic_features: what reads semantic tokens;
+    # decoder.reference_projection: what reads a voice reference.
+    new = ("decoder.semantic", "decoder.reference")
+    if unexpected or any(k.startswith("decoder.") and not k.startswith(new) for k in missing):
         raise ValueError(f"options.decoder_from {path}: weights do not fit ({missing=}, {unexpected=})")
 
 

@@ -66,13 +66,15 @@ class DecoderAdaptation:
 
 def adapt_decoder(model: SoundStream, audio: Tensor | Sequence[Tensor],
                   options: DecoderAdaptation = DecoderAdaptation(),
-                  semantic: Sequence[Tensor] | None = None) -> SoundStream:
+                  semantic: Sequence[Tensor] | None = None, reference: Tensor | None = None) -> SoundStream:
     """A copy of `model` (float32, eval mode) whose decoder is fine-tuned on one voice's audio:
     a clip float [1, 1, N] at the codec's rate, or several (each [1, 1, N_i]); `model` itself is
     not changed. Each clip is encoded on its own and no crop spans two of them. `semantic`: for a
     decoder that reads semantic tokens, each clip's tokens int64 [S_i] (one per
     model.semantic_rate_ratio frames, as the semantic tokenizer hears the clip; crops start on a
-    token and stay within them)."""
+    token and stay within them). `reference`: for a decoder that reads a voice reference, the
+    spectrum float [1, M] (SoundStream.reference_spectrum) it is given beside every crop, as it
+    will be when it decodes the voice."""
     clips = [audio] if isinstance(audio, Tensor) else list(audio)
     if not clips:
         raise ValueError("adapt_decoder needs at least one clip of the voice")
@@ -113,18 +115,19 @@ def adapt_decoder(model: SoundStream, audio: Tensor | Sequence[Tensor],
     optimizer = torch.optim.AdamW(parameters, lr=options.lr, betas=(0.8, 0.99), weight_decay=0.0)
     generator = np.random.default_rng(options.seed)
     adapted.decoder.train()
+    given = None if reference is None else reference.float().expand(options.batch_size, -1)  # [B, M]
     for _ in range(options.steps):
         picks = generator.integers(0, starts_per_clip.sum(), options.batch_size)
         crops = [(c, s * ratio) for c, s in (_locate(int(p), starts_per_clip) for p in picks)]  # (clip, start frame)
         inputs = torch.cat([latents[c][..., s : s + crop_frames] for c, s in crops])  # [B, D, F]
         real = torch.cat([wavs[c][..., s * hop : (s + crop_frames) * hop] for c, s in crops])  # [B, 1, F * hop]
         if semantic is None:
-            fake = adapted.decoder(inputs)[..., : crop_frames * hop]  # a decoder that reads tokens: its null token
+            fake = adapted._decode(inputs, None, given)[..., : crop_frames * hop]  # a decoder that reads tokens: its null token
         else:
             tokens = torch.stack([semantic[c][s // ratio : s // ratio + tokens_per_crop] for c, s in crops])  # [B, S]
             dropped = torch.from_numpy(generator.random(len(crops)) < options.semantic_dropout)
             tokens[dropped] = model.config.semantic_vocab_size  # the null token, as in training
-            fake = adapted.decoder(inputs, tokens)[..., : crop_frames * hop]
+            fake = adapted._decode(inputs, tokens, given)[..., : crop_frames * hop]
         terms = objective.reconstruction_losses(fake, real)
         loss = (weights.mel_weight * terms["mel"]
                 + weights.stft_weight * (terms["stft_convergence"] + terms["stft_log_magnitude"]))

@@ -11,6 +11,7 @@ the weights and levels that made it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ class SoundStreamCodec(Codec):
         self.encoder_digest = _digest(model)
         self.semantic_vocab_size = config.semantic_vocab_size
         self.semantic_rate_ratio = config.semantic_rate_ratio
+        self.reads_reference = bool(config.reference_mels)
+        # The voice reference's spectrum float32 [1, M] this view decodes with (with_reference), or None.
+        self.reference: Tensor | None = None
 
     def describe(self) -> dict[str, Any]:
         """The Codec fields, and a digest of the weights that make tokens: a folder retrained in
@@ -94,7 +98,7 @@ class SoundStreamCodec(Codec):
         """int64 codes [B, T, Q'] in [0, K), any 1 <= Q' <= Q -> float wav [B, 1, T * hop]."""
         self.check_codes(codes)
         with torch.inference_mode():
-            wav = self.model.decode(codes.to(self.device))
+            wav = self.model.decode(codes.to(self.device), reference=self._reference(codes.shape[0]))
         return wav.float().cpu()
 
     decodes_expected = True
@@ -104,7 +108,8 @@ class SoundStreamCodec(Codec):
         [B, T, L - c, K] -> float wav [B, 1, T * hop]."""
         self.check_expected(codes, probs)
         with torch.inference_mode():
-            wav = self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32))
+            wav = self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32),
+                                             reference=self._reference(codes.shape[0]))
         return wav.float().cpu()
 
     def decode_with_semantic(self, codes: Tensor, semantic: Tensor, probs: Tensor | None = None) -> Tensor:
@@ -114,10 +119,29 @@ class SoundStreamCodec(Codec):
             return super().decode_with_semantic(codes, semantic, probs)
         self.check_codes(codes) if probs is None else self.check_expected(codes, probs)
         with torch.inference_mode():
-            semantic = semantic.to(self.device)
-            wav = (self.model.decode(codes.to(self.device), semantic) if probs is None else
-                   self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32), semantic))
+            semantic, reference = semantic.to(self.device), self._reference(codes.shape[0])
+            wav = (self.model.decode(codes.to(self.device), semantic, reference) if probs is None else
+                   self.model.decode_expected(codes.to(self.device), probs.to(self.device, torch.float32), semantic,
+                                              reference))
         return wav.float().cpu()
+
+    def with_reference(self, wav: Tensor) -> SoundStreamCodec:
+        """Codec.with_reference: a view of the same weights whose decoder reads wav [1, 1, N]'s
+        long-term spectrum (vocos.reference_spectrum) beside every clip it decodes."""
+        if not self.reads_reference:
+            return super().with_reference(wav)
+        self.check_wav(wav)
+        if wav.shape[0] != 1:
+            raise ValueError(f"a voice reference is one recording [1, 1, N], got a batch of {wav.shape[0]}")
+        with torch.inference_mode():
+            spectrum = self.model.reference_spectrum(wav.to(self.device, torch.float32))  # [1, M]
+        bound = copy.copy(self)
+        bound.reference = spectrum.clone()
+        return bound
+
+    def _reference(self, batch_size: int) -> Tensor | None:
+        """The bound voice reference for a batch, [B, M], or None."""
+        return None if self.reference is None else self.reference.expand(batch_size, -1)
 
     def semantic_features(self) -> Tensor | None:
         """Codec.semantic_features: the Vocos decoder's token descriptions (semantic_feature_dim)."""
@@ -132,7 +156,9 @@ class SoundStreamCodec(Codec):
             return self
         base = self.name.partition("?")[0]
         name = base if num_quantizers == self.model.config.num_quantizers else f"{base}?{_OPTION}={num_quantizers}"
-        return SoundStreamCodec(self.model, name=name, num_quantizers=num_quantizers, device=self.device)
+        prefix = SoundStreamCodec(self.model, name=name, num_quantizers=num_quantizers, device=self.device)
+        prefix.reference = self.reference
+        return prefix
 
 
     def adapted_to(self, audio: Tensor | Sequence[Tensor], options: DecoderAdaptation,
@@ -143,9 +169,12 @@ class SoundStreamCodec(Codec):
         Callable under inference mode."""
         clips = [audio] if isinstance(audio, Tensor) else list(audio)
         tokens = None if semantic is None else [t.clone() for t in semantic]
+        reference = None if self.reference is None else self.reference.clone()
         with torch.inference_mode(False), torch.enable_grad():
-            model = adapt_decoder(self.model, [clip.clone() for clip in clips], options, tokens)
-        return SoundStreamCodec(model, name=self.name, num_quantizers=self.num_quantizers, device=self.device)
+            model = adapt_decoder(self.model, [clip.clone() for clip in clips], options, tokens, reference)
+        adapted = SoundStreamCodec(model, name=self.name, num_quantizers=self.num_quantizers, device=self.device)
+        adapted.reference = reference  # it learned the voice with this reference beside it
+        return adapted
 
 
 def load_soundstream_codec(argument: str) -> SoundStreamCodec:

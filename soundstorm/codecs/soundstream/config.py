@@ -19,7 +19,7 @@ DECODERS = ("seanet", "vocos")
 # SoundStreamConfig fields that shape only the decoder: codecs that differ in nothing else make
 # the same tokens (options.encoder_from trains a new decoder behind another codec's encoder).
 DECODER_FIELDS = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "semantic_vocab_size", "semantic_rate_ratio",
-                  "semantic_feature_dim")
+                  "semantic_feature_dim", "reference_mels")
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
@@ -85,6 +85,11 @@ class SoundStreamConfig:
     # posteriors it stands for), read through one learned projection shared by all tokens
     # (vocos.py). 0: the per-token embedding alone.
     semantic_feature_dim: int = 0
+    # > 0 (vocos decoder): the decoder also reads a voice reference, the long-term spectrum of a few
+    # seconds of the speaker (mean log-mel in this many bands, its level removed), through one
+    # projection added to every frame (vocos.py): the envelope of a voice whose tokens the codec's
+    # ten training voices taught it to render as theirs. 0: none.
+    reference_mels: int = 0
 
     def __post_init__(self) -> None:
         owner = "SoundStreamConfig"
@@ -118,6 +123,10 @@ class SoundStreamConfig:
             raise ValueError(f"{owner}.semantic_feature_dim must be an integer >= 0 (0: none), got {self.semantic_feature_dim!r}")
         if self.semantic_feature_dim and not self.semantic_vocab_size:
             raise ValueError(f"{owner}.semantic_feature_dim describes semantic tokens: it needs semantic_vocab_size > 0")
+        if isinstance(self.reference_mels, bool) or not isinstance(self.reference_mels, int) or self.reference_mels < 0:
+            raise ValueError(f"{owner}.reference_mels must be an integer >= 0 (0: none), got {self.reference_mels!r}")
+        if self.reference_mels and self.decoder != "vocos":
+            raise ValueError(f"{owner}.reference_mels: only the vocos decoder reads a voice reference")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"{owner}.ema_decay must be in (0, 1), got {self.ema_decay}")
         if not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 0:

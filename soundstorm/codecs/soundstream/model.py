@@ -119,7 +119,8 @@ class SoundStream(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, wav: Tensor, levels: Tensor | None = None, codes: Tensor | None = None,
-                latents: Tensor | None = None, semantic: Tensor | None = None) -> SoundStreamOutput:
+                latents: Tensor | None = None, semantic: Tensor | None = None,
+                reference: Tensor | None = None) -> SoundStreamOutput:
         """Encode, quantize (updating the codebooks in training mode) and decode.
 
         Args:
@@ -134,6 +135,8 @@ class SoundStream(nn.Module):
                 (ResidualVectorQuantizer.decode_expected). Its output's codes are empty.
             semantic: int64 [B, S], semantic tokens of wav for a decoder that reads them
                 (config.semantic_vocab_size > 0); None: the null token.
+            reference: float [B, M], a voice reference's spectrum (reference_spectrum) for a
+                decoder that reads one (config.reference_mels > 0); None: none given.
         """
         check_wav(wav, self.sample_rate)
         N = wav.shape[-1]
@@ -143,7 +146,7 @@ class SoundStream(nn.Module):
             if codes is not None or levels is not None or tuple(latents.shape) != expected:
                 raise ValueError(f"latents must be float [B, D, T] = {list(expected)} for this wav, without codes or "
                                  f"levels; got {tuple(latents.shape)}")
-            reconstruction = self._decode(latents, semantic)[..., :N]  # [B, 1, N]
+            reconstruction = self._decode(latents, semantic, reference)[..., :N]  # [B, 1, N]
             return SoundStreamOutput(reconstruction=reconstruction, codes=latents.new_zeros(0, dtype=torch.long),
                                      commitment_loss=wav.new_zeros(()),
                                      perplexity=wav.new_zeros(self.config.num_quantizers))
@@ -153,12 +156,12 @@ class SoundStream(nn.Module):
             if Q != self.config.num_quantizers or T != self.num_frames(N) or B != wav.shape[0]:
                 raise ValueError(f"codes must be [B, T, Q] = [{wav.shape[0]}, {self.num_frames(N)}, "
                                  f"{self.config.num_quantizers}] for this wav, got {tuple(codes.shape)}")
-            reconstruction = self._decode(self.quantizer.decode(codes, levels), semantic)[..., :N]  # [B, 1, N]
+            reconstruction = self._decode(self.quantizer.decode(codes, levels), semantic, reference)[..., :N]  # [B, 1, N]
             return SoundStreamOutput(reconstruction=reconstruction, codes=codes,
                                      commitment_loss=wav.new_zeros(()), perplexity=wav.new_zeros(Q))
         latents = self.encoder(wav)  # [B, D, T]
         quantized = self.quantizer(latents, levels)
-        reconstruction = self._decode(quantized.quantized, semantic)[..., :N]  # [B, 1, N]
+        reconstruction = self._decode(quantized.quantized, semantic, reference)[..., :N]  # [B, 1, N]
         return SoundStreamOutput(
             reconstruction=reconstruction,
             codes=quantized.codes,
@@ -175,23 +178,38 @@ class SoundStream(nn.Module):
             raise ValueError(f"num_quantizers must be in [1, {self.config.num_quantizers}], got {num_quantizers}")
         return self.quantizer.encode(self.encoder(wav), num_quantizers)
 
-    def decode(self, codes: Tensor, semantic: Tensor | None = None) -> Tensor:
+    def decode(self, codes: Tensor, semantic: Tensor | None = None, reference: Tensor | None = None) -> Tensor:
         """codes int64 [B, T, q] (any q <= Q: a prefix of the levels) -> float wav [B, 1, T * hop];
-        semantic int64 [B, S] for a decoder that reads them (check_semantic)."""
+        semantic int64 [B, S] for a decoder that reads them (check_semantic), reference float
+        [B, M] for one that reads a voice reference (reference_spectrum)."""
         check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
         semantic = check_semantic(semantic, self.config, codes.shape[0], codes.shape[1])
-        return self._decode(self.quantizer.decode(codes), semantic)
+        return self._decode(self.quantizer.decode(codes), semantic, reference)
 
-    def decode_expected(self, codes: Tensor, probs: Tensor, semantic: Tensor | None = None) -> Tensor:
+    def decode_expected(self, codes: Tensor, probs: Tensor, semantic: Tensor | None = None,
+                        reference: Tensor | None = None) -> Tensor:
         """Soft decoding: codes int64 [B, T, c] and probs float [B, T, l, K] (c + l <= Q) -> float
         wav [B, 1, T * hop], the l levels after c as their expected codebook vectors
-        (ResidualVectorQuantizer.decode_expected); semantic as decode's."""
+        (ResidualVectorQuantizer.decode_expected); semantic and reference as decode's."""
         check_codes(codes, self.config.num_quantizers, self.config.codebook_size)
         semantic = check_semantic(semantic, self.config, codes.shape[0], codes.shape[1])
-        return self._decode(self.quantizer.decode_expected(codes, probs), semantic)
+        return self._decode(self.quantizer.decode_expected(codes, probs), semantic, reference)
 
-    def _decode(self, latents: Tensor, semantic: Tensor | None) -> Tensor:
-        """latents [B, D, T] -> [B, 1, T * hop]; only a decoder that reads semantic tokens gets them."""
+    def reference_spectrum(self, wav: Tensor) -> Tensor:
+        """A recording of the voice, float wav [B, 1, N] at sample_rate -> float32 [B, M], the
+        voice reference a decoder with config.reference_mels reads (vocos.reference_spectrum)."""
+        if not self.config.reference_mels:
+            raise ValueError("this codec's decoder reads no voice reference (reference_mels = 0)")
+        check_wav(wav, self.sample_rate, "the voice reference")
+        return self.decoder.reference_spectrum(wav)
+
+    def _decode(self, latents: Tensor, semantic: Tensor | None, reference: Tensor | None = None) -> Tensor:
+        """latents [B, D, T] -> [B, 1, T * hop]; only a decoder that reads semantic tokens gets
+        them, only one that reads a voice reference gets it."""
+        if reference is not None and not self.config.reference_mels:
+            raise ValueError("this codec's decoder reads no voice reference (reference_mels = 0): give none")
+        if self.config.reference_mels:
+            return self.decoder(latents, semantic, reference)
         if self.config.semantic_vocab_size:
             return self.decoder(latents, semantic)
         return self.decoder(latents)

@@ -26,8 +26,18 @@ tokenizer's k-means centroid (for the bundled tokens, the phone posteriors it st
 tokens that mean the same phones get the same push from the start, and only what sets them apart
 is left to their own rows. The projection starts at zero too.
 
+With SoundStreamConfig.reference_mels the decoder also reads a voice reference: the long-term
+spectrum of a few seconds of the speaker (`reference_spectrum`: mean log-mel over the frames of
+speech, its overall level removed), one vector per clip through one projection (zero at the
+start) added to every frame. The codec's tokens, learned on ten voices, carry an unseen voice's
+spectral envelope poorly (flite-rms: its resynthesis loses the spectrum above 2 kHz by 4-7 dB,
+docs/codec.md), while a text-to-speech request always brings a recording of the voice, its
+prompt. Trained on crops whose target is equalized but whose tokens are not (the soundstream
+task's options.reference), the decoder learns to take the envelope from the reference.
+
 Notation: B batch, D latent width, C ConvNeXt width, T frames, F = n_fft / 2 + 1 bins, N samples,
-S semantic tokens (S * semantic_rate_ratio >= T), V semantic vocabulary, E semantic feature width.
+S semantic tokens (S * semantic_rate_ratio >= T), V semantic vocabulary, E semantic feature width,
+M reference mel bands.
 """
 
 from __future__ import annotations
@@ -37,6 +47,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from soundstorm.codecs.soundstream.config import SoundStreamConfig
+from soundstorm.codecs.soundstream.losses import mel_filterbank
+
+# The voice reference's spectrum: 64 ms windows (a long-term spectrum wants frequency resolution,
+# not time), and frames more than REFERENCE_FLOOR_DB below the clip's loudest left out (pauses).
+REFERENCE_N_FFT = 1024
+REFERENCE_FLOOR_DB = 40.0
 
 
 class ConvNeXtBlock(nn.Module):
@@ -112,11 +128,20 @@ class VocosDecoder(nn.Module):
             # tokenizer folder is at hand when it is loaded. All zero until set_semantic_features.
             self.register_buffer("semantic_features", torch.zeros(config.semantic_vocab_size + 1, config.semantic_feature_dim))
             self.semantic_projection = nn.Linear(config.semantic_feature_dim, dim, bias=False)
+        self.reference_projection: nn.Linear | None = None
+        if config.reference_mels:
+            bank = mel_filterbank(REFERENCE_N_FFT, config.reference_mels, config.sample_rate, f_min=50.0)
+            self.register_buffer("reference_bank", bank, persistent=False)  # [M, n_fft / 2 + 1]
+            self.register_buffer("reference_window", torch.hann_window(REFERENCE_N_FFT), persistent=False)
+            self.reference_hop = config.hop_length
+            self.reference_projection = nn.Linear(config.reference_mels, dim, bias=False)
         self.apply(_init_weights)
         if self.semantic is not None:
             nn.init.zeros_(self.semantic.weight)
         if self.semantic_projection is not None:
             nn.init.zeros_(self.semantic_projection.weight)
+        if self.reference_projection is not None:
+            nn.init.zeros_(self.reference_projection.weight)
 
     @torch.no_grad()
     def set_semantic_features(self, centroids: Tensor) -> None:
@@ -141,10 +166,27 @@ class VocosDecoder(nn.Module):
             embedding = embedding + self.semantic_projection(self.semantic_features[semantic])
         return embedding
 
-    def forward(self, latents: Tensor, semantic: Tensor | None = None) -> Tensor:
-        """latents [B, D, T] (and semantic tokens int64 [B, S], a decoder that reads them) ->
-        [B, 1, T * hop]."""
+    @torch.no_grad()
+    def reference_spectrum(self, wav: Tensor) -> Tensor:
+        """A voice reference wav float [B, 1, N] -> float32 [B, M]: what `forward` reads of it."""
+        if self.reference_projection is None:
+            raise ValueError("this decoder reads no voice reference (SoundStreamConfig.reference_mels = 0)")
+        return reference_spectrum(wav, self.reference_bank, self.reference_window, self.reference_hop)
+
+    def forward(self, latents: Tensor, semantic: Tensor | None = None, reference: Tensor | None = None) -> Tensor:
+        """latents [B, D, T] (and semantic tokens int64 [B, S], a decoder that reads them; and a
+        voice reference's spectrum float [B, M], `reference_spectrum`, one that reads it: None
+        reads as zeros, "none given") -> [B, 1, T * hop]."""
         x = self.norm_in(self.embed(latents).transpose(1, 2)).transpose(1, 2)  # [B, C, T]
+        if self.reference_projection is not None:
+            if reference is not None:
+                M = self.reference_projection.in_features
+                if reference.shape != (latents.shape[0], M):
+                    raise ValueError(f"the voice reference must be float [B, M] = [{latents.shape[0]}, {M}] "
+                                     f"(reference_spectrum), got {tuple(reference.shape)}")
+                x = x + self.reference_projection(reference.to(x.dtype))[:, :, None]  # [B, C, 1]: every frame
+        elif reference is not None:
+            raise ValueError("this decoder reads no voice reference (SoundStreamConfig.reference_mels = 0)")
         if self.semantic is not None:
             B, _, T = latents.shape
             if semantic is None:
@@ -163,6 +205,27 @@ class VocosDecoder(nn.Module):
         magnitude = log_magnitude.exp().clamp(max=100.0)
         spectra = torch.polar(magnitude, phase)  # [B, F, T] complex
         return self.istft(spectra)[:, None]  # [B, 1, T * hop]
+
+
+def reference_spectrum(wav: Tensor, bank: Tensor, window: Tensor, hop_length: int) -> Tensor:
+    """wav float [B, 1, N] -> its long-term spectrum float32 [B, M]: the mean natural-log mel
+    power (bank [M, n_fft / 2 + 1]) over the frames within REFERENCE_FLOOR_DB of the loudest,
+    minus its mean over the bands, so that how loud the reference is does not count, only
+    the shape of its spectrum. All zeros for a silent clip."""
+    n_fft = window.shape[0]
+    signal = wav[:, 0].float()  # [B, N]
+    if signal.shape[-1] < n_fft:  # a window's worth at least
+        signal = F.pad(signal, (0, n_fft - signal.shape[-1]))
+    with torch.autocast(device_type=signal.device.type, enabled=False):
+        power = torch.stft(signal, n_fft, hop_length, window=window, center=True, return_complex=True).abs().square()
+        mel = torch.einsum("mf,bft->bmt", bank, power)  # [B, M, T]
+        energy_db = 10.0 * torch.log10(power.sum(dim=1) + 1e-10)  # [B, T]
+        loud = energy_db > energy_db.amax(dim=1, keepdim=True) - REFERENCE_FLOOR_DB  # [B, T]
+        loud &= power.sum(dim=1) > 1e-8  # digital silence is never speech
+        weight = loud.float()[:, None]  # [B, 1, T]
+        spectrum = (mel.clamp_min(1e-10).log() * weight).sum(dim=2) / weight.sum(dim=2).clamp_min(1.0)  # [B, M]
+        spectrum = spectrum - spectrum.mean(dim=1, keepdim=True)
+        return spectrum * loud.any(dim=1, keepdim=True)
 
 
 def standardized_features(centroids: Tensor) -> Tensor:
