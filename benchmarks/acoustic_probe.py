@@ -31,7 +31,11 @@ draws equal to the true ones (low where many codes sound alike: read it beside t
 With --asr every variant is also heard by pocketsphinx, as eval-tts hears our audio: WER and CER
 per variant, and of the synthesizer's audio itself (`synth audio`), so that the ceiling each
 stage sets is read in the words issue 8's goal counts (the tokenizer's phones flatter a decoder
-that reads the tokenizer's own tokens).
+that reads the tokenizer's own tokens). --similarity adds each variant's speaker similarity to the
+prompt (resemblyzer). With --reference, a decoder that reads a voice reference (vocos.py:
+reference_mels) decodes every variant a second time with the sentence's 3 s prompt as its
+reference, rows marked `[voice reference]`: the same tokens, with and without. --only keeps the
+named variants (and the synthesizer's audio) when the others are not wanted.
 """
 
 from __future__ import annotations
@@ -98,6 +102,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--asr", action="store_true", help="also WER and CER of every variant by pocketsphinx")
+    parser.add_argument("--similarity", action="store_true", help="also every variant's similarity to the prompt")
+    parser.add_argument("--reference", action="store_true",
+                        help="decode every variant with the prompt as the voice reference too (a decoder that reads one)")
+    parser.add_argument("--only", nargs="*", help="keep only these variants, e.g. codec soundstorm")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,6 +133,11 @@ def main() -> int:
         from soundstorm.eval.asr import Recognizer, error_rates
 
         asr = Recognizer()
+    similarities: dict[str, dict[str, list[float]]] = {}  # group -> variant -> similarity to the prompt
+    if args.similarity:
+        from soundstorm.eval.speaker import SpeakerSimilarity
+
+        similarity = SpeakerSimilarity()
     for index, (entry, prompt_entry) in enumerate(pairs):
         root = args.manifest.parent
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
@@ -148,12 +161,22 @@ def main() -> int:
             **{text: pipeline.acoustic(semantic, voice, replace(options, steps=steps, guidance_scale=guidance))
                for text, (steps, guidance) in zip(args.schedules, schedules)},
         }
+        if args.only:
+            made = {name: codes for name, codes in made.items() if name in args.only}
+        codecs = dict(decoders)
+        if args.reference:
+            assert voice.recording is not None
+            codecs.update({f"{suffix} [voice reference]": codec.with_reference(voice.recording)
+                           for suffix, codec in decoders.items() if codec.reads_reference})
         group = counts.setdefault(GROUPS[entry.split or ""], {})
+        alike = similarities.setdefault(GROUPS[entry.split or ""], {})
         words = heard_words.setdefault(GROUPS[entry.split or ""], {})
         texts.setdefault(GROUPS[entry.split or ""], []).append(entry.text or "")
         if args.asr:
             words.setdefault("synth audio", []).append(asr.transcribe(reference, sr))
-        for suffix, codec in decoders.items():
+        if args.similarity:
+            alike.setdefault("synth audio", []).append(similarity(prompt[: 3 * sr], reference, sr))
+        for suffix, codec in codecs.items():
             for name, codes in made.items():
                 # A decoder that reads semantic tokens gets the ones every variant was spoken from.
                 if isinstance(codes, AcousticTokens):
@@ -168,6 +191,8 @@ def main() -> int:
                 row[1] += phones
                 if args.asr:
                     words.setdefault(name + suffix, []).append(asr.transcribe(wav, sr))
+                if args.similarity:
+                    alike.setdefault(name + suffix, []).append(similarity(prompt[: 3 * sr], wav, sr))
         row = group.setdefault("level-1 accuracy", [0, 0])
         row[0] += int((generated[:, 0] == true_codes[:, 0]).sum())
         row[1] += generated.shape[0]
@@ -190,10 +215,18 @@ def main() -> int:
         for name in next(iter(asr_results.values())):
             print(f"| {name} | " + " | ".join(f"{r[name]['wer']:.3f} / {r[name]['cer']:.3f}"
                                               for r in asr_results.values()) + " |")
+    similarity_results = {group: {name: float(sum(v) / len(v)) for name, v in variants.items()}
+                          for group, variants in similarities.items()}
+    if args.similarity:
+        print("\n| variant (similarity to the prompt) | " + " | ".join(similarity_results) + " |")
+        print("|---|" + "---:|" * len(similarity_results))
+        for name in next(iter(similarity_results.values())):
+            print(f"| {name} | " + " | ".join(f"{r[name]:.3f}" for r in similarity_results.values()) + " |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"command": " ".join(sys.argv), "levels": levels, "results": results,
-                                         "asr": asr_results or None, "texts": texts if args.asr else None,
+                                         "asr": asr_results or None, "similarity": similarity_results or None,
+                                         "similarities": similarities or None, "texts": texts if args.asr else None,
                                          "hypotheses": heard_words if args.asr else None},
                                         indent=2) + "\n")
     return 0

@@ -188,3 +188,30 @@ def test_the_pipeline_decodes_each_voice_with_its_own_prompt(tmp_path: Path) -> 
     # Adapting the decoder to the prompt keeps the prompt's reference beside it, as it decodes.
     adapted = pipeline.default_voice(adapt_steps=1).codec
     assert adapted is not None and torch.equal(adapted.reference, pipeline.decoder.with_reference(voice.recording).reference)
+
+
+def test_codec_eval_gives_each_speaker_s_clips_another_utterance_as_reference(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
+    from soundstorm.codecs.soundstream.codec import SoundStreamCodec
+    from soundstorm.data.manifest import ManifestEntry
+    from soundstorm.eval.codec_eval import adapted_decoders
+
+    torch.manual_seed(0)
+    model = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS, reference_mels=M)).eval()
+    codec = SoundStreamCodec(model, name="soundstream:tiny")
+    entries = []
+    for i, (speaker, split) in enumerate([("a", "test"), ("a", "train"), ("b", "test")]):
+        sf.write(tmp_path / f"{i}.wav", speech_like(1.2, i)[0, 0].numpy() * (i + 1) / 3, 16000)
+        entries.append(ManifestEntry(id=f"u{i}", path=f"{i}.wav", duration=1.2, sample_rate=16000, speaker=speaker,
+                                     split=split))
+    decoder_for = adapted_decoders(codec, entries, [entries[0], entries[2]], tmp_path, DecoderAdaptation(steps=0),
+                                   seconds=1.0, reference=True)
+    bound = decoder_for("a")
+    assert bound.model is codec.model  # nothing trained: the reference alone
+    expected = model.reference_spectrum(torch.from_numpy(sf.read(tmp_path / "1.wav", dtype="float32")[0][:16000])[None, None])
+    torch.testing.assert_close(bound.reference, expected)  # 1 s of u1, the utterance not scored
+    plain = SoundStreamCodec(SoundStream(SoundStreamConfig.preset("tiny", **VOCOS)), name="soundstream:plain")
+    with pytest.raises(ValueError, match="reads no voice reference"):
+        adapted_decoders(plain, entries, [entries[0]], tmp_path, DecoderAdaptation(steps=0), seconds=1.0, reference=True)

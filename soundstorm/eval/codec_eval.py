@@ -112,6 +112,11 @@ class CodecEvalReport:
             source = ("another utterance" if seconds <= 3.0 else "other utterances") + " of that speaker"
             lines.append(f"Each speaker's clips decoded by a copy of the decoder adapted {codec['adapt_decoder']} steps "
                          f"on {seconds:g} s of {source} (--adapt-decoder, --adapt-seconds); the tokens are the codec's own.")
+        if codec.get("voice_reference"):
+            seconds = codec.get("adapt_seconds", 3.0)
+            lines.append(f"Each speaker's clips decoded with {seconds:g} s of its other utterances as the decoder's voice "
+                         "reference (--voice-reference: their long-term spectrum, nothing trained); the tokens are the "
+                         "codec's own.")
         for split in self.splits:
             lines += [
                 "",
@@ -303,22 +308,27 @@ def spread_over_speakers(entries: Sequence[ManifestEntry], limit: int) -> list[M
 
 
 def adapted_decoders(codec: Codec, entries: Sequence[ManifestEntry], evaluated: Sequence[ManifestEntry], root: Path,
-                     options: DecoderAdaptation, seconds: float = 3.0) -> Callable[[str], Codec]:
+                     options: DecoderAdaptation, seconds: float = 3.0, reference: bool = False) -> Callable[[str], Codec]:
     """speaker -> `codec` with its decoder adapted (soundstorm/codecs/soundstream/adapt.py) on
     `seconds` of that speaker's utterances that are not evaluated, in manifest order: 3 s of one
     utterance is what a voice prompt gives text to speech; tens of seconds enrol the voice
-    (`soundstorm enroll`). Adapted on first use, then kept."""
+    (`soundstorm enroll`). With `reference`, a decoder that reads a voice reference is given
+    the same audio as its reference (before any adaptation, which then learns beside it; 0 steps:
+    the reference alone, nothing trained). Made on first use, then kept."""
     from soundstorm.codecs.soundstream.codec import SoundStreamCodec
 
-    if not isinstance(codec, SoundStreamCodec):
+    if options.steps and not isinstance(codec, SoundStreamCodec):
         raise ValueError(f"decoder adaptation needs our SoundStream codec, not {codec.name}")
+    if reference and not codec.reads_reference:
+        raise ValueError(f"{codec.name}'s decoder reads no voice reference (a SoundStream with reference_mels > 0 does)")
     skip = {e.id for e in evaluated}
     cache: dict[str, Codec] = {}
 
     def decoder_for(speaker: str) -> Codec:
         if speaker not in cache:
             clips = speaker_audio(entries, speaker, skip, seconds, root, codec.sample_rate)
-            cache[speaker] = codec.adapted_to(clips, options)
+            base = codec.with_reference(torch.cat(clips, dim=-1)) if reference else codec
+            cache[speaker] = base.adapted_to(clips, options) if options.steps else base  # type: ignore[attr-defined]
         return cache[speaker]
 
     return decoder_for
@@ -353,6 +363,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapt-seconds", type=float, default=3.0,
                         help="seconds of each speaker's other utterances to adapt on (default 3: a voice prompt; "
                              "30-60 s enrol the voice, with 100-200 steps)")
+    parser.add_argument("--voice-reference", action="store_true",
+                        help="a decoder that reads a voice reference (SoundStream reference_mels) decodes each speaker's "
+                             "clips with --adapt-seconds of another of its utterances as the reference (no training)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="folder for codec_eval.md and codec_eval.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -369,16 +382,18 @@ def run(args: argparse.Namespace) -> int:
     chosen = [entry for split in splits for entry in spread_over_speakers(
         [e for e in entries if e.split == split], args.max_items)]
     adaptation = DecoderAdaptation(steps=args.adapt_decoder)
-    decoder_for = (adapted_decoders(codec, entries, chosen, args.manifest.parent, adaptation, args.adapt_seconds)
-                   if args.adapt_decoder else None)
+    decoder_for = (adapted_decoders(codec, entries, chosen, args.manifest.parent, adaptation, args.adapt_seconds,
+                                    reference=args.voice_reference)
+                   if args.adapt_decoder or args.voice_reference else None)
     report = evaluate_codec(
         codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
         progress=not args.quiet and sys.stderr.isatty(), manifest_name=str(args.manifest),
         opus_reference_kbps=args.opus_kbps, decoder_for=decoder_for,
     )
-    if args.adapt_decoder:
+    if args.adapt_decoder or args.voice_reference:
         report.codec["adapt_decoder"] = args.adapt_decoder
         report.codec["adapt_seconds"] = args.adapt_seconds
+        report.codec["voice_reference"] = args.voice_reference
     table = report.to_markdown()
     print(table, end="")
     if args.out:

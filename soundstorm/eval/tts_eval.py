@@ -142,6 +142,8 @@ def evaluate(entries: list[ManifestEntry], root: Path, codec: Any, tokenizer: An
         utterance = Utterance(entry.id, entry.speaker, entry.split, entry.duration, entry.text or "")
         outputs = {"original": wav}
         decoder = decoder_for(entry.speaker) if decoder_for is not None else codec
+        if decoder.reads_reference and prompt_samples:
+            decoder = decoder.with_reference(tensor[..., :prompt_samples])  # the voice's envelope, from its prompt
         with torch.inference_mode():
             outputs["codec resynthesis"] = decoder.decode(codes[None])[0, 0].numpy()
         for system in generators:
