@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -145,24 +146,32 @@ def main() -> int:
         voice = pipeline.voice(prompt[: 3 * sr], sample_rate=sr)
         true_codes, semantic = pipeline.tokens(torch.from_numpy(reference)[None, None])  # [T, Q], [S]
         options = DecodingOptions(seed=args.seed * len(pairs) + index)
-        tokens = pipeline.acoustic(semantic, voice, options)
-        generated = tokens.codes  # [T, L]
-        soft = {} if len(args.soft_temperatures) == 0 else soft_variants(pipeline, voice, semantic, options,
-                                                                         args.soft_temperatures)
-        made: dict[str, Tensor | AcousticTokens] = {
-            "codec": true_codes[:, :levels],
-            "codec-1": true_codes[:, :1],
-            "true-1": finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels),
-            **{f"true-1 guided {g:g}": finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels, g)
+        generated: dict[str, AcousticTokens] = {}  # SoundStorm's own tokens, made once if a variant wants them
+
+        def soundstorm() -> AcousticTokens:
+            if not generated:
+                generated["tokens"] = pipeline.acoustic(semantic, voice, options)
+            return generated["tokens"]
+
+        def soundstorm_soft() -> dict[str, AcousticTokens]:
+            return soft_variants(pipeline, voice, semantic, options, args.soft_temperatures) if args.soft_temperatures else {}
+
+        makers: dict[str, Callable[[], Tensor | AcousticTokens]] = {
+            "codec": lambda: true_codes[:, :levels],
+            "codec-1": lambda: true_codes[:, :1],
+            "true-1": lambda: finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels),
+            **{f"true-1 guided {g:g}": (lambda g=g: finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels, g))
                for g in args.fine_guidance},
-            "soundstorm": tokens,
-            **soft,
-            "soundstorm-1only": generated[:, :1],
-            **{text: pipeline.acoustic(semantic, voice, replace(options, steps=steps, guidance_scale=guidance))
+            "soundstorm": soundstorm,
+            "soundstorm-1only": lambda: soundstorm().codes[:, :1],
+            **{text: (lambda steps=steps, guidance=guidance: pipeline.acoustic(
+                semantic, voice, replace(options, steps=steps, guidance_scale=guidance)))
                for text, (steps, guidance) in zip(args.schedules, schedules)},
         }
-        if args.only:
-            made = {name: codes for name, codes in made.items() if name in args.only}
+        made: dict[str, Tensor | AcousticTokens] = {name: make() for name, make in makers.items()
+                                                     if not args.only or name in args.only}
+        if not args.only or any(name.startswith("soundstorm soft") for name in args.only):
+            made.update(soundstorm_soft())
         codecs = dict(decoders)
         if args.reference:
             assert voice.recording is not None
@@ -193,9 +202,10 @@ def main() -> int:
                     words.setdefault(name + suffix, []).append(asr.transcribe(wav, sr))
                 if args.similarity:
                     alike.setdefault(name + suffix, []).append(similarity(prompt[: 3 * sr], wav, sr))
-        row = group.setdefault("level-1 accuracy", [0, 0])
-        row[0] += int((generated[:, 0] == true_codes[:, 0]).sum())
-        row[1] += generated.shape[0]
+        if generated:
+            row = group.setdefault("level-1 accuracy", [0, 0])
+            row[0] += int((generated["tokens"].codes[:, 0] == true_codes[:, 0]).sum())
+            row[1] += generated["tokens"].codes.shape[0]
         print(f"{index + 1}/{len(pairs)} {entry.id}", file=sys.stderr)
 
     results = {group: {**{name: errors / max(total, 1) for name, (errors, total) in rows.items()},
