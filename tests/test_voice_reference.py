@@ -215,3 +215,22 @@ def test_codec_eval_gives_each_speaker_s_clips_another_utterance_as_reference(tm
     plain = SoundStreamCodec(SoundStream(SoundStreamConfig.preset("tiny", **VOCOS)), name="soundstream:plain")
     with pytest.raises(ValueError, match="reads no voice reference"):
         adapted_decoders(plain, entries, [entries[0]], tmp_path, DecoderAdaptation(steps=0), seconds=1.0, reference=True)
+
+
+@needs_flite
+def test_enrolment_teaches_the_decoder_beside_the_voice_s_reference(tmp_path: Path) -> None:
+    from soundstorm.model.adapt import SoundStormAdaptation
+    from soundstorm.text.enroll import adapt_to_voice
+
+    models = write_tiny_models(tmp_path / "plain")
+    folder = tmp_path / "models"
+    shutil.copytree(models, folder)
+    plain = SoundStream.from_pretrained(models / "codec")
+    model = SoundStream(SoundStreamConfig.from_dict({**plain.config.to_dict(), **VOCOS, "reference_mels": M}))
+    model.load_state_dict({k: v for k, v in plain.state_dict().items() if not k.startswith("decoder.")}, strict=False)
+    model.save_pretrained(folder / "decoder")
+    pipeline = SpeechPipeline.from_folder(folder)
+    clips = [0.5 * speech_like(1.0, 8), 0.5 * speech_like(1.5, 9)]
+    enrolled = adapt_to_voice(pipeline, clips, steps=1, soundstorm=SoundStormAdaptation(steps=0)).codec
+    assert enrolled.reference is not None
+    torch.testing.assert_close(enrolled.reference, pipeline.decoder.with_reference(torch.cat(clips, dim=-1)).reference)

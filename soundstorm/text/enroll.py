@@ -159,6 +159,10 @@ def adapt_to_voice(pipeline: SpeechPipeline, clips: Sequence[torch.Tensor], step
     # SoundStorm's output beside the text's.
     examples = [pipeline.tokens(clip) for clip in clips] if soundstorm.steps or codec.semantic_vocab_size else []
     semantic = [tokens for _, tokens in examples] if codec.semantic_vocab_size else None
+    if codec.reads_reference:
+        # A decoder that reads a voice reference learns the voice beside the long-term spectrum of
+        # all the audio given, as it will decode it beside the voice's prompt's.
+        codec = codec.with_reference(torch.cat(list(clips), dim=-1))
     start = time.perf_counter()
     adapted = codec.adapted_to(clips, DecoderAdaptation(steps=steps, levels=levels, blend=blend), semantic)
     decoder_seconds = time.perf_counter() - start
