@@ -156,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
         voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder)
+        if args.no_voice_reference:
+            voice.recording = None  # the decoder decodes as with none given
         if args.enroll_seconds:
             if entry.speaker not in enrolled:
                 # As `soundstorm enroll` does, on the speaker's utterances that are not evaluated.
@@ -220,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
                              sample_rate=sr)
               for p in {pair[1].speaker: pair[1] for pair in pairs if pair[0].split == "test"}.values()][:2]
     dialogue: dict[str, Any] | None = None
-    if len(voices) == 2 and pipeline.t2s is not None:
+    if len(voices) == 2 and pipeline.t2s is not None and args.dialogue_seconds > 0:
         turns = dialogue_script(entries, ("A", "B"), args.dialogue_seconds)
         pipeline.dialogue(turns[:1], {"A": voices[0]}, options)  # warm-up: first-call allocations are not the speed
         start = time.perf_counter()
@@ -239,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
             {"command": command, "options": asdict(options), "semantic_from": args.semantic_from,
-             "adapt_decoder": args.adapt_decoder,
+             "adapt_decoder": args.adapt_decoder, "voice_reference": not args.no_voice_reference,
              "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
              "enroll_decoder_blend": args.enroll_decoder_blend if args.enroll_seconds else None, "goals": GOALS,
@@ -314,7 +316,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speak each sentence from its text (the whole pipeline; default) or from the semantic "
                              "tokens of the synthesizer's audio of it (SoundStorm and the codec alone: what the "
                              "text-to-semantic model costs, paired with a run from text)")
-    parser.add_argument("--dialogue-seconds", type=float, default=30.0)
+    parser.add_argument("--no-voice-reference", action="store_true",
+                        help="a decoder that reads a voice reference decodes without the prompt's (what the "
+                             "reference gives, paired with a run with it)")
+    parser.add_argument("--dialogue-seconds", type=float, default=30.0,
+                        help="time a dialogue of about this long (default 30 s; 0: none)")
     parser.add_argument("--threads", type=int, default=0)
     add_decoding_arguments(parser)
     add_precision_argument(parser)
