@@ -102,7 +102,14 @@ for stage in "codec-semf 9" "codec-semf2 10"; do
         --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\"" --set "seed=$SEM_SEED" "${SEM_INIT[@]}"
     SEM_INIT=(--init-from "$RUNS/$SEM_RUN/model")
 done
+# Then a voice reference too (model.reference_mels: the prompt's long-term spectrum through a projection
+# from zero; equalized targets whose codes are not; docs/intelligibility.md), one stage, bundled at its
+# best validation loss.
+train "$RUNS/codec-ref" recipes/demo/codec-reference.toml --set "data.cache=\"$MANIFEST\"" \
+    --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$RUNS/$SEM_RUN/model\"" \
+    --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
+    --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\""
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
     --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" \
-    --decoder "$RUNS/$SEM_RUN/model" --out models/demo
+    --decoder "$RUNS/codec-ref/best" --out models/demo
 echo "== models/demo is ready: make demo"
