@@ -234,6 +234,11 @@ def test_every_recipe_loads(path: Path) -> None:
             inputs = SoundStormInputs.from_dict(inputs)
             assert all((RECIPES.parent / folder / "config.json").is_file() for folder in (inputs.soundstorm, inputs.semantic))
             assert options["decoder_only"] and not options.get("adversarial", False)
+        reference = options.pop("reference", None)
+        if reference is not None:  # a decoder that reads a voice reference, and only such a one
+            from soundstorm.train.soundstream_task import ReferenceOptions
+
+            assert ReferenceOptions.from_dict(reference).seconds > 0 and config.reference_mels and options["decoder_only"]
         SoundStreamLossConfig.from_dict(options)
     elif recipe.task == "semantic":
         from soundstorm.semantic.content import ContentEncoderConfig
