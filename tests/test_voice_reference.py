@@ -183,8 +183,11 @@ def test_the_pipeline_decodes_each_voice_with_its_own_prompt(tmp_path: Path) -> 
     other = type(voice)(voice.name, voice.codes, voice.semantic, recording=0.3 * speech_like(2.0, 7))
     assert not np.allclose(pipeline.decode(tokens, other), wav, atol=1e-4)
     unbound = type(voice)(voice.name, voice.codes, voice.semantic)
-    np.testing.assert_allclose(pipeline.decode(tokens, unbound), pipeline.decoder.decode(tokens.codes[None])[0, 0].numpy(),
-                               atol=1e-5)
+    plain_audio = pipeline.decoder.decode(tokens.codes[None])[0, 0].numpy()
+    np.testing.assert_allclose(pipeline.decode(tokens, unbound), plain_audio, atol=1e-5)
+    # DecodingOptions.voice_reference = False (--no-voice-reference): the prompt is not given.
+    off = DecodingOptions(steps=[2, 1, 1, 1], seed=2, soft_temperature=0.0, voice_reference=False)
+    np.testing.assert_allclose(pipeline.render([pipeline.plan_speak(semantic, voice, off)])[0], plain_audio, atol=1e-5)
     # Adapting the decoder to the prompt keeps the prompt's reference beside it, as it decodes.
     adapted = pipeline.default_voice(adapt_steps=1).codec
     assert adapted is not None and torch.equal(adapted.reference, pipeline.decoder.with_reference(voice.recording).reference)

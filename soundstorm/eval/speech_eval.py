@@ -156,8 +156,6 @@ def run(args: argparse.Namespace) -> int:
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
         voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder)
-        if args.no_voice_reference:
-            voice.recording = None  # the decoder decodes as with none given
         if args.enroll_seconds:
             if entry.speaker not in enrolled:
                 # As `soundstorm enroll` does, on the speaker's utterances that are not evaluated.
@@ -241,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
             {"command": command, "options": asdict(options), "semantic_from": args.semantic_from,
-             "adapt_decoder": args.adapt_decoder, "voice_reference": not args.no_voice_reference,
+             "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,
              "enroll_decoder_blend": args.enroll_decoder_blend if args.enroll_seconds else None, "goals": GOALS,
@@ -316,9 +314,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speak each sentence from its text (the whole pipeline; default) or from the semantic "
                              "tokens of the synthesizer's audio of it (SoundStorm and the codec alone: what the "
                              "text-to-semantic model costs, paired with a run from text)")
-    parser.add_argument("--no-voice-reference", action="store_true",
-                        help="a decoder that reads a voice reference decodes without the prompt's (what the "
-                             "reference gives, paired with a run with it)")
     parser.add_argument("--dialogue-seconds", type=float, default=30.0,
                         help="time a dialogue of about this long (default 30 s; 0: none)")
     parser.add_argument("--threads", type=int, default=0)

@@ -87,6 +87,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decode levels 2..L as the expected codebook vector of SoundStorm's distribution at "
                              "this temperature; 0: the tokens themselves (default: the models folder's "
                              "decoding.json, else 0)")
+    parser.add_argument("--no-voice-reference", action="store_true",
+                        help="a decoder that reads a voice reference (the bundled decoder/) decodes without the "
+                             "prompt's spectrum (as for a resynth whose source voice the tokenizer hears poorly)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
@@ -97,7 +100,8 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            t2s_candidates=args.t2s_candidates,
                            guidance_scale=None if args.guidance_scale is None else
                            args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
-                           soft_temperature=args.soft_temperature, seed=args.seed)
+                           soft_temperature=args.soft_temperature, voice_reference=not args.no_voice_reference,
+                           seed=args.seed)
 
 
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:

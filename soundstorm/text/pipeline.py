@@ -112,6 +112,11 @@ class DecodingOptions:
     # Levels 2..L decoded as the expected codebook vector of softmax(logits / this), where 0
     # takes the tokens themselves (hard codes); None: SpeechPipeline.default_soft_temperature.
     soft_temperature: float | None = None
+    # A decoder that reads a voice reference (Codec.reads_reference) decodes each voice beside its
+    # prompt's long-term spectrum; False decodes as with none given. From text: similarity +0.02 in
+    # both voice groups (docs/intelligibility.md); spoken from an unseen voice's own semantic tokens
+    # (resynth of a voice the tokenizer hears poorly) it cost that voice similarity instead.
+    voice_reference: bool = True
     seed: int = 0
 
     def acoustic_key(self) -> tuple:
@@ -500,16 +505,17 @@ class SpeechPipeline:
         return self.acoustic_batch([self._segment(semantic, voice, options, salt)], options, callback)[0]
 
     def decode(self, tokens: AcousticTokens | Tensor, voice: Voice | None = None,
-               semantic: Tensor | None = None) -> np.ndarray:
+               semantic: Tensor | None = None, voice_reference: bool = True) -> np.ndarray:
         """Audio float32 [N] of SoundStorm's tokens (or codes [T, L]), by the voice's adapted codec
         where it has one; soft where the tokens carry distributions. With the semantic tokens
         [S] they were generated from (S = T / r), a codec whose decoder reads them gets them
-        (Codec.decode_with_semantic); other codecs decode the codes alone."""
+        (Codec.decode_with_semantic); other codecs decode the codes alone. A decoder that reads a
+        voice reference decodes beside the voice's recording unless voice_reference is False."""
         # Always float32: the codec is a few percent of the time, and its waveform is what
         # listeners hear (bf16's 8-bit mantissa would add noise at about -48 dB).
         start = time.perf_counter()
         codec = voice.codec if voice is not None and voice.codec is not None else self.decoder
-        if codec.reads_reference and voice is not None and voice.recording is not None:
+        if voice_reference and codec.reads_reference and voice is not None and voice.recording is not None:
             codec = codec.with_reference(voice.recording)  # the voice's envelope, from its prompt
         tokens = tokens if isinstance(tokens, AcousticTokens) else AcousticTokens(tokens)
         with torch.inference_mode():
@@ -603,7 +609,7 @@ class SpeechPipeline:
                     # Decoded now: a batch's distributions (soft decoding) are 12 KB a frame.
                     codes[(p, i)] = tokens.codes
                     segment = plans[p].segments[i]
-                    audio[(p, i)] = self.decode(tokens, segment.voice, segment.semantic)
+                    audio[(p, i)] = self.decode(tokens, segment.voice, segment.semantic, plans[p].options.voice_reference)
                 if recorder is not None:
                     recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio,
                                     levels=out[0].codes.shape[-1])
