@@ -158,18 +158,25 @@ def test_training_teaches_the_decoder_the_reference_and_moves_no_token(tmp_path:
             Trainer(Recipe.load(RECIPE, [*reference_overrides(manifest, models, 1), *bad]), tmp_path / "bad", progress=False)
 
 
-@needs_flite
-def test_the_pipeline_decodes_each_voice_with_its_own_prompt(tmp_path: Path) -> None:
-    models = write_tiny_models(tmp_path / "plain")
-    folder = tmp_path / "models"
+def models_with_reference_decoder(root: Path, seed: int | None = None) -> Path:
+    """The tiny speech models with a decoder/ that reads a voice reference (the codec's encoder and
+    codebooks; a Vocos decoder whose reference projection is random with `seed`, else zero)."""
+    models = write_tiny_models(root / "plain")
+    folder = root / "models"
     shutil.copytree(models, folder)
     plain = SoundStream.from_pretrained(models / "codec")
     model = SoundStream(SoundStreamConfig.from_dict({**plain.config.to_dict(), **VOCOS, "reference_mels": M}))
     model.load_state_dict({k: v for k, v in plain.state_dict().items() if not k.startswith("decoder.")}, strict=False)
-    with torch.no_grad():
-        model.decoder.reference_projection.weight.normal_(generator=torch.Generator().manual_seed(3))
+    if seed is not None:
+        with torch.no_grad():
+            model.decoder.reference_projection.weight.normal_(generator=torch.Generator().manual_seed(seed))
     model.save_pretrained(folder / "decoder")
-    pipeline = SpeechPipeline.from_folder(folder)
+    return folder
+
+
+@needs_flite
+def test_the_pipeline_decodes_each_voice_with_its_own_prompt(tmp_path: Path) -> None:
+    pipeline = SpeechPipeline.from_folder(models_with_reference_decoder(tmp_path, seed=3))
     assert pipeline.decoder.reads_reference and not pipeline.codec.reads_reference
     voice = pipeline.default_voice()
     assert voice.recording is not None
@@ -225,14 +232,7 @@ def test_enrolment_teaches_the_decoder_beside_the_voice_s_reference(tmp_path: Pa
     from soundstorm.model.adapt import SoundStormAdaptation
     from soundstorm.text.enroll import adapt_to_voice
 
-    models = write_tiny_models(tmp_path / "plain")
-    folder = tmp_path / "models"
-    shutil.copytree(models, folder)
-    plain = SoundStream.from_pretrained(models / "codec")
-    model = SoundStream(SoundStreamConfig.from_dict({**plain.config.to_dict(), **VOCOS, "reference_mels": M}))
-    model.load_state_dict({k: v for k, v in plain.state_dict().items() if not k.startswith("decoder.")}, strict=False)
-    model.save_pretrained(folder / "decoder")
-    pipeline = SpeechPipeline.from_folder(folder)
+    pipeline = SpeechPipeline.from_folder(models_with_reference_decoder(tmp_path))
     clips = [0.5 * speech_like(1.0, 8), 0.5 * speech_like(1.5, 9)]
     enrolled = adapt_to_voice(pipeline, clips, steps=1, soundstorm=SoundStormAdaptation(steps=0)).codec
     assert enrolled.reference is not None
