@@ -87,6 +87,27 @@ def test_a_copied_decoder_decodes_as_its_source_until_it_learns_the_reference(tm
         SoundStreamConfig.preset("tiny", reference_mels=M)
 
 
+def test_every_block_can_read_the_reference_too(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    once = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS, reference_mels=M)).eval()
+    with torch.no_grad():
+        once.decoder.reference_projection.weight.normal_(generator=torch.Generator().manual_seed(3))
+    once.save_pretrained(tmp_path / "once")
+    model = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS, reference_mels=M, reference_in_blocks=True)).eval()
+    load_encoder(model, tmp_path / "once")
+    load_decoder(model, tmp_path / "once")  # the blocks' projections are new: they start at zero
+    codes = torch.randint(64, (1, 10, 4), generator=torch.Generator().manual_seed(1))
+    reference = model.reference_spectrum(speech_like(2.0, 1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.decode(codes, reference=reference), once.decode(codes, reference=reference))
+        for projection in model.decoder.reference_block_projections:
+            projection.weight.normal_(generator=torch.Generator().manual_seed(4))
+        assert not torch.allclose(model.decode(codes, reference=reference), once.decode(codes, reference=reference), atol=1e-4)
+        torch.testing.assert_close(model.decode(codes), once.decode(codes))  # none given: nothing added anywhere
+    with pytest.raises(ValueError, match="reference_in_blocks .* needs reference_mels > 0"):
+        SoundStreamConfig.preset("tiny", **VOCOS, reference_in_blocks=True)
+
+
 def test_the_codec_binds_a_voice_s_reference_to_a_view_of_its_weights(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = SoundStream(SoundStreamConfig.preset("tiny", **VOCOS, reference_mels=M)).eval()

@@ -19,7 +19,7 @@ DECODERS = ("seanet", "vocos")
 # SoundStreamConfig fields that shape only the decoder: codecs that differ in nothing else make
 # the same tokens (options.encoder_from trains a new decoder behind another codec's encoder).
 DECODER_FIELDS = ("decoder", "vocos_dim", "vocos_depth", "vocos_n_fft", "semantic_vocab_size", "semantic_rate_ratio",
-                  "semantic_feature_dim", "reference_mels")
+                  "semantic_feature_dim", "reference_mels", "reference_in_blocks")
 
 
 def _positive_int(owner: str, name: str, value: object) -> None:
@@ -90,6 +90,9 @@ class SoundStreamConfig:
     # projection added to every frame (vocos.py): the envelope of a voice whose tokens the codec's
     # ten training voices taught it to render as theirs. 0: none.
     reference_mels: int = 0
+    # With reference_mels: every ConvNeXt block also adds its own projection of the reference to
+    # its input, not the first alone.
+    reference_in_blocks: bool = False
 
     def __post_init__(self) -> None:
         owner = "SoundStreamConfig"
@@ -127,6 +130,8 @@ class SoundStreamConfig:
             raise ValueError(f"{owner}.reference_mels must be an integer >= 0 (0: none), got {self.reference_mels!r}")
         if self.reference_mels and self.decoder != "vocos":
             raise ValueError(f"{owner}.reference_mels: only the vocos decoder reads a voice reference")
+        if self.reference_in_blocks and not self.reference_mels:
+            raise ValueError(f"{owner}.reference_in_blocks reads the voice reference in every block: it needs reference_mels > 0")
         if not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"{owner}.ema_decay must be in (0, 1), got {self.ema_decay}")
         if not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 0:

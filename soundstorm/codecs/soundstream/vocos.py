@@ -33,7 +33,8 @@ start) added to every frame. The codec's tokens, learned on ten voices, carry an
 spectral envelope poorly (flite-rms: its resynthesis loses the spectrum above 2 kHz by 4-7 dB,
 docs/codec.md), while a text-to-speech request always brings a recording of the voice, its
 prompt. Trained on crops whose target is equalized but whose tokens are not (the soundstream
-task's options.reference), the decoder learns to take the envelope from the reference.
+task's options.reference), the decoder learns to take the envelope from the reference. With
+SoundStreamConfig.reference_in_blocks every ConvNeXt block also adds a projection of its own.
 
 Notation: B batch, D latent width, C ConvNeXt width, T frames, F = n_fft / 2 + 1 bins, N samples,
 S semantic tokens (S * semantic_rate_ratio >= T), V semantic vocabulary, E semantic feature width,
@@ -135,6 +136,9 @@ class VocosDecoder(nn.Module):
             self.register_buffer("reference_window", torch.hann_window(REFERENCE_N_FFT), persistent=False)
             self.reference_hop = config.hop_length
             self.reference_projection = nn.Linear(config.reference_mels, dim, bias=False)
+        # reference_in_blocks: one more projection per block, added to that block's input.
+        self.reference_block_projections = nn.ModuleList(
+            nn.Linear(config.reference_mels, dim, bias=False) for _ in range(depth)) if config.reference_in_blocks else None
         self.apply(_init_weights)
         if self.semantic is not None:
             nn.init.zeros_(self.semantic.weight)
@@ -142,6 +146,8 @@ class VocosDecoder(nn.Module):
             nn.init.zeros_(self.semantic_projection.weight)
         if self.reference_projection is not None:
             nn.init.zeros_(self.reference_projection.weight)
+        for projection in self.reference_block_projections or ():
+            nn.init.zeros_(projection.weight)
 
     @torch.no_grad()
     def set_semantic_features(self, centroids: Tensor) -> None:
@@ -196,7 +202,9 @@ class VocosDecoder(nn.Module):
             x = x + self.semantic_embedding(semantic[:, frames]).transpose(1, 2)  # [B, C, T]
         elif semantic is not None:
             raise ValueError("this decoder reads no semantic tokens (SoundStreamConfig.semantic_vocab_size = 0)")
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if self.reference_block_projections is not None and reference is not None:
+                x = x + self.reference_block_projections[index](reference.to(x.dtype))[:, :, None]
             x = block(x)
         # The inverse FFT runs in float32 whatever the autocast: bf16 has no FFT and too few bits.
         out = self.head(self.norm_out(x.transpose(1, 2))).float().transpose(1, 2)  # [B, 2F, T]
