@@ -161,9 +161,9 @@ class AudioCropDataset(Dataset[AudioCrop]):
             self.reference_samples = round(float(reference_seconds) * sample_rate)
             if not float(reference_seconds) > 0 or self.reference_samples < 1:
                 raise ValueError(f"reference_seconds must be > 0, got {reference_seconds!r}")
-        # Each speaker's positions: where a crop's voice reference comes from.
+        # Each speaker's positions: where a crop's voice reference comes from (reference_seconds only).
         self.by_speaker: dict[str, list[int]] = {}
-        for position, entry in enumerate(self.entries):
+        for position, entry in enumerate(self.entries if self.reference_samples else ()):
             self.by_speaker.setdefault(entry.speaker, []).append(position)
         self.sample_rate = sample_rate
         self.seed = seed

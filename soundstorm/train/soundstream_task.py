@@ -245,18 +245,17 @@ class SoundStreamTask(Task):
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], batches: Iterable[AudioBatch]) -> dict[str, float]:
         model = modules["model"]
+        codec = model.module if isinstance(model, DistributedDataParallel) else model
         totals = torch.zeros(4, dtype=torch.float64)  # mel sum, stft sum, batches, mel sum from SoundStorm's codes
         for batch in batches:
             batch = self.move(batch)
             wav = batch.wav
             reference = None
             if self.reference is not None:
-                codec = model.module if isinstance(model, DistributedDataParallel) else model
                 assert batch.reference is not None
                 reference = codec.reference_spectrum(batch.reference)  # [B, M]
             semantic = None
             if self.predictor is not None:
-                codec = model.module if isinstance(model, DistributedDataParallel) else model
                 codes = codec.encode(wav)  # [B, T, Q]
                 semantic = self.predictor.semantic_tokens(wav, codes.shape[1])  # [B, S]
             # A decoder that reads semantic tokens is validated with them (as text to speech uses it).
