@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     corpus_commands = corpus.add_subparsers(dest="corpus_command", required=True, metavar="STEP")
     _add_module(corpus_commands, "synth", "soundstorm.data.synth", "synthesize a multi-speaker corpus with Debian's voices")
     _add_module(corpus_commands, "scan", "soundstorm.data.scan", "validate a folder of audio (+ transcripts) into a manifest")
+    _add_module(corpus_commands, "augment", "soundstorm.data.augment", "new voices: copies of a corpus at random speeds and equalizations")
     _add_module(corpus_commands, "merge", "soundstorm.data.merge", "merge manifests into one (paths rewritten, ids kept)")
     _add_module(corpus_commands, "tokenize", "soundstorm.data.tokenize", "encode a manifest into a token cache")
 

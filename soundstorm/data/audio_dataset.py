@@ -57,6 +57,25 @@ def equalize(wav: np.ndarray, sample_rate: int, gains_db: Sequence[float]) -> np
     return np.fft.irfft(spectrum, n)[: len(wav)].astype(np.float32)
 
 
+def played(wav: np.ndarray, sample_rate: int, speed: float) -> np.ndarray:
+    """wav float32 [N] at `speed` (1: as recorded): read as sample_rate * speed Hz and brought
+    back to sample_rate, `speed` times shorter, pitch and formants `speed` times higher."""
+    if speed == 1.0:
+        return wav
+    return soxr.resample(wav, sample_rate * speed, sample_rate).astype(np.float32, copy=False)
+
+
+def equalized(wav: np.ndarray, sample_rate: int, gains_db: Sequence[float]) -> np.ndarray:
+    """`equalize`, then scaled down if a sample would pass 0.99 (no gains: wav unchanged)."""
+    if not len(gains_db) or not len(wav):
+        return wav
+    wav = equalize(wav, sample_rate, gains_db)
+    peak = float(np.abs(wav).max())
+    if peak > 0.99:  # a boost must not clip: a model would learn the clipping
+        wav = wav * (0.99 / peak)
+    return wav
+
+
 @dataclass
 class AudioCrop:
     wav: Tensor  # float32 [1, N]; zeros after `length`
@@ -215,38 +234,22 @@ class AudioCropDataset(Dataset[AudioCrop]):
         entry = self.entries[position]
         wav, _ = load_audio(entry.audio_path(self.root), sample_rate=self.sample_rate, resample=True, downmix=True)
         speed = self.speed(position)
-        wav = self._played(wav, speed)
+        wav = played(wav, self.sample_rate, speed)
         start = self.crop_start(position, len(wav))
         window = wav[start : start + self.crop_samples]  # [<= N]
         gains = self.eq_gains_db(position)
-        crop = AudioCrop(wav=_padded(self._equalized(window, gains), self.crop_samples), length=len(window),
+        crop = AudioCrop(wav=_padded(equalized(window, self.sample_rate, gains), self.crop_samples), length=len(window),
                          index=position, start=start, speed=speed, eq_gains_db=gains)
         if self.reference_samples:
             crop.clean = _padded(window, self.crop_samples)
             other = self.entries[self.reference_position(position)]
             audio, _ = load_audio(other.audio_path(self.root), sample_rate=self.sample_rate, resample=True, downmix=True)
-            audio = self._played(audio, speed)
+            audio = played(audio, self.sample_rate, speed)
             generator = np.random.default_rng([self.seed, self.epoch, position, 4])
             begin = int(generator.integers(0, max(1, len(audio) - self.reference_samples + 1)))
-            crop.reference = _padded(self._equalized(audio[begin : begin + self.reference_samples], gains),
+            crop.reference = _padded(equalized(audio[begin : begin + self.reference_samples], self.sample_rate, gains),
                                      self.reference_samples)
         return crop
-
-    def _played(self, wav: np.ndarray, speed: float) -> np.ndarray:
-        """wav at `speed` (1: as recorded): read as sample_rate * speed Hz and brought back to
-        sample_rate, `speed` times shorter."""
-        if speed == 1.0:
-            return wav
-        return soxr.resample(wav, self.sample_rate * speed, self.sample_rate).astype(np.float32, copy=False)
-
-    def _equalized(self, window: np.ndarray, gains: tuple[float, ...]) -> np.ndarray:
-        if not gains or not len(window):
-            return window
-        window = equalize(window, self.sample_rate, gains)
-        peak = float(np.abs(window).max())
-        if peak > 0.99:  # a boost must not clip: the codec would learn the clipping
-            window = window * (0.99 / peak)
-        return window
 
 
 def _padded(window: np.ndarray, samples: int) -> Tensor:
