@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the bundled models (models/demo) from nothing, offline, on this machine:
 #   corpus (Debian voices) -> SoundStream codec (+ a Vocos-style decoder, + random equalization)
-#   -> content encoder + k-means (semantic tokens) -> token cache -> SoundStorm and the
-#   text-to-semantic model -> models/demo (fp16)
+#   -> content encoder + k-means (semantic tokens) -> token cache -> SoundStorm (then on new voices
+#   made from the corpus's own) and the text-to-semantic model -> models/demo (fp16)
 #
 #   recipes/demo/build.sh                 # run every step; each resumes where it stopped
 #   MINUTES=50 recipes/demo/build.sh      # stop each training step after 50 min; run again to go on
@@ -66,6 +66,18 @@ print(load_codec('soundstream:' + sys.argv[1]).describe()['encoder_weights'][:12
 TOKENS="$DATA/synth-tokens-$DIGEST"
 "$SOUNDSTORM" corpus tokenize "$MANIFEST" "$TOKENS" --codec "soundstream:$CODEC" --semantic "content:$SEMANTIC" --quiet
 train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""
+# Then SoundStorm on the corpus and a copy of its training utterances, each at its own random speed
+# and equalization (`corpus augment`: thousands of voices it has not heard), so that it carries a
+# prompt's voice rather than recognising one of ten (docs/voices.md). What the bundle speaks with.
+[ -f "$DATA/synth-voices/manifest.jsonl" ] || "$SOUNDSTORM" corpus augment "$MANIFEST" "$DATA/synth-voices" --quiet
+[ -f "$DATA/synth-plus/manifest.jsonl" ] || "$SOUNDSTORM" corpus merge "$MANIFEST" "$DATA/synth-voices/manifest.jsonl" \
+    --out "$DATA/synth-plus/manifest.jsonl"
+PLUS_TOKENS="$DATA/synth-plus-tokens-$DIGEST"
+"$SOUNDSTORM" corpus tokenize "$DATA/synth-plus/manifest.jsonl" "$PLUS_TOKENS" --codec "soundstream:$CODEC" \
+    --semantic "content:$SEMANTIC" --quiet
+train "$RUNS/demo-soundstorm-voices" recipes/demo/soundstorm.toml --set "data.cache=\"$PLUS_TOKENS\"" \
+    --init-from "$RUNS/demo-soundstorm/model" --set optimizer.lr=3e-4 --set optimizer.min_lr_ratio=0.05 \
+    --set optimizer.max_steps=2000 --set optimizer.warmup_steps=100 --set options.train_levels=4
 train "$RUNS/t2s" recipes/t2s-small.toml --set "data.cache=\"$TOKENS\""
 # The decoder makes no token: a Vocos-style one trained behind the codec's encoder and codebooks
 # decodes the same tokens better and faster (docs/codec.md). Skipped for a codec that has one
@@ -110,6 +122,6 @@ train "$RUNS/codec-ref" recipes/demo/codec-reference.toml --set "data.cache=\"$M
     --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
     --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\""
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
-    --soundstorm "$RUNS/demo-soundstorm/model" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" \
+    --soundstorm "$RUNS/demo-soundstorm-voices/best" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" \
     --decoder "$RUNS/codec-ref/best" --out models/demo
 echo "== models/demo is ready: make demo"
