@@ -3,6 +3,7 @@ transform over the whole utterance, reproducible, resumable, and never touching 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,7 @@ def test_no_transform_copies_the_audio(tmp_path: Path) -> None:
 def test_only_the_split_asked_for_and_a_rerun_keeps_the_files(tmp_path: Path) -> None:
     manifest = tone_corpus(tmp_path / "corpus", [200.0, 300.0])
     entries = read_manifest(manifest)
-    write_manifest([entries[0]] + [ManifestEntry(**{**entries[1].__dict__, "split": "test"})], manifest)
+    write_manifest([entries[0], replace(entries[1], split="test")], manifest)
     copies = augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation())
     assert [c.id for c in copies] == ["s0/tone~v1"]
     written = tmp_path / "voices" / copies[0].path
@@ -120,6 +121,11 @@ def test_bad_settings_and_inputs_are_refused(tmp_path: Path) -> None:
         augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation(), split="valid")
     with pytest.raises(ValueError, match="holds the source manifest"):
         augment_corpus(manifest, tmp_path / "corpus", VoiceAugmentation())
+    augment_corpus(manifest, tmp_path / "made", VoiceAugmentation())
+    kept = (tmp_path / "made" / "manifest.jsonl").read_bytes()
+    with pytest.raises(ValueError, match="made with eq_db = 10.0, but this run has eq_db = 6.0"):
+        augment_corpus(manifest, tmp_path / "made", VoiceAugmentation(eq_db=6.0))  # its kept files would lie
+    assert (tmp_path / "made" / "manifest.jsonl").read_bytes() == kept
     (tmp_path / "corpus" / "audio" / "s0" / "tone.wav").write_bytes(b"")
     with pytest.raises(Exception, match="empty"):
         augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation())

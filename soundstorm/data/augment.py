@@ -16,14 +16,18 @@ transform, so a prompt cut from its start has the voice of its continuation. No 
 a transform, so each copy is a speaker of its own: its `speaker` is its id.
 
 Deterministic: a copy's transform depends only on the seed, the copy number and the source id, so
-an interrupted run resumes (files already written are kept) and a rerun writes the same audio.
-Each WAV and the manifest are written atomically; the source corpus is only read.
+an interrupted run resumes (files already written are kept) and a rerun writes the same audio; a
+rerun into the same folder with another source, seed, speed range or equalization is refused
+(out/augment.json records them), since the files kept would not be what its manifest says. More
+copies or another split may be added to a folder. Each WAV and the manifest are written
+atomically; the source corpus is only read.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +36,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from soundstorm.atomic import atomic_path
+from soundstorm.atomic import atomic_path, atomic_write_text
 from soundstorm.data.audio import load_audio
 from soundstorm.data.audio_dataset import EQ_POINTS, equalized, played
 from soundstorm.data.manifest import ManifestEntry, Phone, read_manifest, write_manifest
@@ -69,6 +73,19 @@ def copy_id(source_id: str, copy: int) -> str:
     return f"{source_id}~v{copy}"
 
 
+def _check_settings(out_dir: Path, settings: dict[str, object]) -> None:
+    """Record what out_dir's copies are made with, or refuse settings other than those recorded."""
+    record = out_dir / "augment.json"
+    if record.is_file():
+        found = json.loads(record.read_text())
+        for key, value in settings.items():
+            if found.get(key) != value:
+                raise ValueError(f"{out_dir} holds copies made with {key} = {found.get(key)!r}, but this run has "
+                                 f"{key} = {value!r}: use another folder, or delete that one to remake it")
+        return
+    atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
+
+
 def augment_corpus(
     manifest: str | Path,
     out_dir: str | Path,
@@ -87,6 +104,8 @@ def augment_corpus(
     sources = [e for e in read_manifest(manifest) if split is None or e.split == split]
     if not sources:
         raise ValueError(f"{manifest} has no utterances of split {split!r} to augment")
+    _check_settings(out_dir, {"source": str(manifest.resolve()), "seed": augmentation.seed,
+                              "speed_range": list(augmentation.speed_range), "eq_db": augmentation.eq_db})
     root = manifest.parent
     copies: list[ManifestEntry] = []
     bar = tqdm(total=len(sources) * augmentation.copies, disable=not progress, desc="augment", unit="utt")
