@@ -4,7 +4,7 @@ bf16 autocast runs the matrix products (most of a SoundStorm pass) in bfloat16 a
 reductions, norms and the output logits in float32. On a GPU with bf16 support, or a CPU with
 avx512_bf16 or AMX, that is faster; on other CPUs bf16 is emulated and slower than float32,
 so "auto" only turns it on where it pays. A model that decodes one token per pass is a
-different case (resolve_step_precision): "auto" keeps it in float32 on a CPU, and reads its
+different case (resolve_step_precision): "auto" keeps it in float32, and on a CPU reads its
 weights from float16 copies in the passes that decode one position (step_weights_dtype).
 
     precision = resolve_precision("auto", torch.device("cpu"))   # "bf16" or "fp32"
@@ -44,13 +44,15 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
 
 def resolve_step_precision(precision: str, device: torch.device) -> Precision:
     """The precision of a model that decodes one token per forward pass (the text-to-semantic
-    model). "auto" is float32 on a CPU: each step multiplies one position by every weight, so
-    its time goes to reading weights and launching ops, and autocast's casts of the weights at
-    every step cost more than bf16 saves (the six turns of benchmarks/dialogue_speed.py: 1.33 s
-    in float32 against 1.57 s under bf16 autocast on 2 threads, 1.84 s against 2.70 s on one).
-    Elsewhere as resolve_precision."""
-    resolved = resolve_precision(precision, device)
-    return "fp32" if precision == "auto" and device.type == "cpu" else resolved
+    model). "auto" is float32 on every device: each step multiplies one position by every weight,
+    so its time goes to reading weights and launching ops, not to arithmetic, and autocast adds
+    ops: under torch.inference_mode it casts every weight again at every step (its cast cache is
+    off there). On a CPU, the six turns of benchmarks/dialogue_speed.py took 1.33 s in float32
+    against 1.57 s under bf16 autocast on 2 threads (1.84 s against 2.70 s on one); on an H100,
+    a step of the 48M-parameter AR baseline took 1.94 ms in float32 against 2.82 ms under bf16
+    autocast (benchmarks/ar_step_profile.py, docs/gpu.md). "fp32" and "bf16" as given."""
+    resolved = resolve_precision(precision, device)  # validates
+    return "fp32" if precision == "auto" else resolved
 
 
 def step_weights_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from soundstorm.baselines import ARAcousticConfig, ARAcousticModel
-from soundstorm.model.decoder import CausalDecoder, KVCache
+from soundstorm.model.decoder import CausalDecoder, KVCache, decoding_attention
 
 CONFIG = ARAcousticConfig(codebook_size=16, num_quantizers=3, coarse_levels=2, semantic_vocab_size=10,
                           semantic_rate_ratio=2, fine_chunk_frames=4, dim=32, depth=2, heads=2, ff_mult=2.0)
@@ -43,6 +43,33 @@ def test_cached_decoding_equals_the_full_forward_pass(splits: list[int]) -> None
         start += size
     assert cache.length == sum(splits)
     torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-10, atol=1e-10)
+
+
+def test_cached_decoding_on_a_gpu_leaves_out_cudnn_attention() -> None:
+    """cuDNN's attention builds a plan per key length, which a KV cache changes every step; the
+    flags are global, so they must come back as they were."""
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with decoding_attention(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with decoding_attention(torch.device("cpu")):  # the CPU's kernel choice is left alone
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cached_bf16_decoding_on_a_gpu_runs_no_cudnn_attention() -> None:
+    torch.manual_seed(0)
+    decoder = CausalDecoder(dim=128, depth=2, heads=2, ff_dim=256, dropout=0.0).cuda().eval()
+    x = torch.randn(1, 12, 128, device="cuda")
+    cache = KVCache()
+    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16), torch.profiler.profile() as profile:
+        decoder(x[:, :4], cache)
+        for t in range(4, 12):
+            decoder(x[:, t : t + 1], cache)
+    names = {event.key for event in profile.key_averages()}
+    assert not any("cudnn_attention" in name for name in names), sorted(names)
+    assert any("attention" in name for name in names)
 
 
 @pytest.mark.parametrize(("dropout", "attention_dropout", "random_in_training"),

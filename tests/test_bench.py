@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
+from soundstorm import SoundStorm
+from soundstorm.baselines import ARAcousticModel
 from soundstorm.cli import main
 
 
@@ -32,3 +37,20 @@ def test_bench_can_give_the_ar_baseline_float16_step_weights(tmp_path: Path) -> 
     assert payload["step_weights"] is True
     assert "(AR baseline: float16 step weights)" in (tmp_path / "bench.md").read_text()
     assert {r["forward_passes"] for r in payload["results"] if r["runner"] == "ar baseline"} == {10 * 3}
+
+
+def test_bench_can_run_the_ar_baseline_in_float32_beside_a_bf16_soundstorm(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    autocast_on: dict[str, set[bool]] = {"soundstorm": set(), "ar": set()}
+    for name, cls in (("soundstorm", SoundStorm), ("ar", ARAcousticModel)):
+        def recording(self, *args, _name=name, _generate=cls.generate, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            autocast_on[_name].add(torch.is_autocast_enabled("cpu"))
+            return _generate(self, *args, **kwargs)
+        monkeypatch.setattr(cls, "generate", recording)
+    assert main(["bench", "--seconds", "0.2", "--batch", "1", "--preset", "tiny", "--codebook-size", "16",
+                 "--num-quantizers", "3", "--semantic-vocab-size", "10", "--steps", "2", "1", "1", "--bf16", "--ar-fp32",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    assert autocast_on == {"soundstorm": {True}, "ar": {False}}
+    payload = json.loads((tmp_path / "bench.json").read_text())
+    assert payload["bf16"] is True and payload["ar_fp32"] is True
+    assert "bf16 autocast (AR baseline: float32)" in (tmp_path / "bench.md").read_text()

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from soundstorm import precision
 from soundstorm.precision import autocast, bf16_is_fast, resolve_precision, resolve_step_precision
 
 
@@ -19,11 +20,13 @@ def test_auto_follows_the_hardware_and_explicit_choices_stand() -> None:
         resolve_precision("fp16", cpu)
 
 
-def test_one_token_decoders_stay_float32_on_a_cpu_unless_bf16_is_asked_for() -> None:
-    cpu = torch.device("cpu")
-    assert resolve_step_precision("auto", cpu) == "fp32"
+def test_one_token_decoders_stay_float32_unless_bf16_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(precision, "bf16_is_fast", lambda device: True)  # a GPU or a CPU with bf16
+    assert resolve_precision("auto", gpu) == "bf16" and resolve_precision("auto", cpu) == "bf16"
+    assert resolve_step_precision("auto", cpu) == "fp32" and resolve_step_precision("auto", gpu) == "fp32"
     assert resolve_step_precision("bf16", cpu) == "bf16" and resolve_step_precision("fp32", cpu) == "fp32"
-    assert resolve_step_precision("auto", torch.device("meta")) == resolve_precision("auto", torch.device("meta"))
+    assert resolve_step_precision("bf16", gpu) == "bf16"
     with pytest.raises(ValueError, match="auto, fp32, bf16"):
         resolve_step_precision("fp16", cpu)
 

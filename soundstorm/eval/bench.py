@@ -143,17 +143,17 @@ def build_runners(args: argparse.Namespace, device: torch.device) -> Setup:
     passes = [0]
     soundstorm.conformer.register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
 
-    def autocast() -> torch.autocast:
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+    def autocast(enabled: bool) -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def run_soundstorm(semantic: Tensor, frames: int) -> int:
         before = passes[0]
-        with torch.inference_mode(), autocast():
+        with torch.inference_mode(), autocast(args.bf16):
             soundstorm.generate(semantic_tokens=semantic, num_frames=frames, steps=steps, temperature=1.0)
         return passes[0] - before
 
     def run_ar(semantic: Tensor, frames: int) -> int:
-        with torch.inference_mode(), autocast():
+        with torch.inference_mode(), autocast(args.bf16 and not args.ar_fp32):
             return ar.generate(semantic, num_frames=frames, temperature=1.0, top_k=None).forward_passes
 
     runners = [Runner("soundstorm", run_soundstorm, soundstorm.num_parameters())]
@@ -239,6 +239,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-ar", action="store_true", help="time SoundStorm only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast for both")
+    parser.add_argument("--ar-fp32", action="store_true",
+                        help="the AR baseline in float32 even under --bf16: its one-position passes are bound by "
+                             "launching ops, which autocast's casts add to (an H100: 1.94 ms a pass in float32, 2.82 ms "
+                             "under bf16 autocast; docs/gpu.md), so float32 is its fastest on a GPU")
     parser.add_argument("--step-weights", action="store_true",
                         help="the AR baseline's one-position passes read float16 copies of its weights, as the "
                              "text-to-semantic model's do under --precision auto on a CPU (soundstorm/model/step_linear.py)")
@@ -258,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
     parameters = {r.name: r.parameters for r in setup.runners}
     header = (f"    {command}\n\n{name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"{'bf16 autocast' if args.bf16 else 'float32'}"
+              f"{' (AR baseline: float32)' if args.bf16 and args.ar_fp32 else ''}"
               f"{' (AR baseline: float16 step weights)' if args.step_weights else ''}; parameters: "
               + ", ".join(f"{n} {p / 1e6:.1f}M" for n, p in parameters.items()))
     markdown = to_markdown(results, header)
@@ -265,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out / "bench.md", markdown)
         payload = {"command": command, "device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                   "bf16": args.bf16, "step_weights": args.step_weights, "parameters": parameters,
+                   "bf16": args.bf16, "ar_fp32": args.ar_fp32, "step_weights": args.step_weights, "parameters": parameters,
                    "results": [asdict(r) | {"median": r.median, "rtf": r.rtf} for r in results]}
         atomic_write_text(args.out / "bench.json", json.dumps(payload, indent=2) + "\n")
         plot(results, args.out / "bench.png", f"{name}, {'bf16' if args.bf16 else 'fp32'}")

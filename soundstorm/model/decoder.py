@@ -12,12 +12,14 @@ Notation: B batch, T new positions, P cached positions, D width, H heads, Dh = D
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from soundstorm.model.conformer import FeedForward, RotaryEmbedding, apply_rotary
 
@@ -65,6 +67,19 @@ class KVCache:
         self.values[layer][:, :, past : past + T].copy_(v)
         self.lengths[layer] = past + T
         return self.keys[layer][:, :, : past + T], self.values[layer][:, :, : past + T]
+
+
+# The attention kernels a cached decoding pass may use on a GPU: all but cuDNN's. PyTorch prefers
+# cuDNN's on Hopper for bf16, and cuDNN builds an execution plan for every new key length, which
+# a KV cache changes at every step: on an H100, 61 ms per step of the AR baseline against 2.8 ms
+# once every length had been seen (docs/gpu.md). Flash and memory-efficient attention need no plan.
+DECODING_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def decoding_attention(device: torch.device) -> AbstractContextManager[None]:
+    """The attention kernels for cached decoding on device: DECODING_BACKENDS on a GPU, PyTorch's
+    own choice elsewhere (entering the context costs a few microseconds a step for nothing)."""
+    return sdpa_kernel(DECODING_BACKENDS) if device.type == "cuda" else nullcontext()
 
 
 class CausalSelfAttention(nn.Module):
@@ -127,6 +142,7 @@ class CausalDecoder(nn.Module):
         a cache); the cache, if given, is extended by these T positions."""
         past = cache.length if cache is not None else 0
         cos, sin = self.rotary(x.shape[1], offset=past)  # [T, Dh]
-        for layer, block in enumerate(self.blocks):
-            x = block(x, cos, sin, cache, layer)
+        with decoding_attention(x.device) if cache is not None else nullcontext():
+            for layer, block in enumerate(self.blocks):
+                x = block(x, cos, sin, cache, layer)
         return self.norm(x)

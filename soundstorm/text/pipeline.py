@@ -183,7 +183,7 @@ class SpeechPipeline:
         # SoundStorm's passes are matrix products: bf16 autocast where the hardware has it
         # (soundstorm/precision.py; benchmarks/dialogue_speed.py measures the gain).
         self.precision = resolve_precision(precision, self.device)
-        # The text-to-semantic model's one-token steps: float32 on a CPU unless bf16 is asked for,
+        # The text-to-semantic model's one-token steps: float32 unless bf16 is asked for, on a CPU
         # reading float16 copies of its weights under "auto" (soundstorm/model/step_linear.py).
         self.t2s_precision = resolve_step_precision(precision, self.device)
         self.t2s_step_dtype = step_weights_dtype(precision, self.device) if t2s is not None else None
