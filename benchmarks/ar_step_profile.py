@@ -50,11 +50,11 @@ def main() -> None:
     with torch.profiler.profile(activities=activities) as profile:
         passes = generate(True)
     events = profile.key_averages()
-    print(f"bf16 profile, {passes} passes; calls per pass in the last column")
+    print(f"bf16 profile, {passes} passes; the last column counts calls over all of them")
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     if device.type == "cuda":
         print(events.table(sort_by="self_cuda_time_total", row_limit=15))
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx"))
     print(f"kernel launches per pass: {launches / passes:.0f}")
 
 

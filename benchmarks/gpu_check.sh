@@ -8,9 +8,10 @@
 # Only torch, einops and tqdm are needed (random weights: speed does not depend on them), so the
 # bundled models need not travel: the device tool sends at most 64 MiB and the repository holds
 # more (`git rm --cached` the models' safetensors and list them in .git/info/exclude for the call,
-# then `git reset -- models/demo` and drop the lines: docs/gpu.md). Each step gets what is left of BUDGET_S; a step cut off leaves
-# the JSON of the steps before it, and the progress lines of its own on stderr. Order: what the
-# issue asks first (SoundStorm against the AR baseline at 30 s), then the rest.
+# then `git reset -- models/demo` and drop the lines: docs/gpu.md). Each step gets what is left
+# of BUDGET_S; a step cut off leaves the JSON of the steps before it, and the progress lines of
+# its own on stderr. Order: what the issue asks first (SoundStorm against the AR baseline at
+# 30 s), then the rest.
 set -u
 OUT=${OUT:-runs/gpu-check}
 BUDGET_S=${BUDGET_S:-480}
@@ -25,7 +26,7 @@ START=$(date +%s)
 left() { echo $((START + BUDGET_S - $(date +%s))); }
 
 # step NAME ARGS...: `soundstorm bench ARGS` into a scratch folder; its JSON lands as $OUT/NAME.json
-# (the markdown is in the log, the plot is redrawn from the JSON: the device tool returns few files).
+# (the markdown table is in the log; the device tool returns at most 8 files).
 step() {
     local name=$1; shift
     local budget; budget=$(left)
