@@ -3,6 +3,7 @@ transform over the whole utterance, reproducible, resumable, and never touching 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -46,11 +47,23 @@ def test_transforms_are_reproducible_and_differ_between_copies_and_sources() -> 
     others = [augmentation.transform("flite-slt/a", 2), augmentation.transform("flite-slt/b", 1),
               VoiceAugmentation(copies=3, seed=5).transform("flite-slt/a", 1)]
     assert all(other != first for other in others)
-    speeds = [augmentation.transform(f"u{i}", 1)[0] for i in range(400)]
+    speeds = [augmentation.transform(f"u{i}", 1).speed for i in range(400)]
     assert 0.87 <= min(speeds) < 0.9 and 1.12 < max(speeds) <= 1.15
-    gains = np.array([augmentation.transform(f"u{i}", 1)[1] for i in range(400)])
+    gains = np.array([augmentation.transform(f"u{i}", 1).eq_gains_db for i in range(400)])
     assert gains.shape == (400, len(EQ_POINTS)) and np.abs(gains).max() <= 10.0 and np.abs(gains).max() > 9.0
-    assert VoiceAugmentation(eq_db=0.0).transform("u", 1)[1] == ()
+    assert VoiceAugmentation(eq_db=0.0).transform("u", 1).eq_gains_db == ()
+    assert {augmentation.transform(f"u{i}", 1).formant for i in range(400)} == {1.0}  # off by default
+
+
+def test_formant_factors_are_drawn_after_and_apart_from_speed_and_gains() -> None:
+    plain, shifted = VoiceAugmentation(seed=3), VoiceAugmentation(seed=3, formant_range=(0.87, 1.15))
+    transforms = [(plain.transform(f"u{i}", 1), shifted.transform(f"u{i}", 1)) for i in range(400)]
+    # The copies made before formant_range existed keep their speeds and gains.
+    assert all((a.speed, a.eq_gains_db) == (b.speed, b.eq_gains_db) for a, b in transforms)
+    formants = np.array([b.formant for _, b in transforms])
+    assert 0.87 <= formants.min() < 0.9 and 1.12 < formants.max() <= 1.15
+    speeds = np.array([b.speed for _, b in transforms])
+    assert abs(np.corrcoef(np.log(speeds), np.log(formants))[0, 1]) < 0.15  # a vocal tract apart from the pitch
 
 
 def test_copy_is_its_source_sped_up_and_equalized(tmp_path: Path) -> None:
@@ -63,7 +76,9 @@ def test_copy_is_its_source_sped_up_and_equalized(tmp_path: Path) -> None:
     assert read_manifest(tmp_path / "voices" / "manifest.jsonl") == copies
     for copy in copies:
         source_id = copy.id.split("~")[0]
-        speed, gains = augmentation.transform(source_id, int(copy.id[-1]))
+        transform = augmentation.transform(source_id, int(copy.id[-1]))
+        speed, gains = transform.speed, transform.eq_gains_db
+        assert transform.formant == 1.0 and "formant" not in copy.extra
         assert copy.speaker == copy.id and copy.split == "train" and copy.text == "a tone"
         assert copy.extra["augmented_from"] == source_id and copy.extra["speed"] == pytest.approx(speed, abs=1e-5)
         wav, rate = sf.read(tmp_path / "voices" / copy.path)
@@ -76,6 +91,29 @@ def test_copy_is_its_source_sped_up_and_equalized(tmp_path: Path) -> None:
         expected_db = np.interp(np.log(frequency * speed), np.log(EQ_POINTS), gains)
         measured_db = 20 * np.log10(np.sqrt(2) * np.sqrt(np.mean(wav[4000:-4000] ** 2)) / 0.3)
         assert measured_db == pytest.approx(expected_db, abs=0.3)
+
+
+def test_a_formant_shift_keeps_the_pitch_and_is_recorded(tmp_path: Path) -> None:
+    manifest = tone_corpus(tmp_path / "corpus", [200.0])
+    augmentation = VoiceAugmentation(speed_range=(1.0, 1.0), eq_db=0.0, formant_range=(0.8, 0.8))
+    (copy,) = augment_corpus(manifest, tmp_path / "voices", augmentation)
+    wav, _ = sf.read(tmp_path / "voices" / copy.path)
+    assert copy.extra["formant"] == 0.8 and copy.duration == 2.0
+    assert peak_hz(wav) == pytest.approx(200.0, abs=1.0)  # the harmonic stays where it was
+    with pytest.raises(ValueError, match="made with formant_range = \\[0.8, 0.8\\], but this run has formant_range = \\[1.0, 1.0\\]"):
+        augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation(speed_range=(1.0, 1.0), eq_db=0.0))
+
+
+def test_a_folder_made_before_formant_shifts_resumes_without_them(tmp_path: Path) -> None:
+    manifest = tone_corpus(tmp_path / "corpus", [200.0])
+    copies = augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation())
+    record = tmp_path / "voices" / "augment.json"
+    settings = json.loads(record.read_text())
+    del settings["formant_range"]  # as a folder written before the setting existed
+    record.write_text(json.dumps(settings))
+    assert augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation()) == copies
+    with pytest.raises(ValueError, match="formant_range = \\[1.0, 1.0\\]"):
+        augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation(formant_range=(0.9, 1.1)))
 
 
 def test_no_transform_copies_the_audio(tmp_path: Path) -> None:
@@ -116,6 +154,8 @@ def test_bad_settings_and_inputs_are_refused(tmp_path: Path) -> None:
         VoiceAugmentation(speed_range=(1.2, 0.9))
     with pytest.raises(ValueError, match="eq_db"):
         VoiceAugmentation(eq_db=30.0)
+    with pytest.raises(ValueError, match="formant_range"):
+        VoiceAugmentation(formant_range=(0.5, 1.0))
     manifest = tone_corpus(tmp_path / "corpus", [200.0])
     with pytest.raises(ValueError, match="no utterances of split 'valid'"):
         augment_corpus(manifest, tmp_path / "voices", VoiceAugmentation(), split="valid")

@@ -11,7 +11,9 @@ ten voices lets it memorize ten and answer an unseen prompt with the nearest (do
 Each copy of an utterance here is the whole utterance played at its own random speed
 (log-uniform in `speed_range`: pitch and formants move together, a shorter or longer vocal tract)
 and filtered by its own random smooth gain curve (uniform in +-`eq_db` dB at EQ_POINTS: the
-spectral envelopes and brightness the corpus's voices do not have). The whole utterance gets one
+spectral envelopes and brightness the corpus's voices do not have); with a `formant_range`, its
+formants are first moved alone by a factor of their own (log-uniform; formant.py: the pitch
+stays), so that a copy's vocal tract is no longer tied to its pitch as its source's was. The whole utterance gets one
 transform, so a prompt cut from its start has the voice of its continuation. No two copies share
 a transform, so each copy is a speaker of its own: its `speaker` is its id.
 
@@ -39,7 +41,18 @@ from tqdm.auto import tqdm
 from soundstorm.atomic import atomic_path, atomic_write_text
 from soundstorm.data.audio import load_audio
 from soundstorm.data.audio_dataset import EQ_POINTS, equalized, played
+from soundstorm.data.formant import formant_shifted
 from soundstorm.data.manifest import ManifestEntry, Phone, read_manifest, write_manifest
+
+
+@dataclass(frozen=True)
+class VoiceTransform:
+    """What one copy is made with: formant_shifted(by formant), then played(at speed), then
+    equalized(by eq_gains_db). Its pitch is speed times the source's, its formants speed * formant."""
+
+    speed: float
+    eq_gains_db: tuple[float, ...]  # at EQ_POINTS; empty: no equalization
+    formant: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class VoiceAugmentation:
     speed_range: tuple[float, float] = (0.87, 1.15)  # speed factors, drawn log-uniformly (1: none)
     eq_db: float = 10.0  # gains drawn uniformly from [-eq_db, eq_db] dB at EQ_POINTS (0: none)
     seed: int = 0
+    formant_range: tuple[float, float] = (1.0, 1.0)  # formant factors at a constant pitch, log-uniform (1: none)
 
     def __post_init__(self) -> None:
         if self.copies < 1:
@@ -57,20 +71,30 @@ class VoiceAugmentation:
             raise ValueError(f"speed_range must be (low, high) with 0.5 <= low <= high <= 2.0, got {self.speed_range!r}")
         if not 0.0 <= self.eq_db <= 24.0:
             raise ValueError(f"eq_db must be in [0, 24] dB, got {self.eq_db!r}")
+        low, high = self.formant_range
+        if not 0.7 <= low <= high <= 1.4:
+            raise ValueError(f"formant_range must be (low, high) with 0.7 <= low <= high <= 1.4, got {self.formant_range!r}")
 
-    def transform(self, source_id: str, copy: int) -> tuple[float, tuple[float, ...]]:
-        """(speed, gains in dB at EQ_POINTS) of copy `copy` (1-based) of utterance `source_id`."""
+    def transform(self, source_id: str, copy: int) -> VoiceTransform:
+        """The transform of copy `copy` (1-based) of utterance `source_id`."""
         # A digest, not hash(): Python salts str hashes per process, and reruns must agree.
         key = int.from_bytes(hashlib.sha256(source_id.encode()).digest()[:8], "little")
         generator = np.random.default_rng([self.seed, copy, key])
         low, high = self.speed_range
         speed = float(np.exp(generator.uniform(np.log(low), np.log(high))))
         gains = generator.uniform(-self.eq_db, self.eq_db, len(EQ_POINTS)) if self.eq_db > 0 else ()
-        return speed, tuple(float(g) for g in gains)
+        # Drawn last, so that the speeds and gains of a seed are those of copies made without it.
+        low, high = self.formant_range
+        formant = float(np.exp(generator.uniform(np.log(low), np.log(high)))) if low != high else low
+        return VoiceTransform(speed, tuple(float(g) for g in gains), formant)
 
 
 def copy_id(source_id: str, copy: int) -> str:
     return f"{source_id}~v{copy}"
+
+
+# Settings added after folders were made without them, with the value those folders had.
+_SETTING_DEFAULTS: dict[str, object] = {"formant_range": [1.0, 1.0]}
 
 
 def _check_settings(out_dir: Path, settings: dict[str, object]) -> None:
@@ -79,8 +103,9 @@ def _check_settings(out_dir: Path, settings: dict[str, object]) -> None:
     if record.is_file():
         found = json.loads(record.read_text())
         for key, value in settings.items():
-            if found.get(key) != value:
-                raise ValueError(f"{out_dir} holds copies made with {key} = {found.get(key)!r}, but this run has "
+            made_with = found.get(key, _SETTING_DEFAULTS.get(key))
+            if made_with != value:
+                raise ValueError(f"{out_dir} holds copies made with {key} = {made_with!r}, but this run has "
                                  f"{key} = {value!r}: use another folder, or delete that one to remake it")
         return
     atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
@@ -105,6 +130,7 @@ def augment_corpus(
     if not sources:
         raise ValueError(f"{manifest} has no utterances of split {split!r} to augment")
     _check_settings(out_dir, {"source": str(manifest.resolve()), "seed": augmentation.seed,
+                              "formant_range": list(augmentation.formant_range),
                               "speed_range": list(augmentation.speed_range), "eq_db": augmentation.eq_db})
     root = manifest.parent
     copies: list[ManifestEntry] = []
@@ -118,7 +144,8 @@ def augment_corpus(
         stem = (source.with_suffix("") if not source.is_absolute() and ".." not in source.parts
                 else Path("audio") / hashlib.sha256(entry.id.encode()).hexdigest()[:16])
         for copy in range(1, augmentation.copies + 1):
-            speed, gains = augmentation.transform(entry.id, copy)
+            transform = augmentation.transform(entry.id, copy)
+            speed = transform.speed
             path = stem.with_name(f"{stem.name}~v{copy}.wav")
             target = out_dir / path
             if target.is_file():
@@ -128,7 +155,8 @@ def augment_corpus(
                 if wav is None:
                     wav, source_rate = load_audio(entry.audio_path(root), downmix=True)
                 rate = source_rate
-                audio = equalized(played(wav, rate, speed), rate, gains)
+                shifted = formant_shifted(wav, rate, transform.formant)
+                audio = equalized(played(shifted, rate, speed), rate, transform.eq_gains_db)
                 frames = len(audio)
                 with atomic_path(target) as tmp:
                     sf.write(tmp, audio, rate, format="WAV", subtype="PCM_16")
@@ -139,7 +167,8 @@ def augment_corpus(
             copies.append(replace(
                 entry, id=new_id, path=path.as_posix(), duration=frames / rate, sample_rate=rate, speaker=new_id, phones=phones,
                 extra={**entry.extra, "augmented_from": entry.id, "speed": round(speed, 5),
-                       "eq_gains_db": [round(g, 3) for g in gains]},
+                       "eq_gains_db": [round(g, 3) for g in transform.eq_gains_db]}
+                      | ({"formant": round(transform.formant, 5)} if transform.formant != 1.0 else {}),
             ))
             bar.update(1)
     bar.close()
@@ -155,13 +184,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="speed factors, drawn log-uniformly per copy (default 0.87 1.15; 1 1: none)")
     parser.add_argument("--eq-db", type=float, default=10.0,
                         help="random equalization, +-dB at 7 points from 100 Hz to 7.5 kHz (default 10; 0: none)")
+    parser.add_argument("--formant", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                        help="formant factors at a constant pitch, drawn log-uniformly per copy (default 1 1: none; "
+                             "e.g. 0.87 1.15)")
     parser.add_argument("--split", default="train", help="augment only this split (default train; 'all': every split)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    augmentation = VoiceAugmentation(copies=args.copies, speed_range=tuple(args.speed), eq_db=args.eq_db, seed=args.seed)
+    augmentation = VoiceAugmentation(copies=args.copies, speed_range=tuple(args.speed), eq_db=args.eq_db, seed=args.seed,
+                                     formant_range=tuple(args.formant))
     entries = augment_corpus(args.manifest, args.out, augmentation, split=None if args.split == "all" else args.split,
                              progress=not args.quiet and sys.stderr.isatty())
     hours = sum(e.duration for e in entries) / 3600
