@@ -601,3 +601,49 @@ def test_random_equalization_applies_the_drawn_gain_at_each_frequency(tmp_path: 
     assert np.abs(equalize(plain[0].wav[0].numpy(), rate, [0.0] * len(EQ_POINTS)) - plain[0].wav[0].numpy()).max() < 1e-6
     with pytest.raises(ValueError, match="eq_db"):
         AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=1.0, eq_db=0.0)
+
+
+def test_random_formant_shift_moves_the_envelope_of_crop_and_reference_alike(tmp_path: Path) -> None:
+    # A vowel-like sound (harmonics of 125 Hz under one resonance at 1000 Hz) per utterance: each
+    # crop's resonance must sit at its drawn factor times where it was, its harmonics where they
+    # were, and its voice reference must carry the same factor.
+    from soundstorm.data.formant import formant_shifted
+
+    rate, pitch = 16000, 125.0
+    t = np.arange(2 * rate) / rate
+    harmonics = np.arange(1, 56)
+    amplitudes = 10 ** (np.maximum(-30 * ((harmonics * pitch - 1000.0) / 600) ** 2, -40.0) / 20)
+    vowel = (amplitudes[:, None] * np.sin(2 * np.pi * harmonics[:, None] * pitch * t)).sum(0)
+    vowel = (0.3 * vowel / np.abs(vowel).max()).astype(np.float32)
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", vowel, rate)
+    write_manifest([ManifestEntry(id=name, path=f"{name}.wav", duration=2.0, sample_rate=rate, speaker="s", split="train")
+                    for name in ("a", "b")], tmp_path / "manifest.jsonl")
+    dataset = AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=1.0, seed=3,
+                               formant_range=(0.8, 1.25), reference_seconds=1.0)
+
+    def centre(wav: np.ndarray) -> float:  # power-weighted mean frequency of the harmonics within 10 dB of the peak
+        power = np.abs(np.fft.rfft(wav * np.hanning(len(wav)))) ** 2
+        at = np.array([power[round(h * pitch * len(wav) / rate)] for h in harmonics])
+        strong = at > at.max() / 10
+        return float((harmonics[strong] * pitch * at[strong]).sum() / at[strong].sum())
+
+    seen = []
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        crop = dataset[0]
+        assert 0.8 <= crop.formant <= 1.25 and crop.formant == dataset.formant(0)
+        assert centre(crop.wav[0].numpy()) == pytest.approx(centre(vowel[:rate]) * crop.formant, rel=0.04)
+        assert crop.reference is not None and crop.clean is not None
+        assert centre(crop.reference[0].numpy()) == pytest.approx(centre(vowel[:rate]) * crop.formant, rel=0.04)
+        assert torch.allclose(crop.clean, crop.wav)  # no equalization asked for: clean is the shifted crop
+        assert torch.equal(dataset[0].wav, crop.wav)  # deterministic for (seed, epoch, index)
+        seen.append(crop.formant)
+    assert len(set(seen)) == len(seen)
+    start = dataset[0].start
+    recorded = sf.read(tmp_path / "a.wav", dtype="float32")[0]
+    expected = formant_shifted(recorded[start : start + rate], rate, dataset.formant(0))
+    assert np.allclose(dataset[0].wav[0].numpy(), expected, atol=1e-6)
+    assert AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=1.0)[0].formant == 1.0
+    with pytest.raises(ValueError, match="formant_range"):
+        AudioCropDataset(tmp_path / "manifest.jsonl", sample_rate=rate, crop_seconds=1.0, formant_range=(1.2, 0.9))

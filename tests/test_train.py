@@ -220,6 +220,8 @@ def test_every_recipe_loads(path: Path) -> None:
         low, high = options.pop("speed_perturbation", (1.0, 1.0))
         assert 0.5 <= low <= high <= 2.0
         assert 0.0 < options.pop("random_eq_db", 1.0) <= 24.0
+        low, high = options.pop("random_formant", (1.0, 1.0))
+        assert 0.5 <= low <= high <= 2.0
         encoder_from = options.pop("encoder_from", None)
         if encoder_from is not None:  # a codec folder of the repo, whose tokens the new decoder keeps
             assert (RECIPES.parent / encoder_from / "config.json").is_file() and options["decoder_only"]
@@ -323,12 +325,13 @@ def test_codec_training_with_both_gan_phases(tmp_path: Path) -> None:
         "data.num_workers=0", "optimizer.max_steps=4", "optimizer.warmup_steps=1", "schedule.log_every=1",
         "schedule.valid_every=4", "schedule.checkpoint_every=2", "schedule.valid_batches=1",
         "options.adversarial_start_step=2", "schedule.sample_every=4", "options.speed_perturbation=[0.9, 1.1]",
-        "options.random_eq_db=6.0",
+        "options.random_eq_db=6.0", "options.random_formant=[0.9, 1.1]",
     ])
     trainer = Trainer(recipe, tmp_path / "run", progress=False)
     assert [p.name for p in trainer.phases] == ["generator", "discriminator"]
     assert trainer.task.train_set.speed_range == (0.9, 1.1) and trainer.task.valid_set.speed_range is None
     assert trainer.task.train_set.eq_db == 6.0 and trainer.task.valid_set.eq_db is None
+    assert trainer.task.train_set.formant_range == (0.9, 1.1) and trainer.task.valid_set.formant_range is None
     with pytest.raises(ValueError, match=r"speed_perturbation must be \[low, high\]"):
         Trainer(Recipe.load(RECIPES / "soundstream-small.toml", [f'data.cache="{manifest}"', 'model.preset="tiny"',
                                                                  "options.speed_perturbation=1.1"]), tmp_path / "bad")

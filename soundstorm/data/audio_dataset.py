@@ -37,6 +37,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from soundstorm.data.audio import load_audio
+from soundstorm.data.formant import formant_shifted
 from soundstorm.data.manifest import ManifestEntry, read_manifest
 
 # Random equalization: gains at these frequencies (Hz; log-spaced across speech's band), linear
@@ -84,6 +85,7 @@ class AudioCrop:
     start: int = 0  # first sample of the window in the file (after speed perturbation)
     speed: float = 1.0  # the speed perturbation factor applied (1: none)
     eq_gains_db: tuple[float, ...] = ()  # the random equalization's gains at EQ_POINTS (none: empty)
+    formant: float = 1.0  # the formant shift's factor (1: none)
     clean: Tensor | None = None  # float32 [1, N]: the crop before its equalization (reference_seconds)
     reference: Tensor | None = None  # float32 [1, R]: the voice reference, zeros after its end (reference_seconds)
 
@@ -132,6 +134,7 @@ class AudioCropDataset(Dataset[AudioCrop]):
         speed_range: tuple[float, float] | None = None,
         eq_db: float | None = None,
         reference_seconds: float | None = None,
+        formant_range: tuple[float, float] | None = None,
     ) -> None:
         """
         Args:
@@ -150,6 +153,10 @@ class AudioCropDataset(Dataset[AudioCrop]):
             reference_seconds: also give each crop its clean (unequalized) copy and a voice
                 reference of this length: a random window of another utterance of the same
                 speaker (the same one when it has no other), sped and equalized as the crop.
+            formant_range: (low, high) formant factors; each crop, each epoch, has its formants
+                moved by a factor drawn log-uniformly from it at a constant pitch (formant.py),
+                after its speed and before its equalization; its clean copy and its voice
+                reference too, by the same factor (a voice, as the speed is). None: as recorded.
         """
         if not isinstance(sample_rate, int) or sample_rate < 1:
             raise ValueError(f"sample_rate must be a positive integer in Hz, got {sample_rate!r}")
@@ -175,6 +182,12 @@ class AudioCropDataset(Dataset[AudioCrop]):
         if eq_db is not None and not 0.0 < float(eq_db) <= 24.0:
             raise ValueError(f"eq_db must be in (0, 24] dB, got {eq_db!r}")
         self.eq_db = None if eq_db is None else float(eq_db)
+        if formant_range is not None:
+            low, high = (float(v) for v in formant_range)
+            if not 0.5 <= low <= high <= 2.0:
+                raise ValueError(f"formant_range must be (low, high) with 0.5 <= low <= high <= 2.0, got {formant_range!r}")
+            formant_range = (low, high)
+        self.formant_range = formant_range
         self.reference_samples = 0
         if reference_seconds is not None:
             self.reference_samples = round(float(reference_seconds) * sample_rate)
@@ -212,6 +225,14 @@ class AudioCropDataset(Dataset[AudioCrop]):
         generator = np.random.default_rng([self.seed, self.epoch, position, 2])  # a stream of its own
         return tuple(float(g) for g in generator.uniform(-self.eq_db, self.eq_db, len(EQ_POINTS)))
 
+    def formant(self, position: int) -> float:
+        """Formant factor of example `position` this epoch (1.0 without `formant_range`)."""
+        if self.formant_range is None:
+            return 1.0
+        low, high = self.formant_range
+        generator = np.random.default_rng([self.seed, self.epoch, position, 5])  # a stream of its own
+        return float(np.exp(generator.uniform(np.log(low), np.log(high))))
+
     def reference_position(self, position: int) -> int:
         """The example whose audio is example `position`'s voice reference this epoch: another
         utterance of its speaker, itself when the speaker has no other."""
@@ -236,10 +257,11 @@ class AudioCropDataset(Dataset[AudioCrop]):
         speed = self.speed(position)
         wav = played(wav, self.sample_rate, speed)
         start = self.crop_start(position, len(wav))
-        window = wav[start : start + self.crop_samples]  # [<= N]
+        formant = self.formant(position)
+        window = formant_shifted(wav[start : start + self.crop_samples], self.sample_rate, formant)  # [<= N]
         gains = self.eq_gains_db(position)
         crop = AudioCrop(wav=_padded(equalized(window, self.sample_rate, gains), self.crop_samples), length=len(window),
-                         index=position, start=start, speed=speed, eq_gains_db=gains)
+                         index=position, start=start, speed=speed, eq_gains_db=gains, formant=formant)
         if self.reference_samples:
             crop.clean = _padded(window, self.crop_samples)
             other = self.entries[self.reference_position(position)]
@@ -247,8 +269,8 @@ class AudioCropDataset(Dataset[AudioCrop]):
             audio = played(audio, self.sample_rate, speed)
             generator = np.random.default_rng([self.seed, self.epoch, position, 4])
             begin = int(generator.integers(0, max(1, len(audio) - self.reference_samples + 1)))
-            crop.reference = _padded(equalized(audio[begin : begin + self.reference_samples], self.sample_rate, gains),
-                                     self.reference_samples)
+            reference = formant_shifted(audio[begin : begin + self.reference_samples], self.sample_rate, formant)
+            crop.reference = _padded(equalized(reference, self.sample_rate, gains), self.reference_samples)
         return crop
 
 

@@ -3,8 +3,8 @@
 Playing audio faster or slower (`played`) moves the pitch and the formants together, so every
 voice made that way keeps the ratio of its source's vocal tract to its pitch; the corpus's ten
 voices give ten such ratios and no more (docs/voices.md). `formant_shifted` moves the spectral
-envelope alone: in each short-time frame, the log-magnitude envelope (the cepstrum's first
-`LIFTER_SECONDS` of quefrency, below the period of any speaking pitch) is stretched along
+envelope alone: in each short-time frame, the log-magnitude envelope (a true envelope over the
+cepstrum's first `LIFTER_SECONDS` of quefrency, below the period of any speaking pitch) is stretched along
 frequency by `factor`, and the frame is filtered by the ratio of the new envelope to the old.
 The harmonics stay where they were (the pitch does not move) and take the amplitudes of the
 moved envelope (the formants do). Phases are kept, so the result is the source through a
@@ -20,21 +20,34 @@ import numpy as np
 FRAME_SECONDS = 0.064  # analysis window: resolves harmonics down to a pitch of ~60 Hz
 LIFTER_SECONDS = 0.002  # envelope = quefrencies below 2 ms: under the period of a 400 Hz pitch
 MAX_GAIN_DB = 30.0  # the filter never moves a bin by more: a deep envelope notch must not explode
+TRUE_ENVELOPE_ITERATIONS = 40  # at most; it stops sooner once no bin lies above the envelope by more than
+TRUE_ENVELOPE_TOLERANCE = float(np.log(10 ** (1.0 / 20)))  # 1 dB (in natural log units)
 
 
 def _frame_size(sample_rate: int) -> int:
     return 1 << int(np.ceil(np.log2(FRAME_SECONDS * sample_rate)))  # 1024 at 16 kHz
 
 
-def log_envelope(log_magnitude: np.ndarray, lifter: int) -> np.ndarray:
-    """float [F, K] log magnitudes -> their cepstrally smoothed envelope [F, K] (quefrencies < lifter).
-    (Röbel and Rodet's true envelope, which rests on the harmonics' peaks instead of running
-    through their middle, moved the formants of tests/test_formant.py's vowels no closer to the
-    factor asked for: the filter is the ratio of two envelopes, and their offsets cancel.)"""
+def smoothed(log_magnitude: np.ndarray, lifter: int) -> np.ndarray:
+    """float [F, K] log magnitudes -> [F, K] keeping only the quefrencies below `lifter` samples."""
     n_fft = 2 * (log_magnitude.shape[-1] - 1)
     cepstrum = np.fft.irfft(log_magnitude, n=n_fft, axis=-1)  # [F, n_fft], real and even
     cepstrum[:, lifter : n_fft - lifter + 1] = 0.0
     return np.fft.rfft(cepstrum, axis=-1).real
+
+
+def log_envelope(log_magnitude: np.ndarray, lifter: int) -> np.ndarray:
+    """float [F, K] log magnitudes -> their true envelope [F, K] (Röbel and Rodet, 2005): smoothed
+    again and again, each time raised to the spectrum wherever the spectrum lies above it, until it
+    rests on the harmonics' peaks. A single cepstral smoothing runs between the peaks and the
+    troughs, at a height that depends on how deep the troughs are, which is the pitch's doing:
+    moved with it, a formant of a 200 Hz voice went the wrong way (tests/test_formant.py)."""
+    envelope = smoothed(log_magnitude, lifter)
+    for _ in range(TRUE_ENVELOPE_ITERATIONS - 1):
+        if (log_magnitude - envelope).max() < TRUE_ENVELOPE_TOLERANCE:
+            break
+        envelope = smoothed(np.maximum(log_magnitude, envelope), lifter)
+    return envelope
 
 
 def warped(envelope: np.ndarray, factor: float) -> np.ndarray:

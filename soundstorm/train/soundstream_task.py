@@ -6,7 +6,9 @@ the manifest (soundstorm corpus synth / scan); crops are max_frames codec frames
 and its start step, `decoder_only` to keep the tokens), `discriminator`, a table of DiscriminatorConfig
 fields, and `speed_perturbation = [low, high]`, speed factors for the training crops
 (AudioCropDataset's speed_range; validation crops stay as recorded), `random_eq_db`, the
-largest gain of the training crops' random equalization (AudioCropDataset's eq_db), and `encoder_from`, a
+largest gain of the training crops' random equalization (AudioCropDataset's eq_db),
+`random_formant = [low, high]`, formant factors at a constant pitch for the training crops
+(AudioCropDataset's formant_range), and `encoder_from`, a
 SoundStream folder whose encoder and codebooks a new decoder is trained behind (with
 `decoder_only = true`): a new decoder, even of another kind ([model] decoder = "vocos"), for a
 codec whose tokens a token cache and SoundStorm models already hold. `decoder_from`, a
@@ -82,6 +84,7 @@ class SoundStreamTask(Task):
             self.discriminator_config = DiscriminatorConfig(**options.pop("discriminator", {}))
             speed_range = options.pop("speed_perturbation", None)
             eq_db = options.pop("random_eq_db", None)
+            formant_range = options.pop("random_formant", None)
             encoder_from = options.pop("encoder_from", None)
             decoder_from = options.pop("decoder_from", None)
             self.semantic_dropout = float(options.pop("semantic_dropout", 0.2))
@@ -128,12 +131,14 @@ class SoundStreamTask(Task):
                              "options.decoder_only = true")
         reference_seconds = None if self.reference is None else self.reference.seconds
         crop_seconds = data.max_frames / self.config.frame_rate
-        if speed_range is not None and (not isinstance(speed_range, (list, tuple)) or len(speed_range) != 2):
-            raise ValueError(f"the soundstream recipe: options.speed_perturbation must be [low, high], got {speed_range!r}")
+        for name, value in (("speed_perturbation", speed_range), ("random_formant", formant_range)):
+            if value is not None and (not isinstance(value, (list, tuple)) or len(value) != 2):
+                raise ValueError(f"the soundstream recipe: options.{name} must be [low, high], got {value!r}")
         self.train_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
                                           split=data.train_split, seed=recipe.seed,
                                           speed_range=tuple(speed_range) if speed_range is not None else None,
-                                          eq_db=eq_db, reference_seconds=reference_seconds)
+                                          eq_db=eq_db, reference_seconds=reference_seconds,
+                                          formant_range=tuple(formant_range) if formant_range is not None else None)
         self.valid_set = AudioCropDataset(data.cache, sample_rate=self.config.sample_rate, crop_seconds=crop_seconds,
                                           split=data.valid_split, random_crop=False,
                                           reference_seconds=reference_seconds) if data.valid_split else None
