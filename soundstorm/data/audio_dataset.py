@@ -173,21 +173,11 @@ class AudioCropDataset(Dataset[AudioCrop]):
             splits = sorted({str(e.split) for e in entries})
             accepted = " that the filter accepts" if where is not None else ""
             raise ValueError(f"{self.manifest_path} has no entries of split {split!r}{accepted}; its splits: {splits}")
-        if speed_range is not None:
-            low, high = (float(v) for v in speed_range)
-            if not 0.5 <= low <= high <= 2.0:
-                raise ValueError(f"speed_range must be (low, high) with 0.5 <= low <= high <= 2.0, got {speed_range!r}")
-            speed_range = (low, high)
-        self.speed_range = speed_range
+        self.speed_range = _factor_range("speed_range", speed_range)
         if eq_db is not None and not 0.0 < float(eq_db) <= 24.0:
             raise ValueError(f"eq_db must be in (0, 24] dB, got {eq_db!r}")
         self.eq_db = None if eq_db is None else float(eq_db)
-        if formant_range is not None:
-            low, high = (float(v) for v in formant_range)
-            if not 0.5 <= low <= high <= 2.0:
-                raise ValueError(f"formant_range must be (low, high) with 0.5 <= low <= high <= 2.0, got {formant_range!r}")
-            formant_range = (low, high)
-        self.formant_range = formant_range
+        self.formant_range = _factor_range("formant_range", formant_range)
         self.reference_samples = 0
         if reference_seconds is not None:
             self.reference_samples = round(float(reference_seconds) * sample_rate)
@@ -272,6 +262,16 @@ class AudioCropDataset(Dataset[AudioCrop]):
             reference = formant_shifted(audio[begin : begin + self.reference_samples], self.sample_rate, formant)
             crop.reference = _padded(equalized(reference, self.sample_rate, gains), self.reference_samples)
         return crop
+
+
+def _factor_range(name: str, value: Sequence[float] | None) -> tuple[float, float] | None:
+    """(low, high) as floats, checked to lie within [0.5, 2]; None stays None."""
+    if value is None:
+        return None
+    low, high = (float(v) for v in value)
+    if not 0.5 <= low <= high <= 2.0:
+        raise ValueError(f"{name} must be (low, high) with 0.5 <= low <= high <= 2.0, got {value!r}")
+    return low, high
 
 
 def _padded(window: np.ndarray, samples: int) -> Tensor:
