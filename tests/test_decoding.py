@@ -45,6 +45,7 @@ decoding_options = st.fixed_dictionaries(
         "top_p": st.sampled_from([None, 0.5, 0.95]),
         "gumbel_scale": st.sampled_from([0.0, 1.0, 4.5]),
         "greedy_last": st.booleans(),
+        "prompt_guidance": st.sampled_from([0.0, 0.0, 1.0, 2.5]),
     }
 ).map(lambda d: {**{k: v for k, v in d.items() if k != "schedule"},
                  "steps": d["schedule"][0], "guidance_scale": d["schedule"][1]})
@@ -105,7 +106,7 @@ def test_decoding_properties(data: st.DataObject, B: int, T: int, options: dict)
     assert recorder.levels == [q for q, count in enumerate(steps) for _ in range(count)]
 
     for seen, level in zip(recorder.inputs, recorder.levels):
-        seen = seen[:B]  # guidance doubles the batch with the same codes
+        seen = seen[:B]  # guidance adds copies of the batch after the conditional one
         # While level q is decoded the model sees MASK at every level above q (prompt aside),
         # and every level below q is complete.
         assert bool((seen[..., level + 1 :][to_decode] == MASK).all())
@@ -360,3 +361,53 @@ def test_guidance_per_level_doubles_only_the_guided_levels_batches() -> None:
     for bad in ([2.0, 1.0], [2.0, -1.0, 1.0]):
         with pytest.raises(ValueError, match="one per level"):
             model.generate(semantic, steps=steps, guidance_scale=bad)
+
+
+def test_prompt_guidance_adds_a_batch_with_each_prompt_masked_and_leaves_the_prompt_alone() -> None:
+    model = tiny_model()
+    recorder = Recorder(model)
+    B, T = 2, 12
+    g = torch.Generator().manual_seed(0)
+    semantic = torch.randint(10, (B, T // 2), generator=g)
+    prompt = torch.randint(16, (B, 5, Q), generator=g)
+    prompt_lengths = torch.tensor([5, 2])  # the second example's frames 2..4 are generated
+    steps = [3, 1, 1]
+    out = model.generate(semantic, prompt_codes=prompt, prompt_lengths=prompt_lengths, steps=steps,
+                         guidance_scale=[2.0, 1.0, 1.0], prompt_guidance=1.5, generator=torch.Generator().manual_seed(1))
+    assert [seen.shape[0] for seen in recorder.inputs] == [3 * B] * 3 + [2 * B] * 2  # cond, null, bare; then cond, bare
+    for seen in recorder.inputs:
+        cond, bare = seen[:B], seen[-B:]
+        for b in range(B):
+            P = int(prompt_lengths[b])
+            assert bool((bare[b, :P] == MASK).all())  # the prompt's frames masked at every level
+            assert torch.equal(bare[b, P:], cond[b, P:])  # the rest, generated frames included, as the conditional grid
+            assert torch.equal(cond[b, :P], prompt[b, :P])
+    for b in range(B):
+        assert torch.equal(out[b, : int(prompt_lengths[b])], prompt[b, : int(prompt_lengths[b])])
+
+
+def test_prompt_guidance_is_cond_plus_g_times_what_the_prompt_changes() -> None:
+    model = tiny_model()
+    g = torch.Generator().manual_seed(3)
+    T, P = 10, 4
+    semantic = torch.randint(10, (1, T // 2), generator=g)
+    prompt = torch.randint(16, (1, P, Q), generator=g)
+    # One pass of one level: the logits returned are the guided logits of that pass.
+    _, cond = model.generate(semantic, prompt_codes=prompt, steps=[1], temperature=0, return_logits_from=0)
+    _, bare = model.generate(semantic, steps=[1], temperature=0, return_logits_from=0)  # every frame masked
+    _, guided = model.generate(semantic, prompt_codes=prompt, steps=[1], temperature=0, return_logits_from=0,
+                               prompt_guidance=1.5)
+    torch.testing.assert_close(guided[0, P:], cond[0, P:] + 1.5 * (cond[0, P:] - bare[0, P:]))
+
+
+def test_prompt_guidance_without_a_prompt_changes_nothing_and_bad_values_are_refused() -> None:
+    model = tiny_model()
+    recorder = Recorder(model)
+    semantic = torch.randint(10, (2, 6), generator=torch.Generator().manual_seed(0))
+    plain = model.generate(semantic, steps=[2, 1, 1], temperature=0)
+    guided = model.generate(semantic, steps=[2, 1, 1], temperature=0, prompt_guidance=2.0)
+    assert torch.equal(plain, guided)
+    assert {seen.shape[0] for seen in recorder.inputs} == {2}  # no extra batch: there is nothing to mask
+    for bad in (-1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="prompt_guidance must be a number >= 0"):
+            model.generate(semantic, prompt_guidance=bad)

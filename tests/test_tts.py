@@ -264,11 +264,23 @@ def test_a_models_folder_can_carry_its_measured_decoding_steps(models: Path, tmp
     batches.clear()
     pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions(guidance_scale=1.0))])
     assert batches == [1] * 6  # a request's own guidance wins
+    # Voice guidance: one more copy of the batch at every pass, the prompt's frames masked in it.
+    (folder / "decoding.json").write_text('{"steps": [3, 1, 1, 1], "guidance_scale": [2, 1, 1, 1], "prompt_guidance": 1}')
+    pipeline = SpeechPipeline.from_folder(folder)
+    pipeline.soundstorm.conformer.register_forward_hook(lambda module, inputs, output: batches.append(output.shape[0]))
+    assert pipeline.default_prompt_guidance == 1.0
+    batches.clear()
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions())])
+    assert batches == [3, 3, 3, 2, 2, 2]
+    batches.clear()
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions(prompt_guidance=0.0))])
+    assert batches == [2, 2, 2, 1, 1, 1]
     for bad, message in (('{"steps": [3, 1, 1, 1, 1]}', "1 to 4 positive iteration counts"),
                          ('{"steps": [0, 1, 1, 1]}', "positive"), ('{"steps": []}', "1 to 4 positive"),
                          ('{"stpes": [3, 1, 1, 1]}', "must be JSON like"), ("[8, 1", "must be JSON like"),
                          ('{"steps": 8}', "must be a list"), ('{"guidance_scale": [2, 1]}', "one per level"),
-                         ('{"guidance_scale": -1}', "one number >= 0")):
+                         ('{"guidance_scale": -1}', "one number >= 0"),
+                         ('{"prompt_guidance": -1}', "prompt guidance must be a number >= 0")):
         (folder / "decoding.json").write_text(bad)
         with pytest.raises(ValueError, match=message):
             SpeechPipeline.from_folder(folder)

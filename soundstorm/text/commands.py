@@ -83,6 +83,10 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--guidance-scale", type=float, nargs="+",
                         help="classifier-free guidance: one scale, or one per level (e.g. 2 1 1 1 1 1 1 1: the "
                              "first level only); 1 = off (default: the models folder's decoding.json, else 1)")
+    parser.add_argument("--prompt-guidance", type=float,
+                        help="voice guidance: push SoundStorm's logits further by what the voice prompt changes in "
+                             "them, at this weight (one more batch copy a pass); 0 = off (default: the models "
+                             "folder's decoding.json, else 0)")
     parser.add_argument("--soft-temperature", type=float,
                         help="decode levels 2..L as the expected codebook vector of SoundStorm's distribution at "
                              "this temperature; 0: the tokens themselves (default: the models folder's "
@@ -100,6 +104,7 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            t2s_candidates=args.t2s_candidates,
                            guidance_scale=None if args.guidance_scale is None else
                            args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
+                           prompt_guidance=args.prompt_guidance,
                            soft_temperature=args.soft_temperature, voice_reference=not args.no_voice_reference,
                            seed=args.seed)
 

@@ -109,6 +109,9 @@ class DecodingOptions:
     t2s_candidates: int = 1
     # One scale, or one per level (1 = off); None: SpeechPipeline.default_guidance_scale.
     guidance_scale: float | list[float] | None = None
+    # Voice guidance (soundstorm.decoding.generate's prompt_guidance; 0 = off): what the voice
+    # prompt changes in SoundStorm's logits, pushed further. None: SpeechPipeline.default_prompt_guidance.
+    prompt_guidance: float | None = None
     # Levels 2..L decoded as the expected codebook vector of softmax(logits / this), where 0
     # takes the tokens themselves (hard codes); None: SpeechPipeline.default_soft_temperature.
     soft_temperature: float | None = None
@@ -124,7 +127,7 @@ class DecodingOptions:
         can share a batch (each keeps its own random stream: Segment.seed)."""
         guidance = tuple(self.guidance_scale) if isinstance(self.guidance_scale, list) else self.guidance_scale
         return (tuple(self.steps) if self.steps is not None else None, self.temperature, guidance,
-                self.soft_temperature)
+                self.soft_temperature, self.prompt_guidance)
 
 
 @dataclass
@@ -173,7 +176,8 @@ class SpeechPipeline:
                  device: str | torch.device = "cpu", precision: str = "auto",
                  default_steps: Sequence[int] | None = None,
                  default_guidance_scale: float | Sequence[float] | None = None,
-                 default_soft_temperature: float | None = None, decoder: Codec | None = None) -> None:
+                 default_soft_temperature: float | None = None, default_prompt_guidance: float | None = None,
+                 decoder: Codec | None = None) -> None:
         """decoder: the codec that decodes SoundStorm's tokens into the audio returned, where it
         is not the codec itself: a models folder's decoder/, a SoundStream with the codec's encoder
         and codebooks whose decoder was trained for generated tokens (e.g. reading the semantic
@@ -217,6 +221,7 @@ class SpeechPipeline:
             float(scales[0]) if isinstance(guidance, (int, float)) else [float(g) for g in scales])
         self.default_soft_temperature = check_soft_temperature(default_soft_temperature or 0.0, self.decoder,
                                                                "the default soft temperature")
+        self.default_prompt_guidance = check_prompt_guidance(default_prompt_guidance or 0.0, "the default prompt guidance")
         check_codec_matches(codec, config)
         reader = self.decoder
         if reader.semantic_vocab_size and (reader.semantic_vocab_size, reader.semantic_rate_ratio) != (
@@ -482,6 +487,8 @@ class SpeechPipeline:
         for codec in {id(c): c for c in (segment.voice.codec or self.decoder for segment in segments)}.values():
             soft = check_soft_temperature(soft, codec, "soft_temperature")
         soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
+        prompt_guidance = check_prompt_guidance(
+            self.default_prompt_guidance if options.prompt_guidance is None else options.prompt_guidance, "prompt_guidance")
         start = time.perf_counter()
         with autocast(self.precision, self.device):
             out = model.generate(
@@ -489,7 +496,7 @@ class SpeechPipeline:
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
                 steps=steps, temperature=options.temperature, guidance_scale=guidance,
-                generator=generators, callback=callback, return_logits_from=1 if soft else None,
+                prompt_guidance=prompt_guidance, generator=generators, callback=callback, return_logits_from=1 if soft else None,
             )
         codes, logits = out if soft else (out, None)  # [B, max T, L], [B, max T, L - 1, K]
         probs = None if logits is None else (logits / soft).softmax(dim=-1).cpu()
@@ -746,22 +753,33 @@ def check_soft_temperature(value: object, codec: Codec, what: str) -> float:
     return float(value)
 
 
-def read_decoding_defaults(folder: Path) -> tuple[list[int] | None, float | list[float] | None, float | None]:
-    """(steps, guidance_scale, soft_temperature) of folder/decoding.json, each None where it does not say."""
+def check_prompt_guidance(value: object, name: str) -> float:
+    """value as a float >= 0, or a clear error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0 (0 = off), got {value!r}")
+    return float(value)
+
+
+def read_decoding_defaults(
+    folder: Path,
+) -> tuple[list[int] | None, float | list[float] | None, float | None, float | None]:
+    """(steps, guidance_scale, soft_temperature, prompt_guidance) of folder/decoding.json, each
+    None where it does not say."""
     path = folder / DECODING_FILE
     if not path.is_file():
-        return None, None, None
+        return None, None, None, None
     example = '{"steps": [4, 1, 1, 1], "guidance_scale": [1.5, 2, 2, 2], "soft_temperature": 0.5}'
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} must be JSON like {example}: {error}") from None
-    if not isinstance(settings, dict) or not {"steps", "guidance_scale", "soft_temperature"} & set(settings):
-        raise ValueError(f"{path} must be JSON like {example}, with steps, guidance_scale and/or soft_temperature")
+    if not isinstance(settings, dict) or not {"steps", "guidance_scale", "soft_temperature", "prompt_guidance"} & set(settings):
+        raise ValueError(f"{path} must be JSON like {example}, with steps, guidance_scale, soft_temperature "
+                         "and/or prompt_guidance")
     steps, guidance = settings.get("steps"), settings.get("guidance_scale")
     if steps is not None and not isinstance(steps, list):
         raise ValueError(f"{path}: steps must be a list of iteration counts, got {steps!r}")
-    return steps, guidance, settings.get("soft_temperature")
+    return steps, guidance, settings.get("soft_temperature"), settings.get("prompt_guidance")
 
 
 def parse_dialogue(script: str) -> list[tuple[str, str]]:
