@@ -238,7 +238,8 @@ def generate(
     semantic_tokens = check_semantic(semantic_tokens, config, B, T, lengths)
     if any(g != 1.0 for g in scales) and semantic_tokens is None:
         raise ValueError("classifier-free guidance needs a conditional model and semantic_tokens")
-    if not (isinstance(prompt_guidance, (int, float)) and math.isfinite(prompt_guidance) and prompt_guidance >= 0):
+    if isinstance(prompt_guidance, bool) or not (
+            isinstance(prompt_guidance, (int, float)) and math.isfinite(prompt_guidance) and prompt_guidance >= 0):
         raise ValueError(f"prompt_guidance must be a number >= 0 (0 = off), got {prompt_guidance!r}")
 
     per_example = generator is not None and not isinstance(generator, torch.Generator)
@@ -294,8 +295,15 @@ def generate(
         semantic_tokens = semantic_tokens.to(device).masked_fill(~semantic_valid, config.null_semantic_id)
         condition = model.embed_condition(semantic_tokens, T)  # [B, T, D]
     backbone_valid = None if not bool((lengths < T).any()) else valid
-    # A guided level, and voice guidance, run their grids beside the conditional one as one batch.
+    # A guided level, and voice guidance, run their grids beside the conditional one as one batch:
+    # its conditions and masks are the same at every pass, so they are stacked once, per kind of level.
     null_condition = model.null_condition(B, T) if any(g != 1.0 for g in scales) else None  # [B, T, D]
+    batched: dict[bool, tuple[int, Tensor | None, Tensor | None]] = {}  # guided -> (n, [n B, T, D], [n B, T])
+    for guided in {g != 1.0 for g in scales}:
+        conditions = [condition] + [null_condition] * guided + [condition] * (bare_frames is not None)
+        n = len(conditions)
+        batched[guided] = (n, None if condition is None else torch.cat(conditions),  # type: ignore[arg-type]
+                           None if backbone_valid is None else backbone_valid.repeat(n, 1))
 
     def level_logits(level: int, where: Tensor) -> Tensor:
         """Logits [M, K] of level `level` at the M positions where `where` [B, T] is True, in
@@ -303,25 +311,17 @@ def generate(
         and the sampling: at most half the grid on average over a level's iterations, less with
         a prompt (a third of a dialogue turn's frames) or padding. (Boolean indexing costs one
         host sync per pass on a GPU: microseconds against a pass's milliseconds.)"""
-        grids, conditions, valids = [codes], [condition], [backbone_valid]
-        if scales[level] != 1.0:
-            grids.append(codes)
-            conditions.append(null_condition)
-            valids.append(backbone_valid)
-        if bare_frames is not None:
-            grids.append(codes.masked_fill(bare_frames, mask_id))
-            conditions.append(condition)
-            valids.append(backbone_valid)
-        if len(grids) == 1:
+        guided = scales[level] != 1.0
+        n, batch_condition, batch_valid = batched[guided]
+        if n == 1:
             hidden = model.hidden_states(codes, condition, backbone_valid)  # [B, T, D]
             return model.level_logits(hidden[where], level)  # [M, K] float32
-        # One batch of every grid: [n B, T, D].
-        hidden = model.hidden_states(torch.cat(grids), None if condition is None else torch.cat(conditions),
-                                     None if backbone_valid is None else torch.cat(valids))
-        logits = model.level_logits(torch.cat([h[where] for h in hidden.chunk(len(grids))]), level)  # [n M, K]
-        cond, *others = logits.chunk(len(grids))
+        grids = [codes] * (1 + guided) + ([codes.masked_fill(bare_frames, mask_id)] if bare_frames is not None else [])
+        hidden = model.hidden_states(torch.cat(grids), batch_condition, batch_valid)  # [n B, T, D]
+        logits = model.level_logits(torch.cat([h[where] for h in hidden.chunk(n)]), level)  # [n M, K]
+        cond, *others = logits.chunk(n)
         out = cond
-        if scales[level] != 1.0:
+        if guided:
             null = others.pop(0)
             out = null + scales[level] * (cond - null)
         if bare_frames is not None:

@@ -487,8 +487,8 @@ class SpeechPipeline:
         for codec in {id(c): c for c in (segment.voice.codec or self.decoder for segment in segments)}.values():
             soft = check_soft_temperature(soft, codec, "soft_temperature")
         soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
-        prompt_guidance = check_prompt_guidance(
-            self.default_prompt_guidance if options.prompt_guidance is None else options.prompt_guidance, "prompt_guidance")
+        # generate() checks a request's own value; the folder's default was checked on loading.
+        prompt_guidance = self.default_prompt_guidance if options.prompt_guidance is None else options.prompt_guidance
         start = time.perf_counter()
         with autocast(self.precision, self.device):
             out = model.generate(
