@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_module(corpus_commands, "augment", "soundstorm.data.augment", "new voices: copies of a corpus at random speeds and equalizations")
     _add_module(corpus_commands, "merge", "soundstorm.data.merge", "merge manifests into one (paths rewritten, ids kept)")
     _add_module(corpus_commands, "tokenize", "soundstorm.data.tokenize", "encode a manifest into a token cache")
+    _add_module(corpus_commands, "merge-caches", "soundstorm.data.cache_merge", "merge token caches into one (same codec and tokenizer)")
 
     codec = commands.add_parser("codec", help="train and evaluate neural audio codecs")
     codec_commands = codec.add_subparsers(dest="codec_command", required=True, metavar="STEP")
