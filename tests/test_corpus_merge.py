@@ -3,6 +3,7 @@ kept and checked, inputs untouched, the output written whole or not at all."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,27 @@ def test_merge_refuses_clashing_ids_and_keeps_the_old_output(tmp_path: Path) -> 
         merge_manifests([first, out], out)
     with pytest.raises(FileNotFoundError, match="no manifest"):
         merge_manifests([tmp_path / "missing.jsonl"], tmp_path / "other.jsonl")
+
+
+def test_train_only_adds_voices_without_touching_the_first_corpus_evaluation(tmp_path: Path) -> None:
+    first = corpus(tmp_path / "a", "alto", 4, 220.0)
+    entries = read_manifest(first)
+    texts = ["one", "two", "three", "four"]
+    splits = ["train", "valid", "test", "test-unseen-speaker"]
+    write_manifest([replace(e, text=t, split=s) for e, t, s in zip(entries, texts, splits)], first)
+    second = corpus(tmp_path / "b", "bass", 5, 110.0)
+    entries = read_manifest(second)
+    texts = ["one", "two", "three", "four", "five"]  # four of them speak the first corpus's sentences
+    splits = ["valid", "train", "train", "test", "valid"]
+    write_manifest([replace(e, text=t, split=s) for e, t, s in zip(entries, texts, splits)], second)
+    out = tmp_path / "mix.jsonl"
+
+    assert main(["corpus", "merge", str(first), str(second), "--out", str(out), "--train-only"]) == 0
+    merged = read_manifest(out)
+    # The first corpus as it was; of the second, what speaks a training sentence or a new one, as train.
+    assert [(e.id, e.text, e.split) for e in merged] == [
+        ("alto/0", "one", "train"), ("alto/1", "two", "valid"), ("alto/2", "three", "test"),
+        ("alto/3", "four", "test-unseen-speaker"), ("bass/0", "one", "train"), ("bass/4", "five", "train"),
+    ]
+    # Without the flag every entry is kept as it was.
+    assert [e.split for e in merge_manifests([first, second], out)][4:] == splits
