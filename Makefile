@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install system-deps test test-fast demo models bench bench-deps clean
+.PHONY: install system-deps extra-voices test test-fast demo models bench bench-deps clean
 
 # The venv sees system site-packages so that an existing torch stands; torch is pinned to the
 # CPU wheel 2.13.0 only when none is importable (a bare `torch` would pull a CUDA build).
@@ -25,15 +25,28 @@ SYSTEM_DEPS := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
-system-deps:
+# $(call apt_missing,PACKAGES): install those of PACKAGES that are missing.
+define apt_missing
 	@if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then \
-		echo "system-deps: no apt-get here; install by hand: $(SYSTEM_DEPS)" >&2; exit 0; fi; \
-	missing=$$(for p in $(SYSTEM_DEPS); do \
+		echo "$@: no apt-get here; install by hand: $(1)" >&2; exit 0; fi; \
+	missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		echo "system-deps: installing" $$missing; \
+		echo "$@: installing" $$missing; \
 		$(APT_INSTALL) $$missing || { $(SUDO) apt-get update && $(APT_INSTALL) $$missing; }; \
 	fi
+endef
+
+system-deps:
+	$(call apt_missing,$(SYSTEM_DEPS))
+
+# Festival voices of other languages reading English: more voices for SoundStorm's training
+# (recipes/demo/build.sh, docs/voices.md). Only `make models` needs them.
+EXTRA_VOICE_DEPS := festvox-ca-ona-hts festvox-czech-dita festvox-czech-krb festvox-czech-machac \
+	festvox-suopuhe-lj festvox-suopuhe-mv festvox-italp16k festvox-itapc16k festvox-ru
+
+extra-voices:
+	$(call apt_missing,$(EXTRA_VOICE_DEPS))
 
 test: install system-deps
 	$(PY) -m pytest -q
@@ -46,7 +59,7 @@ demo: install system-deps
 
 # The bundled models (models/demo) from nothing: hours of CPU training, resumable (MINUTES=50 to
 # stop each training step early; run it again to continue).
-models: install system-deps
+models: install system-deps extra-voices
 	recipes/demo/build.sh
 
 # soundstorm-pytorch, for the side-by-side decoding benchmark only; --no-deps keeps torch as is.

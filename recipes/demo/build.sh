@@ -68,13 +68,21 @@ TOKENS="$DATA/synth-tokens-$DIGEST"
 train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""
 # Then SoundStorm on the corpus and a copy of its training utterances, each at its own random speed
 # and equalization (`corpus augment`: thousands of voices it has not heard), so that it carries a
-# prompt's voice rather than recognising one of ten (docs/voices.md). What the bundle speaks with.
+# prompt's voice rather than recognising one of ten (docs/voices.md).
 [ -f "$DATA/synth-voices/manifest.jsonl" ] || "$SOUNDSTORM" corpus augment "$MANIFEST" "$DATA/synth-voices" --quiet
 [ -f "$DATA/synth-plus/manifest.jsonl" ] || "$SOUNDSTORM" corpus merge "$MANIFEST" "$DATA/synth-voices/manifest.jsonl" \
     --out "$DATA/synth-plus/manifest.jsonl"
-PLUS_TOKENS="$DATA/synth-plus-tokens-$DIGEST"
-"$SOUNDSTORM" corpus tokenize "$DATA/synth-plus/manifest.jsonl" "$PLUS_TOKENS" --codec "soundstream:$CODEC" \
+# And nine festival voices of other languages reading English (`make extra-voices` installs them),
+# added for training only: no sentence the corpus holds out, no change to its validation set.
+EXTRA_VOICES=festival-upc_ca_ona_hts,festival-czech_dita,festival-czech_krb,festival-czech_machac,festival-hy_fi_mv_diphone
+EXTRA_VOICES+=,festival-suo_fi_lj_diphone,festival-lp_diphone,festival-pc_diphone,festival-msu_ru_nsh_clunits
+"$SOUNDSTORM" corpus synth "$DATA/synth-extra" --hours 2.25 --held-out '' --seed 1 --voices "$EXTRA_VOICES" --quiet
+[ -f "$DATA/synth-plus-extra/manifest.jsonl" ] || "$SOUNDSTORM" corpus merge "$DATA/synth-plus/manifest.jsonl" \
+    "$DATA/synth-extra/manifest.jsonl" --train-only --out "$DATA/synth-plus-extra/manifest.jsonl"
+PLUS_TOKENS="$DATA/synth-plus-extra-tokens-$DIGEST"
+"$SOUNDSTORM" corpus tokenize "$DATA/synth-plus-extra/manifest.jsonl" "$PLUS_TOKENS" --codec "soundstream:$CODEC" \
     --semantic "content:$SEMANTIC" --quiet
+# What the bundle speaks with: 2000 steps on all three.
 train "$RUNS/demo-soundstorm-voices" recipes/demo/soundstorm.toml --set "data.cache=\"$PLUS_TOKENS\"" \
     --init-from "$RUNS/demo-soundstorm/model" --set optimizer.lr=3e-4 --set optimizer.min_lr_ratio=0.05 \
     --set optimizer.max_steps=2000 --set optimizer.warmup_steps=100 --set options.train_levels=4
