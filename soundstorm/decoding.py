@@ -136,6 +136,13 @@ def _check_options(
 
 
 @torch.inference_mode()
+def check_prompt_guidance(value: object, name: str = "prompt_guidance") -> float:
+    """A voice guidance weight as a float >= 0 (0 = off), or a clear error naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0 (0 = off), got {value!r}")
+    return float(value)
+
+
 def generate(
     model: SoundStorm,
     *,
@@ -187,7 +194,7 @@ def generate(
             conditional logits with the prompt's frames masked at every level, so that what the
             prompt changes is pushed further (0 = off). Every pass then runs one more copy of
             the batch; without a prompt it does nothing. On the bundled models g = 1 raised the
-            held-out voice's similarity to its prompt by 0.025 (docs/voices.md).
+            held-out voice's similarity to its prompt by about 0.02 (docs/voices.md).
         greedy_last: take the argmax at the last iteration of every level (the paper does).
         generator: random source for sampling and Gumbel noise: one for the batch, or one per
             example (then each example's result is the same in any batch, as alone).
@@ -238,9 +245,7 @@ def generate(
     semantic_tokens = check_semantic(semantic_tokens, config, B, T, lengths)
     if any(g != 1.0 for g in scales) and semantic_tokens is None:
         raise ValueError("classifier-free guidance needs a conditional model and semantic_tokens")
-    if isinstance(prompt_guidance, bool) or not (
-            isinstance(prompt_guidance, (int, float)) and math.isfinite(prompt_guidance) and prompt_guidance >= 0):
-        raise ValueError(f"prompt_guidance must be a number >= 0 (0 = off), got {prompt_guidance!r}")
+    check_prompt_guidance(prompt_guidance)
 
     per_example = generator is not None and not isinstance(generator, torch.Generator)
     if per_example and len(generator) != B:  # type: ignore[arg-type]

@@ -30,8 +30,6 @@ from typing import Any
 from soundstorm.atomic import atomic_write_text
 from soundstorm.data.cache import FORMAT_VERSION, META_NAME, SHARDS_DIR, TokenCache, shard_name
 
-SHARD_FILES = ("codes.npy", "semantic.npy", "index.npy", "items.jsonl")
-
 
 def _link_or_copy(source: Path, target: Path) -> None:
     try:
@@ -86,14 +84,13 @@ def merge_token_caches(inputs: Sequence[str | Path], out: str | Path) -> TokenCa
                 source = cache.root / SHARDS_DIR / shard["name"]
                 target = staging / SHARDS_DIR / shard_name(len(shards))
                 target.mkdir(parents=True)
-                for name in SHARD_FILES:
-                    if (source / name).exists():
-                        _link_or_copy(source / name, target / name)
+                for file in source.iterdir():  # whatever the cache format keeps in a shard
+                    _link_or_copy(file, target / file.name)
                 shards.append(dict(shard, name=target.name))
         meta = {
             "format_version": FORMAT_VERSION,
             "codec": first.codec,
-            "semantic": first.semantic_info,
+            "semantic": first.semantic_info,  # None for unconditional caches, as tokenize writes it
             "merged_from": [
                 {"path": str(cache.root.resolve()), "num_items": len(cache), "manifest": cache.meta.get("manifest")}
                 for cache in caches
@@ -102,8 +99,6 @@ def merge_token_caches(inputs: Sequence[str | Path], out: str | Path) -> TokenCa
             "num_frames": sum(int(shard["num_frames"]) for shard in shards),
             "shards": shards,
         }
-        if first.semantic_info is None:
-            del meta["semantic"]
         atomic_write_text(staging / META_NAME, json.dumps(meta, indent=2) + "\n")
         staging.rename(out)
     except BaseException:

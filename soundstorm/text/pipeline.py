@@ -46,7 +46,7 @@ from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.codecs.soundstream.vocos import standardized_features
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import split_sentences
-from soundstorm.decoding import DecodeStep
+from soundstorm.decoding import DecodeStep, check_prompt_guidance
 from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.model.step_linear import use_step_weights
@@ -750,13 +750,6 @@ def check_soft_temperature(value: object, codec: Codec, what: str) -> float:
     if value > 0 and not codec.decodes_expected:
         raise ValueError(f"{what} {value:g} asks for soft decoding, which {codec.name} cannot do (it decodes "
                          "tokens only): use 0, or a SoundStream codec")
-    return float(value)
-
-
-def check_prompt_guidance(value: object, name: str) -> float:
-    """value as a float >= 0, or a clear error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a number >= 0 (0 = off), got {value!r}")
     return float(value)
 
 
