@@ -40,10 +40,13 @@ endef
 system-deps:
 	$(call apt_missing,$(SYSTEM_DEPS))
 
-# Festival voices of other languages reading English: more voices for SoundStorm's training
-# (recipes/demo/build.sh, docs/voices.md). Only `make models` needs them.
+# Festival voices of other languages reading English, and four people's recorded Asterisk prompts
+# (G.722, 16 kHz): more voices for SoundStorm's training (recipes/demo/build.sh, docs/voices.md).
+# Only `make models` needs them.
 EXTRA_VOICE_DEPS := festvox-ca-ona-hts festvox-czech-dita festvox-czech-krb festvox-czech-machac \
-	festvox-suopuhe-lj festvox-suopuhe-mv festvox-italp16k festvox-itapc16k festvox-ru
+	festvox-suopuhe-lj festvox-suopuhe-mv festvox-italp16k festvox-itapc16k festvox-ru \
+	asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
+	asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722
 
 extra-voices:
 	$(call apt_missing,$(EXTRA_VOICE_DEPS))

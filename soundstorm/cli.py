@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_module(corpus_commands, "synth", "soundstorm.data.synth", "synthesize a multi-speaker corpus with Debian's voices")
     _add_module(corpus_commands, "scan", "soundstorm.data.scan", "validate a folder of audio (+ transcripts) into a manifest")
     _add_module(corpus_commands, "augment", "soundstorm.data.augment", "new voices: copies of a corpus at random speeds and equalizations")
+    _add_module(corpus_commands, "join", "soundstorm.data.join", "pack each speaker's short clips into longer utterances")
     _add_module(corpus_commands, "merge", "soundstorm.data.merge", "merge manifests into one (paths rewritten, ids kept)")
     _add_module(corpus_commands, "tokenize", "soundstorm.data.tokenize", "encode a manifest into a token cache")
     _add_module(corpus_commands, "merge-caches", "soundstorm.data.cache_merge", "merge token caches into one (same codec and tokenizer)")
