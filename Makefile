@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install system-deps extra-voices test test-fast demo models bench bench-deps clean
+.PHONY: install system-deps extra-voices asterisk-voices test test-fast demo models bench bench-deps clean
 
 # The venv sees system site-packages so that an existing torch stands; torch is pinned to the
 # CPU wheel 2.13.0 only when none is importable (a bare `torch` would pull a CUDA build).
@@ -40,16 +40,22 @@ endef
 system-deps:
 	$(call apt_missing,$(SYSTEM_DEPS))
 
-# Festival voices of other languages reading English, and four people's recorded Asterisk prompts
-# (G.722, 16 kHz): more voices for SoundStorm's training (recipes/demo/build.sh, docs/voices.md).
-# Only `make models` needs them.
+# Festival voices of other languages reading English: more voices for SoundStorm's training
+# (recipes/demo/build.sh, docs/voices.md). Only `make models` needs them.
 EXTRA_VOICE_DEPS := festvox-ca-ona-hts festvox-czech-dita festvox-czech-krb festvox-czech-machac \
-	festvox-suopuhe-lj festvox-suopuhe-mv festvox-italp16k festvox-itapc16k festvox-ru \
-	asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
-	asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722
+	festvox-suopuhe-lj festvox-suopuhe-mv festvox-italp16k festvox-itapc16k festvox-ru
 
 extra-voices:
 	$(call apt_missing,$(EXTRA_VOICE_DEPS))
+
+# Four people's recorded Asterisk prompts (G.722, 2 h of real speech) for recipes/demo/asterisk_voices.py.
+# Tried for the bundle's SoundStorm and codec and not kept (docs/voices.md, docs/codec.md): no
+# other target needs them.
+ASTERISK_DEPS := asterisk-core-sounds-en-g722 asterisk-core-sounds-es-g722 asterisk-core-sounds-fr-g722 \
+	asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722
+
+asterisk-voices: install
+	$(call apt_missing,$(ASTERISK_DEPS))
 
 test: install system-deps
 	$(PY) -m pytest -q

@@ -1,18 +1,20 @@
 """Real human voices for SoundStorm's training: Asterisk's recorded prompts, decoded to WAV.
 
-Debian's asterisk-core-sounds-{en,es,fr,it,ru}-g722 hold about 2.2 h of studio recordings of
+Debian's asterisk-core-sounds-{en,es,fr,it,ru}-g722 hold about 2 h of studio recordings of
 four professional speakers (Allison Smith in English and Spanish, June Wallack, Carlo, and a
 Russian voice; CC-BY-SA-3.0, /usr/share/doc/asterisk-core-sounds-*/copyright) as G.722, a 16 kHz
 wideband codec (about 7 kHz of audio bandwidth) that neither soundfile nor sox decodes. This
 writes each prompt as 16 kHz 16-bit WAV, one folder per recording, for `corpus scan`:
 
-    python recipes/demo/asterisk_voices.py data/asterisk-raw   # `make extra-voices` installs them
+    make asterisk-voices       # the Debian packages (and the g722 wheel, a dev extra)
+    python recipes/demo/asterisk_voices.py data/asterisk-raw
     soundstorm corpus scan data/asterisk-raw --layout plain --out data/asterisk-raw/manifest.jsonl --min-seconds 0.3
     soundstorm corpus join data/asterisk-raw/manifest.jsonl data/asterisk --seconds 10
 
 The prompts are 0.5-7 s (median 1.4 s); `corpus join` packs each voice's into 10 s utterances so
 that SoundStorm sees a prompt and its continuation in one voice. Needs the `g722` wheel (sippy's
-libg722 binding; `make models` installs it).
+libg722 binding; in the dev extra). Tried as more voices for the bundled SoundStorm and codec, and
+not kept: both lost a little on the held-out voice (docs/voices.md, docs/codec.md).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     voices = sorted(p for p in args.sounds.glob("*") if p.is_dir()) if args.sounds.is_dir() else []
     if not voices:
         print(f"error: no voice folders in {args.sounds}: install asterisk-core-sounds-en-g722 (and -es, -fr, -it, "
-              f"-ru) with `make extra-voices`", file=sys.stderr)
+              f"-ru) with `make asterisk-voices`", file=sys.stderr)
         return 1
     written = 0
     for voice in voices:
