@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,10 +37,11 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from soundstorm.atomic import atomic_path, atomic_write_text
+from soundstorm.atomic import atomic_path
 from soundstorm.data.audio import load_audio
 from soundstorm.data.audio_dataset import EQ_POINTS, equalized, played
 from soundstorm.data.formant import formant_shifted
+from soundstorm.data.made_with import check_made_with
 from soundstorm.data.manifest import ManifestEntry, Phone, read_manifest, write_manifest
 
 
@@ -97,20 +97,6 @@ def copy_id(source_id: str, copy: int) -> str:
 _SETTING_DEFAULTS: dict[str, object] = {"formant_range": [1.0, 1.0]}
 
 
-def _check_settings(out_dir: Path, settings: dict[str, object]) -> None:
-    """Record what out_dir's copies are made with, or refuse settings other than those recorded."""
-    record = out_dir / "augment.json"
-    if record.is_file():
-        found = json.loads(record.read_text())
-        for key, value in settings.items():
-            made_with = found.get(key, _SETTING_DEFAULTS.get(key))
-            if made_with != value:
-                raise ValueError(f"{out_dir} holds copies made with {key} = {made_with!r}, but this run has "
-                                 f"{key} = {value!r}: use another folder, or delete that one to remake it")
-        return
-    atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
-
-
 def augment_corpus(
     manifest: str | Path,
     out_dir: str | Path,
@@ -129,9 +115,10 @@ def augment_corpus(
     sources = [e for e in read_manifest(manifest) if split is None or e.split == split]
     if not sources:
         raise ValueError(f"{manifest} has no utterances of split {split!r} to augment")
-    _check_settings(out_dir, {"source": str(manifest.resolve()), "seed": augmentation.seed,
-                              "formant_range": list(augmentation.formant_range),
-                              "speed_range": list(augmentation.speed_range), "eq_db": augmentation.eq_db})
+    settings = {"source": str(manifest.resolve()), "seed": augmentation.seed,
+                "formant_range": list(augmentation.formant_range), "speed_range": list(augmentation.speed_range),
+                "eq_db": augmentation.eq_db}
+    check_made_with(out_dir / "augment.json", settings, "copies", _SETTING_DEFAULTS)
     root = manifest.parent
     copies: list[ManifestEntry] = []
     bar = tqdm(total=len(sources) * augmentation.copies, disable=not progress, desc="augment", unit="utt")

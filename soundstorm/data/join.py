@@ -24,7 +24,6 @@ and the manifest are written atomically; the source corpus is only read.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -34,8 +33,8 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from soundstorm.atomic import atomic_write_text
 from soundstorm.data.audio import load_audio, resample_audio, save_audio
+from soundstorm.data.made_with import check_made_with
 from soundstorm.data.manifest import ManifestEntry, Phone, read_manifest, write_manifest
 
 TRIM_FRAME_SECONDS = 0.01  # the envelope's frame for trimming
@@ -107,19 +106,6 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "speaker"
 
 
-def _check_settings(out_dir: Path, settings: dict[str, object]) -> None:
-    record = out_dir / "join.json"
-    if record.is_file():
-        found = json.loads(record.read_text())
-        for key, value in settings.items():
-            if found.get(key) != value:
-                raise ValueError(f"{out_dir} holds utterances joined with {key} = {found.get(key)!r}, but this run "
-                                 f"has {key} = {value!r}: use another folder, or delete that one to remake it")
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
-
-
 def join_corpus(manifest: str | Path, out_dir: str | Path, settings: JoinSettings = JoinSettings(), *,
                 progress: bool = False) -> list[ManifestEntry]:
     """Write the joined utterances of `manifest` under out_dir/audio/ and their manifest
@@ -131,8 +117,9 @@ def join_corpus(manifest: str | Path, out_dir: str | Path, settings: JoinSetting
     entries = read_manifest(manifest)
     if not entries:
         raise ValueError(f"{manifest} has no utterances to join")
-    _check_settings(out_dir, {"source": str(manifest.resolve()), "seconds": settings.seconds,
-                              "max_seconds": settings.max_seconds, "gap": settings.gap, "trim_db": settings.trim_db})
+    check_made_with(out_dir / "join.json", {"source": str(manifest.resolve()), "seconds": settings.seconds,
+                                            "max_seconds": settings.max_seconds, "gap": settings.gap,
+                                            "trim_db": settings.trim_db}, "utterances")
     groups: dict[tuple[str, str | None], list[ManifestEntry]] = {}
     for entry in entries:  # dicts keep first-appearance order: the output follows the manifest
         groups.setdefault((entry.speaker, entry.split), []).append(entry)
