@@ -132,6 +132,17 @@ def test_join_without_phones_or_texts_leaves_them_null(tmp_path: Path) -> None:
     assert joined[1].text == "word 2 word 3" and joined[1].phones is not None
 
 
+def test_speakers_whose_names_clean_alike_keep_folders_of_their_own(tmp_path: Path) -> None:
+    manifest = clip_corpus(tmp_path / "corpus")
+    entries = read_manifest(manifest)
+    renamed = [ManifestEntry(**{**e.__dict__, "speaker": "x y" if e.speaker == "a" else "x_y"}) for e in entries]
+    write_manifest(renamed, manifest)
+    joined = join_corpus(manifest, tmp_path / "joined", JoinSettings(seconds=2.0, max_seconds=3.5))
+    folders = {e.speaker: Path(e.path).parent for e in joined}
+    assert folders["x_y"].name == "x_y" and folders["x y"].name.startswith("x_y-") and len(set(folders.values())) == 2
+    assert len({e.path for e in joined}) == len(joined)
+
+
 def test_cli_joins_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = clip_corpus(tmp_path / "corpus")
     assert main(["corpus", "join", str(manifest), str(tmp_path / "joined"), "--seconds", "3", "--quiet"]) == 0

@@ -24,6 +24,7 @@ and the manifest are written atomically; the source corpus is only read.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from dataclasses import dataclass
@@ -101,9 +102,11 @@ def trim_bounds(wav: np.ndarray, sample_rate: int, trim_db: float) -> tuple[int,
     return start, end
 
 
-def _safe(name: str) -> str:
-    """A speaker name as one path component."""
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "speaker"
+def _folder(speaker: str) -> str:
+    """A speaker's folder name: the name itself where it is one safe path component, else a
+    cleaned form with a digest of the name, so that "a b" and "a_b" never share a folder."""
+    safe = re.sub(r"[^A-Za-z0-9._+-]+", "_", speaker).strip("._")
+    return safe if safe == speaker else f"{safe or 'speaker'}-{hashlib.sha256(speaker.encode()).hexdigest()[:8]}"
 
 
 def join_corpus(manifest: str | Path, out_dir: str | Path, settings: JoinSettings = JoinSettings(), *,
@@ -131,7 +134,7 @@ def join_corpus(manifest: str | Path, out_dir: str | Path, settings: JoinSetting
         for number, indices in enumerate(pack([c.duration for c in clips], settings)):
             parts = [clips[i] for i in indices]
             name = f"{split or 'all'}-{number:05d}"
-            path = Path("audio") / _safe(speaker) / f"{name}.wav"
+            path = Path("audio") / _folder(speaker) / f"{name}.wav"
             joined.append(_join(parts, root, out_dir / path, path, f"{speaker}/{name}", rate, settings))
             bar.update(len(parts))
     bar.close()
