@@ -135,7 +135,6 @@ def _check_options(
     return steps, [float(g) for g in scales]
 
 
-@torch.inference_mode()
 def check_prompt_guidance(value: object, name: str = "prompt_guidance") -> float:
     """A voice guidance weight as a float >= 0 (0 = off), or a clear error naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -143,6 +142,7 @@ def check_prompt_guidance(value: object, name: str = "prompt_guidance") -> float
     return float(value)
 
 
+@torch.inference_mode()
 def generate(
     model: SoundStorm,
     *,

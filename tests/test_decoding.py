@@ -273,6 +273,16 @@ def test_temperature_zero_is_deterministic_and_seeded_sampling_reproducible() ->
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_generation_runs_in_inference_mode_and_builds_no_graph() -> None:
+    model = tiny_model()
+    modes: list[bool] = []
+    for module in model.modules():  # decoding calls the model's parts, not its forward
+        module.register_forward_hook(lambda module, inputs, output: modes.append(torch.is_inference_mode_enabled()))
+    codes = model.generate(torch.randint(10, (1, 12), generator=torch.Generator().manual_seed(0)), temperature=0)
+    assert modes and all(modes)  # every pass, even when the caller has gradients on
+    assert not codes.requires_grad
+
+
 def test_guidance_scale_zero_ignores_the_condition() -> None:
     """logits = null + 0 * (cond - null): only the null condition counts."""
     model = tiny_model()

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from soundstorm.atomic import atomic_path
+
 SOUNDS = Path("/usr/share/asterisk/sounds")
 SAMPLE_RATE = 16_000
 BIT_RATE = 64_000  # Asterisk's G.722 files: mode 1, 8 bits per 16 kHz sample pair
@@ -56,14 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             target = args.out / f"asterisk-{voice.name}" / f"{name}.wav"
             if target.exists():
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
             samples = decode_g722(source.read_bytes())
             if samples.size == 0:
                 print(f"skipped {source}: empty", file=sys.stderr)
                 continue
-            partial = target.with_suffix(".wav.partial")
-            sf.write(partial, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-            partial.replace(target)
+            with atomic_path(target) as tmp:  # the decoder's int16 samples as they are
+                sf.write(tmp, samples, SAMPLE_RATE, subtype="PCM_16", format="WAV")
             written += 1
     print(f"{written} prompts written under {args.out} from {len(voices)} voices")
     return 0
