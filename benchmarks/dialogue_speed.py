@@ -35,6 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from soundstorm.allocator import keep_freed_memory  # noqa: E402
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline  # noqa: E402
 
 SCRIPT = [
@@ -59,6 +60,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the soundstorm command does (SOUNDSTORM_MALLOC=default: glibc's own)
 
     if len(set(map(str, args.models))) < len(args.models):
         parser.error("--models names one folder twice")

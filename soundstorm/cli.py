@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from soundstorm.allocator import keep_freed_memory
 from soundstorm.masking import default_steps
 from soundstorm.model.config import PRESETS
 from soundstorm.precision import add_precision_argument
@@ -211,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Every subcommand allocates the same large tensors pass after pass: keep their pages
+    # (soundstorm/allocator.py; SOUNDSTORM_MALLOC=default opts out).
+    keep_freed_memory()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError) as error:
