@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from dialogue_speed import SCRIPT  # noqa: E402
 
+from soundstorm.allocator import keep_freed_memory  # noqa: E402
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline, Trace  # noqa: E402
 
 
@@ -44,6 +45,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the soundstorm command does
 
     pipeline = SpeechPipeline.from_folder(args.models, precision=args.precision)
     voices = {name: pipeline.voice(args.models / "voices" / f"{voice}.wav") for name, voice in zip("AB", args.voices)}
