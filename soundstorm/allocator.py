@@ -2,13 +2,14 @@
 
 PyTorch's CPU tensors come from malloc. glibc serves a block above its mmap threshold (128 KB
 at first, raised as such blocks are freed, never past 32 MB) with a fresh mmap that goes back to
-the kernel at free, and it gives the top of its heap back past a trim threshold. Inference and
-training allocate and free the same large activations at every pass, so every pass faults their
-pages in again and the kernel zeroes each one first: a SoundStorm pass over a dialogue's batch
-([6, 320] frames, 2 threads) took 3,000-150,000 minor page faults (up to 600 MB zeroed) as
-glibc's thresholds moved, and with both thresholds fixed high, none, and ran faster
-(benchmarks/allocator.py, docs/benchmarks.md). The price is a resident size that stays at its
-peak, which such a process reaches at every pass anyway.
+the kernel at free, and it gives the top of its heap back past a trim threshold. Inference
+allocates and frees the same large activations at every pass, so every pass faults their pages
+in again and the kernel zeroes each one first: a SoundStorm pass over a dialogue's batch ([6,
+320] frames, 2 threads) took 3,000-74,000 minor page faults (up to 300 MB zeroed) as glibc's
+thresholds moved, 54,000 in the median round of benchmarks/allocator.py. With both thresholds
+fixed high it took none and ran 1.33x faster, and the dialogue 1.16x; a training step's 10,000
+faults went too, with no measurable gain in its time (docs/benchmarks.md). The price is a
+resident size that stays at its peak, which such a process reaches at every pass anyway.
 
 The `soundstorm` command calls keep_freed_memory() once at its start; a program that imports
 soundstorm as a library decides for itself (the setting is process-wide). Setting the
