@@ -129,6 +129,15 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     markdown = (tmp_path / "out" / "tts_eval.md").read_text()
     assert "| training voices (" in markdown and "temperature 0.7" in markdown and "EOS threshold 0.5" in markdown
 
+    assert all(abs(u["prompt_seconds"] - 1.0) <= 0.1 for u in result["utterances"])  # to a semantic token
+
+    # A prompt longer than the pipeline's default 3 s is given whole, not cut to 3 s.
+    assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "1",
+                 "--prompt-seconds", "4.0", "--dialogue-seconds", "1", "--steps", "1", "1", "1", "1",
+                 "--groups", "held-out", "--out", str(tmp_path / "long-prompt"), "--quiet"]) == 0
+    long_prompt = json.loads((tmp_path / "long-prompt" / "tts_eval.json").read_text())
+    assert long_prompt["utterances"] and all(abs(u["prompt_seconds"] - 4.0) <= 0.1 for u in long_prompt["utterances"])
+
     # Enrolled decoders and SoundStorm adapters instead: one per speaker, on 2 s of its
     # utterances that are not evaluated; the held-out voice alone.
     assert main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--per-group", "1",

@@ -79,6 +79,7 @@ class Spoken:
     phone_errors: int | None = None
     audio_phone_errors: int | None = None
     phones: int | None = None
+    prompt_seconds: float = 0.0  # the voice prompt SoundStorm was given, in codec frames' time
 
 
 def choose(entries: list[ManifestEntry], families: tuple[str, ...], per_group: int,
@@ -155,7 +156,9 @@ def run(args: argparse.Namespace) -> int:
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: round(args.prompt_seconds * sr)]
-        voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder)
+        # max_seconds: the pipeline's voices keep 3 s by default; a longer --prompt-seconds must not be cut to it.
+        voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr, adapt_steps=args.adapt_decoder,
+                               max_seconds=args.prompt_seconds)
         if args.enroll_seconds:
             if entry.speaker not in enrolled:
                 # As `soundstorm enroll` does, on the speaker's utterances that are not evaluated.
@@ -187,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             entry.id, entry.speaker, GROUPS[entry.split or ""], entry.text or "", prompt_entry.id,
             asr.transcribe(reference, sr), asr.transcribe(wav, sr), similarity(prompt, reference, sr),
             similarity(prompt, wav, sr) if measurable else 0.0, pipeline.timing.seconds, pipeline.timing.audio_seconds,
+            prompt_seconds=len(voice.codes) / pipeline.codec.frame_rate,
         )
         if pipeline.phone_scorer is not None and real is not None:
             heard = (pipeline.plan_resynth(wav, voice, sentence_options, sample_rate=sr)  # the tokens of our audio
