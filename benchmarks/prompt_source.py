@@ -14,6 +14,9 @@ of a 3 s prompt taken either from U's own start ("own") or from the start of ano
 utterance V of the same voice ("other"), with the same seed. Each output is compared
 (resemblyzer) with U's original audio after 3 s: the same speaker saying the same words, one
 reference for both conditions. Paired by utterance: mean of other - own +- its standard error.
+Beside them, the ceiling of the stages after SoundStorm: the codec's own tokens of the same
+continuation (the levels SoundStorm decodes) through the same decoder, with the own-start prompt
+as its voice reference.
 """
 
 from __future__ import annotations
@@ -82,24 +85,36 @@ def main() -> int:
                 options = DecodingOptions(seed=i)
                 out = pipeline.render([pipeline.plan_resynth(rest, voice, options, sample_rate=rate)])[0]
                 row[condition] = float(np.dot(similarity.embed(out, rate), reference))
+                if condition == "own":
+                    # The ceiling: the codec's own tokens of the continuation (the levels SoundStorm
+                    # decodes), through the same decoder, semantic tokens and voice reference.
+                    codes, semantic = pipeline.tokens(torch.from_numpy(np.ascontiguousarray(rest))[None, None])
+                    levels = len(options.steps or pipeline.default_steps)
+                    tokens = pipeline.decode(codes[:, :levels], voice, semantic)
+                    row["codec_tokens"] = float(np.dot(similarity.embed(tokens, rate), reference))
             rows.append(row)
-            print(f"{name} {entry.id}: own {row['own']:.3f} other {row['other']:.3f}", file=sys.stderr)
+            print(f"{name} {entry.id}: own {row['own']:.3f} other {row['other']:.3f} "
+                  f"codec tokens {row['codec_tokens']:.3f}", file=sys.stderr)
         results[name] = rows
 
     print(f"\nSimilarity to the utterance's own continuation, resynthesized from its semantic tokens, "
           f"{args.models} (means +- standard errors over utterances):\n")
-    print("| voice | n | prompt from its own start | from another utterance | other - own |")
-    print("|---|---:|---:|---:|---:|")
+    print("| voice | n | prompt from its own start | from another utterance | other - own | the codec's own tokens "
+          "| own - codec's tokens |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     summary = {}
     for name, rows in results.items():
         own = np.array([r["own"] for r in rows], dtype=float)
         other = np.array([r["other"] for r in rows], dtype=float)
-        diff = other - own
-        stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        ceiling = np.array([r["codec_tokens"] for r in rows], dtype=float)
+        diff, gap = other - own, own - ceiling
+        stderr, gap_stderr = (float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan") for d in (diff, gap))
         summary[name] = {"n": len(rows), "own": float(own.mean()), "other": float(other.mean()),
                          "difference": float(diff.mean()), "stderr": stderr,
-                         "median_difference": float(statistics.median(diff))}
-        print(f"| {name} | {len(rows)} | {own.mean():.3f} | {other.mean():.3f} | {diff.mean():+.3f} +- {stderr:.3f} |")
+                         "median_difference": float(statistics.median(diff)), "codec_tokens": float(ceiling.mean()),
+                         "own_minus_codec_tokens": float(gap.mean()), "own_minus_codec_tokens_stderr": gap_stderr}
+        print(f"| {name} | {len(rows)} | {own.mean():.3f} | {other.mean():.3f} | {diff.mean():+.3f} +- {stderr:.3f} "
+              f"| {ceiling.mean():.3f} | {gap.mean():+.3f} +- {gap_stderr:.3f} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"models": str(args.models), "summary": summary, "rows": results}, indent=2) + "\n")
