@@ -142,29 +142,6 @@ def check_prompt_guidance(value: object, name: str = "prompt_guidance") -> float
     return float(value)
 
 
-def check_prompt_prior(value: object, levels: int, name: str = "prompt_prior") -> list[float]:
-    """Voice code prior weights: one number >= 0 for every level, or one per level decoded."""
-    weights = [value] * levels if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if (not isinstance(weights, (list, tuple)) or len(weights) != levels
-            or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0
-                   for w in weights)):
-        raise ValueError(f"{name} must be a number >= 0 (0 = off), or one per level decoded ({levels} levels); "
-                         f"got {value!r}")
-    return [float(w) for w in weights]
-
-
-def prompt_code_log_prior(prompt_codes: Tensor, prompt_lengths: Tensor, levels: int, codebook_size: int) -> Tensor:
-    """float32 [B, L, K]: log p(code | level) of each example's prompt, its first L levels' codes
-    counted over its prompt_lengths frames with one added to every code (a prompt of no frames
-    gives the uniform prior, which changes no softmax). prompt_codes int64 [B, P, >= L]."""
-    B, P = prompt_codes.shape[:2]
-    in_prompt = torch.arange(P, device=prompt_codes.device) < prompt_lengths[:, None]  # [B, P]
-    codes = prompt_codes[:, :, :levels].masked_fill(~in_prompt[:, :, None], 0)  # [B, P, L]
-    counts = torch.ones(B, levels, codebook_size, device=prompt_codes.device)  # add-one smoothing
-    counts.scatter_add_(2, codes.transpose(1, 2), in_prompt[:, None, :].expand(B, levels, P).float())
-    return (counts / counts.sum(dim=-1, keepdim=True)).log()
-
-
 @torch.inference_mode()
 def generate(
     model: SoundStorm,
@@ -182,7 +159,6 @@ def generate(
     gumbel_scale: float = 0.0,
     guidance_scale: float | Sequence[float] = 1.0,
     prompt_guidance: float = 0.0,
-    prompt_prior: float | Sequence[float] = 0.0,
     greedy_last: bool = True,
     generator: Generators = None,
     callback: Callable[[DecodeStep], None] | None = None,
@@ -219,12 +195,6 @@ def generate(
             prompt changes is pushed further (0 = off). Every pass then runs one more copy of
             the batch; without a prompt it does nothing. On the bundled models g = 1 raised the
             held-out voice's similarity to its prompt by about 0.02 (docs/voices.md).
-        prompt_prior: voice code prior w >= 0, one weight or one per level decoded: logits of a
-            level += w * log p(code), the add-one-smoothed frequency of each code among that
-            level's codes in the example's own prompt, so that codes the voice's prompt uses are
-            drawn more often (0 = off; without a prompt it does nothing). For a voice the bundled
-            SoundStorm had not heard, 38% of its first-level codes were among its prompt's, against
-            63% of the real continuation's (docs/voices.md).
         greedy_last: take the argmax at the last iteration of every level (the paper does).
         generator: random source for sampling and Gumbel noise: one for the batch, or one per
             example (then each example's result is the same in any batch, as alone).
@@ -308,10 +278,6 @@ def generate(
     elif prompt_lengths is not None:
         raise ValueError("prompt_lengths given without prompt_codes")
 
-    prior_weights = check_prompt_prior(prompt_prior, len(steps))
-    # The voice code prior of each example's prompt, counted once: float32 [B, L, K].
-    log_prior = (prompt_code_log_prior(prompt_codes, prompt_lengths_, len(steps), K)
-                 if prompt_codes is not None and any(prior_weights) else None)
     to_decode = valid & (frames >= prompt_lengths_[:, None])  # [B, T] frames that get generated
     # Voice guidance's second opinion: the same grid with each example's prompt frames masked.
     bare_frames = (frames < prompt_lengths_[:, None])[:, :, None] if prompt_guidance > 0 and prompt_codes is not None else None
@@ -354,21 +320,17 @@ def generate(
         n, batch_condition, batch_valid = batched[guided]
         if n == 1:
             hidden = model.hidden_states(codes, condition, backbone_valid)  # [B, T, D]
-            out = model.level_logits(hidden[where], level)  # [M, K] float32
-        else:
-            grids = [codes] * (1 + guided) + ([codes.masked_fill(bare_frames, mask_id)] if bare_frames is not None else [])
-            hidden = model.hidden_states(torch.cat(grids), batch_condition, batch_valid)  # [n B, T, D]
-            logits = model.level_logits(torch.cat([h[where] for h in hidden.chunk(n)]), level)  # [n M, K]
-            cond, *others = logits.chunk(n)
-            out = cond
-            if guided:
-                null = others.pop(0)
-                out = null + scales[level] * (cond - null)
-            if bare_frames is not None:
-                out = out + prompt_guidance * (cond - others.pop(0))
-        if log_prior is not None and prior_weights[level] > 0:
-            rows = where.nonzero()[:, 0]  # [M] each position's example, in row-major order as hidden[where]
-            out = out + prior_weights[level] * log_prior[rows, level]
+            return model.level_logits(hidden[where], level)  # [M, K] float32
+        grids = [codes] * (1 + guided) + ([codes.masked_fill(bare_frames, mask_id)] if bare_frames is not None else [])
+        hidden = model.hidden_states(torch.cat(grids), batch_condition, batch_valid)  # [n B, T, D]
+        logits = model.level_logits(torch.cat([h[where] for h in hidden.chunk(n)]), level)  # [n M, K]
+        cond, *others = logits.chunk(n)
+        out = cond
+        if guided:
+            null = others.pop(0)
+            out = null + scales[level] * (cond - null)
+        if bare_frames is not None:
+            out = out + prompt_guidance * (cond - others.pop(0))
         return out
 
     # ---- level by level, coarse to fine --------------------------------------------------

@@ -273,8 +273,7 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              "synthesizer's own. Similarity: resemblyzer, to the prompt.", "",
              f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
              f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}, "
-             f"prompt guidance {options.prompt_guidance if options.prompt_guidance is not None else f'default {default_prompt_guidance:g}'}, "
-             f"prompt prior {options.prompt_prior}; text-to-semantic temperature {options.t2s_temperature:g}, "
+             f"prompt guidance {options.prompt_guidance if options.prompt_guidance is not None else f'default {default_prompt_guidance:g}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}, "
              f"{options.t2s_candidates} candidate{'s' if options.t2s_candidates > 1 else ''}. Phone error rate: of "
              "semantic tokens against the text's phones (soundstorm/text/phone_score.py): the tokens of the "

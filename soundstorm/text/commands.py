@@ -87,10 +87,6 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help="voice guidance: push SoundStorm's logits further by what the voice prompt changes in "
                              "them, at this weight (one more batch copy a pass); 0 = off (default: the models "
                              "folder's decoding.json, else 0)")
-    parser.add_argument("--prompt-prior", type=float, nargs="+", default=[0.0],
-                        help="voice code prior: add this weight times the log-frequency of each code among the "
-                             "voice prompt's codes to SoundStorm's logits; one weight, or one per level (e.g. 1 0 0 0: "
-                             "the first level only); 0 = off (default)")
     parser.add_argument("--soft-temperature", type=float,
                         help="decode levels 2..L as the expected codebook vector of SoundStorm's distribution at "
                              "this temperature; 0: the tokens themselves (default: the models folder's "
@@ -109,7 +105,6 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            guidance_scale=None if args.guidance_scale is None else
                            args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
                            prompt_guidance=args.prompt_guidance,
-                           prompt_prior=args.prompt_prior[0] if len(args.prompt_prior) == 1 else args.prompt_prior,
                            soft_temperature=args.soft_temperature, voice_reference=not args.no_voice_reference,
                            seed=args.seed)
 

@@ -112,9 +112,6 @@ class DecodingOptions:
     # Voice guidance (soundstorm.decoding.generate's prompt_guidance; 0 = off): what the voice
     # prompt changes in SoundStorm's logits, pushed further. None: SpeechPipeline.default_prompt_guidance.
     prompt_guidance: float | None = None
-    # Voice code prior (soundstorm.decoding.generate's prompt_prior; 0 = off): one weight, or one
-    # per level, on the log-frequency of each code among the voice prompt's codes at that level.
-    prompt_prior: float | list[float] = 0.0
     # Levels 2..L decoded as the expected codebook vector of softmax(logits / this), where 0
     # takes the tokens themselves (hard codes); None: SpeechPipeline.default_soft_temperature.
     soft_temperature: float | None = None
@@ -130,8 +127,7 @@ class DecodingOptions:
         can share a batch (each keeps its own random stream: Segment.seed)."""
         guidance = tuple(self.guidance_scale) if isinstance(self.guidance_scale, list) else self.guidance_scale
         return (tuple(self.steps) if self.steps is not None else None, self.temperature, guidance,
-                self.soft_temperature, self.prompt_guidance,
-                tuple(self.prompt_prior) if isinstance(self.prompt_prior, list) else self.prompt_prior)
+                self.soft_temperature, self.prompt_guidance)
 
 
 @dataclass
@@ -493,9 +489,6 @@ class SpeechPipeline:
         soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
         # generate() checks a request's own value; the folder's default was checked on loading.
         prompt_guidance = self.default_prompt_guidance if options.prompt_guidance is None else options.prompt_guidance
-        prior = options.prompt_prior
-        # One weight per level listed covers those levels; levels it does not list get none.
-        prompt_prior = (prior + [0.0] * len(steps))[: len(steps)] if isinstance(prior, list) else prior
         start = time.perf_counter()
         with autocast(self.precision, self.device):
             out = model.generate(
@@ -503,7 +496,7 @@ class SpeechPipeline:
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
                 steps=steps, temperature=options.temperature, guidance_scale=guidance,
-                prompt_guidance=prompt_guidance, prompt_prior=prompt_prior, generator=generators, callback=callback, return_logits_from=1 if soft else None,
+                prompt_guidance=prompt_guidance, generator=generators, callback=callback, return_logits_from=1 if soft else None,
             )
         codes, logits = out if soft else (out, None)  # [B, max T, L], [B, max T, L - 1, K]
         probs = None if logits is None else (logits / soft).softmax(dim=-1).cpu()
