@@ -73,15 +73,6 @@ def soft_variants(pipeline: SpeechPipeline, voice: Voice, semantic: Tensor, opti
 
 
 @torch.inference_mode()
-def snap_to_prompt(pipeline: SpeechPipeline, voice: Voice, level1: Tensor) -> Tensor:
-    """Each code of level1 [T] replaced by the nearest, by Euclidean distance between the codec's
-    level-1 codebook vectors, of the codes the voice's prompt uses at level 1."""
-    embedding = pipeline.codec.model.quantizer.levels[0].embedding.float()  # [K, D]
-    allowed = voice.codes[:, 0].unique()  # [A]
-    distances = torch.cdist(embedding[level1], embedding[allowed])  # [T, A]
-    return allowed[distances.argmin(dim=-1)]
-
-
 def finer_levels(pipeline: SpeechPipeline, voice: Voice, semantic: Tensor, level1: Tensor, levels: int,
                  guidance: float = 1.0) -> Tensor:
     """Codes [T, levels]: the given level 1 [T], then levels 2..levels as SoundStorm decodes
@@ -172,16 +163,6 @@ def main() -> int:
             **{f"true-1 guided {g:g}": (lambda g=g: finer_levels(pipeline, voice, semantic, true_codes[:, 0], levels, g))
                for g in args.fine_guidance},
             "soundstorm": soundstorm,
-            # SoundStorm's own level 1, its finer levels decoded as true-1's are (guided): the control
-            # of the snapped variant below, the same path but for the snap.
-            **{f"soundstorm-1 guided {g:g}": (lambda g=g: finer_levels(pipeline, voice, semantic,
-                                                                        soundstorm().codes[:, 0], levels, g))
-               for g in args.fine_guidance},
-            # The same, each level-1 code first moved to the nearest (in the codec's level-1
-            # codebook) of the codes the voice's prompt uses at level 1.
-            **{f"soundstorm-1 snapped guided {g:g}": (lambda g=g: finer_levels(
-                pipeline, voice, semantic, snap_to_prompt(pipeline, voice, soundstorm().codes[:, 0]), levels, g))
-               for g in args.fine_guidance},
             "soundstorm-1only": lambda: soundstorm().codes[:, :1],
             **{text: (lambda steps=steps, guidance=guidance: pipeline.acoustic(
                 semantic, voice, replace(options, steps=steps, guidance_scale=guidance)))
