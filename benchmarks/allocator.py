@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -43,7 +44,7 @@ def faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def measure(step, iterations: int, warmup: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def measure(step: Callable[[], None], iterations: int, warmup: int) -> dict[str, float]:
     for _ in range(warmup):  # first-call allocations and glibc's thresholds settle here
         step()
     seconds, counts = [], []
