@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install system-deps extra-voices asterisk-voices test test-fast demo models bench bench-deps clean
+.PHONY: install system-deps extra-voices mbrola-voices asterisk-voices test test-fast demo models bench bench-deps clean
 
 # The venv sees system site-packages so that an existing torch stands; torch is pinned to the
 # CPU wheel 2.13.0 only when none is importable (a bare `torch` would pull a CUDA build).
@@ -48,6 +48,23 @@ EXTRA_VOICE_DEPS := festvox-ca-ona-hts festvox-czech-dita festvox-czech-krb fest
 extra-voices:
 	$(call apt_missing,$(EXTRA_VOICE_DEPS))
 
+# MBROLA diphone voices (each a real speaker's diphones) driven by espeak-ng: four English ones and
+# sixteen of other languages speaking English through espeak-ng's `mb-XX-en` tables, for
+# SoundStorm's training (docs/voices.md). mbrola is in Debian's contrib and its voices in
+# non-free (free for non-commercial, non-military use), so this target adds those components
+# to apt's sources in a file of its own. Only `make models` needs them.
+MBROLA_VOICES := us1 us2 us3 en1 af1 nl2 fr1 fr4 de1 de2 de3 de4 de5 de6 gr2 hu1 pl1 ro1 sw1 sw2
+MBROLA_SOURCES := /etc/apt/sources.list.d/soundstorm-contrib-non-free.sources
+
+mbrola-voices:
+	@if command -v apt-get >/dev/null 2>&1 && ! apt-cache show mbrola-us1 >/dev/null 2>&1; then \
+		. /etc/os-release; \
+		printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+			"$$VERSION_CODENAME" | $(SUDO) tee $(MBROLA_SOURCES) >/dev/null; \
+		$(SUDO) apt-get update; \
+	fi
+	$(call apt_missing,espeak-ng mbrola $(addprefix mbrola-,$(MBROLA_VOICES)))
+
 # Four people's recorded Asterisk prompts (G.722, 2 h of real speech) for recipes/demo/asterisk_voices.py.
 # Tried for the bundle's SoundStorm and codec and not kept (docs/voices.md, docs/codec.md): no
 # other target needs them.
@@ -68,7 +85,7 @@ demo: install system-deps
 
 # The bundled models (models/demo) from nothing: hours of CPU training, resumable (MINUTES=50 to
 # stop each training step early; run it again to continue).
-models: install system-deps extra-voices
+models: install system-deps extra-voices mbrola-voices
 	recipes/demo/build.sh
 
 # soundstorm-pytorch, for the side-by-side decoding benchmark only; --no-deps keeps torch as is.

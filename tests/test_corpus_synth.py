@@ -89,6 +89,7 @@ def test_parse_voice() -> None:
     voice = parse_voice("espeak-en-us+f3")
     assert (voice.engine, voice.name, voice.speaker) == ("espeak", "en-us+f3", "espeak-en-us+f3")
     assert parse_voice("festival-kal_diphone").package == "festival and festvox-kallpc16k"
+    assert "mbrola-de1 " in parse_voice("espeak-mb-de1-en").package
     with pytest.raises(ValueError, match="engine"):
         parse_voice("mbrola-us1")
 
@@ -104,6 +105,9 @@ def test_voice_checks_catch_silent_fallbacks() -> None:
         check_voice(parse_voice("flite-nosuchvoice"))
     with pytest.raises(VoiceUnavailable, match="festvox"):
         check_voice(parse_voice("festival-nosuchvoice"))
+    # An MBROLA voice whose voice package is missing (mbrola-zz1 exists nowhere) names the package.
+    with pytest.raises(VoiceUnavailable, match="mbrola-zz1"):
+        check_voice(parse_voice("espeak-mb-zz1"))
 
 
 def test_sentence_split_is_a_seeded_hash() -> None:

@@ -6,6 +6,12 @@ A voice is named by a speaker id `<engine>-<engine's voice name>`:
     festival-kal_diphone  festival-ked_diphone                     (festvox-kallpc16k, festvox-kdlpc16k)
     festival-cmu_us_slt_arctic_hts                                 (festvox-us-slt-hts)
     espeak-en-us  espeak-en-us+f3  espeak-en+m7  espeak-en+klatt    (espeak-ng)
+    espeak-mb-us1  espeak-mb-de1-en  espeak-mb-fr4-en              (espeak-ng, mbrola, mbrola-us1 ...)
+
+The `espeak-mb-*` voices are MBROLA diphone voices, each one real speaker's diphones, spoken
+through espeak-ng's front end: `mb-us1` is American English, `mb-de1-en` a German voice reading
+English through espeak-ng's phone mapping. mbrola is in Debian's contrib and its voices in
+non-free (`make mbrola-voices` adds those components and installs them).
 
 `synthesize(voice, texts, workdir)` runs the engine and returns each text's audio at the
 engine's own rate with its phone timings where the engine prints them: flite with `-psdur`
@@ -75,6 +81,9 @@ class Voice:
             voice_package = FESTIVAL_VOICE_PACKAGES.get(self.name, "the festvox-* package of this voice "
                                                         "(apt-cache search festvox)")
             return f"festival and {voice_package}"
+        if self.engine == "espeak" and self.name.startswith("mb-"):
+            # mb-de1-en speaks with the voice of mbrola-de1.
+            return f"espeak-ng, mbrola and mbrola-{self.name.split('-')[1]} (contrib and non-free: make mbrola-voices)"
         return ENGINE_PACKAGES[self.engine]
 
 
@@ -126,6 +135,9 @@ def check_voice(voice: Voice) -> None:
     else:
         base, plus, variant = voice.name.partition("+")
         audio = _espeak_digest(program, voice.name)
+        if audio is None and voice.name.startswith("mb-"):
+            raise VoiceUnavailable(f"espeak-ng cannot speak the MBROLA voice {voice.name!r}: install the Debian "
+                                   f"packages {voice.package}; see `espeak-ng --voices=mb`")
         if audio is None:
             raise VoiceUnavailable(f"espeak-ng has no voice {voice.name!r}: install the Debian package espeak-ng, "
                                    f"see `espeak-ng --voices=en` and `espeak-ng --voices=variant`")
