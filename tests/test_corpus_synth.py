@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -16,7 +17,9 @@ from soundstorm.data.manifest import read_manifest
 from soundstorm.data.sentences import (
     MAX_WORDS, SOURCES, Sentence, clean_sentence, load_sentences, sentence_problem, split_sentences,
 )
-from soundstorm.data.synth import add_arguments, run, sentence_split, synthesize_corpus, utterance_name
+from soundstorm.data.synth import (
+    add_arguments, mostly_silent, run, sentence_split, synthesize_corpus, utterance_name,
+)
 from soundstorm.data.voices import VoiceUnavailable, check_voice, parse_voice
 
 ENGINES_INSTALLED = all(shutil.which(p) for p in ("flite", "festival", "espeak-ng"))
@@ -108,6 +111,19 @@ def test_voice_checks_catch_silent_fallbacks() -> None:
     # An MBROLA voice whose voice package is missing (mbrola-zz1 exists nowhere) names the package.
     with pytest.raises(VoiceUnavailable, match="mbrola-zz1"):
         check_voice(parse_voice("espeak-mb-zz1"))
+
+
+def test_mostly_silent_rejects_gaps_and_inaudible_audio() -> None:
+    rate = 16000
+    rng = np.random.default_rng(0)
+    speech = (0.1 * rng.standard_normal(rate)).astype(np.float32)  # 1 s, every frame loud
+    gap = np.zeros(rate, dtype=np.float32)
+    assert not mostly_silent(speech, rate)
+    assert not mostly_silent(np.concatenate([speech, gap[: rate // 2]]), rate)  # a third gaps: speech
+    # An MBROLA voice that lacks most diphones: short bursts between long silences.
+    assert mostly_silent(np.concatenate([speech[: rate // 4], gap, speech[: rate // 4], gap]), rate)
+    assert mostly_silent(speech * 1e-3, rate)  # -70 dBFS at its loudest: nothing audible
+    assert mostly_silent(np.zeros(100, dtype=np.float32), rate)  # shorter than a frame
 
 
 def test_sentence_split_is_a_seeded_hash() -> None:

@@ -83,7 +83,7 @@ class _VoiceState:
     queue: list[Sentence]
     target: float  # seconds of audio this voice should reach
     records: dict[int, dict[str, Any]] = field(default_factory=dict)  # queue index -> record
-    failed: set[int] = field(default_factory=set)  # the engine produced nothing usable
+    failed: set[int] = field(default_factory=set)  # the engine produced nothing usable (mostly_silent)
     checked: set[int] = field(default_factory=set)  # indices whose files were looked at
 
     def rate(self) -> float:
@@ -211,12 +211,31 @@ def _synthesize_chunk(voice: Voice, sentences: list[Sentence], out_dir: Path, sa
             for sentence, result in zip(sentences, results)]
 
 
+# An engine that cannot speak a text may still write a file: MBROLA voices reading English through
+# another language's diphones replace every diphone they lack by silence. Such audio is a failure.
+# The loudest 20 ms below -50 dBFS is nothing audible; more than 60% of frames 40 dB under the
+# loudest is mostly gaps (the Debian voices of data/synth peak at 45%, their 99th percentile 38%).
+_QUIET_DBFS = -50.0
+_MAX_GAP_FRACTION = 0.6
+
+
+def mostly_silent(audio: np.ndarray, sample_rate: int) -> bool:
+    """True when `audio` [N] holds no audible speech or is mostly gaps (see _MAX_GAP_FRACTION)."""
+    hop = max(1, sample_rate // 50)  # 20 ms frames
+    frames = audio[: audio.shape[0] // hop * hop].reshape(-1, hop)
+    if frames.shape[0] == 0:
+        return True
+    level = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    loudest = float(level.max())
+    return loudest < _QUIET_DBFS or float(np.mean(level < loudest - 40.0)) > _MAX_GAP_FRACTION
+
+
 def _write_utterance(voice: Voice, sentence: Sentence, result: Synthesized, out_dir: Path, sample_rate: int,
                      align: bool) -> dict[str, Any] | None:
     audio = result.audio.astype(np.float32, copy=False)
     if result.sample_rate != sample_rate:
         audio = soxr.resample(audio, result.sample_rate, sample_rate, quality="HQ")
-    if audio.shape[0] == 0 or not np.isfinite(audio).all():
+    if audio.shape[0] == 0 or not np.isfinite(audio).all() or mostly_silent(audio, sample_rate):
         return None
     peak = float(np.abs(audio).max())
     if peak > 0.999:  # resampling can overshoot a full-scale engine output; 16-bit would clip
@@ -438,8 +457,8 @@ def _synthesize_all(states: dict[str, _VoiceState], out_dir: Path, sample_rate: 
             print(f"warning: {state.voice.speaker} ran out of sentences at {state.seconds() / 3600:.2f} h of "
                   f"{state.target / 3600:.2f} h; add --sources or lower --hours", file=sys.stderr)
         if state.failed:
-            print(f"warning: {state.voice.speaker} failed on {len(state.failed)} sentence(s); they were skipped",
-                  file=sys.stderr)
+            print(f"warning: {state.voice.speaker} failed on {len(state.failed)} sentence(s) (no audio, or "
+                  f"mostly silence); they were skipped", file=sys.stderr)
 
 
 def _summary(entries: list[ManifestEntry], states: dict[str, _VoiceState],
