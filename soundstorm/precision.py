@@ -42,6 +42,17 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     return precision  # type: ignore[return-value]
 
 
+def resolve_training_bf16(setting: bool | str, device: torch.device) -> bool:
+    """Whether training autocasts to bf16: a recipe's `optimizer.bf16` (true, false or "auto")
+    on `device`. "auto" is bf16_is_fast(device); true and false as given (true on a device
+    without native bf16 is slow; the trainer says so)."""
+    if setting == "auto":
+        return bf16_is_fast(device)
+    if setting is True or setting is False:
+        return setting
+    raise ValueError(f'bf16 must be true, false or "auto", got {setting!r}')
+
+
 def resolve_step_precision(precision: str, device: torch.device) -> Precision:
     """The precision of a model that decodes one token per forward pass (the text-to-semantic
     model). "auto" is float32 on every device: each step multiplies one position by every weight,

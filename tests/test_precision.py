@@ -36,3 +36,14 @@ def test_autocast_sets_the_matmul_dtype(precision: str, dtype: torch.dtype) -> N
     layer = nn.Linear(8, 8)
     with torch.inference_mode(), autocast(resolve_precision(precision, torch.device("cpu")), torch.device("cpu")):
         assert layer(torch.randn(2, 8)).dtype == dtype
+
+
+def test_training_bf16_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(precision, "bf16_is_fast", lambda device, native=native: native)
+        assert precision.resolve_training_bf16("auto", cpu) is native
+        assert precision.resolve_training_bf16(True, cpu) is True  # an explicit choice stands
+        assert precision.resolve_training_bf16(False, cpu) is False
+    with pytest.raises(ValueError, match='"auto"'):
+        precision.resolve_training_bf16("yes", cpu)

@@ -67,6 +67,29 @@ def test_short_run_reduces_the_loss_and_exports(cache_dir: Path, tmp_path: Path)
     assert json.loads((tmp_path / "run" / "recipe.json").read_text())["task"] == "soundstorm"
 
 
+def test_bf16_auto_trains_in_float32_without_native_bf16_and_true_warns(
+        cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # On a CPU without avx512_bf16 / AMX, bf16 is emulated: 27x slower than float32 for the demo
+    # recipe's SoundStorm step on an AVX2 CPU. "auto" must not turn it on there.
+    import soundstorm.precision
+    import soundstorm.train.trainer
+
+    for module in (soundstorm.precision, soundstorm.train.trainer):
+        monkeypatch.setattr(module, "bf16_is_fast", lambda device: False)
+    auto = Trainer(tiny_recipe(cache_dir, **{"optimizer.bf16": '"auto"'}), tmp_path / "auto", progress=False)
+    with auto.task.autocast():
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
+    forced = Trainer(tiny_recipe(cache_dir, **{"optimizer.bf16": "true", "optimizer.max_steps": 1}),
+                     tmp_path / "forced", progress=False)
+    with forced.task.autocast():
+        assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+    forced.fit()
+    assert "no native bf16" in capsys.readouterr().err
+    with pytest.raises(ValueError, match='bf16 must be true, false or "auto"'):
+        tiny_recipe(cache_dir, **{"optimizer.bf16": '"fast"'})
+    assert Recipe.load(RECIPES / "demo" / "soundstorm.toml").optimizer.bf16 == "auto"
+
+
 def test_training_only_the_first_levels(cache_dir: Path, tmp_path: Path) -> None:
     """options.train_levels = 2 reaches the model: a run trains, and its validation scores the
     first two levels alone (test_masking checks the mask itself); a value outside [1, Q] or of

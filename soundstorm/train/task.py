@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from soundstorm.precision import resolve_training_bf16
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.recipe import Recipe
 
@@ -34,6 +35,7 @@ class Task(ABC):
     def __init__(self, recipe: Recipe, context: DistributedContext) -> None:
         self.recipe = recipe
         self.context = context
+        self.bf16 = resolve_training_bf16(recipe.optimizer.bf16, context.device)
 
     @abstractmethod
     def build_modules(self) -> dict[str, nn.Module]:
@@ -94,7 +96,7 @@ class Task(ABC):
 
     def autocast(self) -> torch.autocast:
         device = self.context.device.type
-        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.recipe.optimizer.bf16)
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16)
 
 
 def ignore_stop_signals(worker_id: int) -> None:

@@ -43,6 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from soundstorm.atomic import atomic_write_text
+from soundstorm.precision import bf16_is_fast
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.ema import EMA
 from soundstorm.train.recipe import Recipe
@@ -378,6 +379,10 @@ class Trainer:
         schedule, max_steps = self.recipe.schedule, self.recipe.optimizer.max_steps
         if not self.resume() and self.init_from is not None:
             self.initialize_from(self.init_from)
+        if self.recipe.optimizer.bf16 is True and not bf16_is_fast(self.context.device):
+            self.log(f"warning: optimizer.bf16 = true on {self.context.device}, which has no native bf16 "
+                     f"(no avx512_bf16 or AMX on a CPU): it is emulated, and a training step is many times "
+                     f"slower than in float32; bf16 = \"auto\" uses it only where it is native")
         if self.context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.recipe.save(self.out_dir / "recipe.json")
