@@ -51,8 +51,8 @@ extra-voices:
 # MBROLA diphone voices (each a real speaker's diphones) driven by espeak-ng: four English ones and
 # sixteen of other languages speaking English through espeak-ng's `mb-XX-en` tables, for
 # SoundStorm's training (docs/voices.md). mbrola is in Debian's contrib and its voices in
-# non-free (free for non-commercial, non-military use), so this target adds those components
-# to apt's sources in a file of its own. Only `make models` needs them.
+# non-free (each voice's terms: /usr/share/doc/mbrola-*/copyright), so this target adds those
+# components to apt's sources in a file of its own. Only `make models` needs them.
 MBROLA_VOICES := us1 us2 us3 en1 af1 nl2 fr1 fr4 de1 de2 de3 de4 de5 de6 gr2 hu1 pl1 ro1 sw1 sw2
 MBROLA_SOURCES := /etc/apt/sources.list.d/soundstorm-contrib-non-free.sources
 
