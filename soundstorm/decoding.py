@@ -173,7 +173,8 @@ def generate(
             an unconditional model needs one of num_frames and lengths.
         lengths: int64 [B] frames to produce per example, each <= T (default: all T).
         prompt_codes: int64 [B, P, Q] voice prompt: the first frames of the output, kept as
-            they are at every level.
+            they are at every level. Levels past the len(steps) decoded may hold MASK (= K):
+            a prompt of generated frames (the pipeline's long-form windows) knows only those.
         prompt_lengths: int64 [B] prompt frames per example (default: all P), each < lengths.
         steps: iterations per level, default [16, 1, ..., 1] (the paper's). A list shorter than
             Q decodes only that many levels, coarse first: the result is the codec's bitrate
@@ -273,7 +274,11 @@ def generate(
                 f"{prompt_lengths_.tolist()} frames, output lengths {lengths.tolist()}"
             )
         in_prompt = torch.arange(P, device=device) < prompt_lengths_[:, None]  # [B, P]
-        check_token_range(prompt_codes, in_prompt, K, "prompt_codes")
+        levels = len(steps)
+        check_token_range(prompt_codes[..., :levels], in_prompt, K, "prompt_codes")
+        # MASK is K: a frame known at the decoded levels and masked above them is what training
+        # shows the model at every frame a level's pass has revealed.
+        check_token_range(prompt_codes[..., levels:], in_prompt, K + 1, f"prompt_codes past the {levels} decoded levels")
         codes[:, :P] = prompt_codes.masked_fill(~in_prompt[:, :, None], mask_id)
     elif prompt_lengths is not None:
         raise ValueError("prompt_lengths given without prompt_codes")

@@ -110,7 +110,9 @@ def test_json_format_carries_audio_spectrogram_codes_and_the_decoding_trace(clie
     assert prefix["num_quantizers"] == 2 and np.array_equal(np.array(prefix["codes"]), codes[:, :2])
     assert np.array_equal(np.array(prefix["reveal"]), reveal[:, :2]) and len(prefix["passes"]) == 5
     # Soft decoding of levels 2..4: the same tokens, other audio.
-    assert client.get("/api/health").json()["default_soft_temperature"] == 0.0
+    health = client.get("/api/health").json()
+    assert health["default_soft_temperature"] == 0.0
+    assert (health["default_window_seconds"], health["default_window_context_seconds"]) == (6.0, 1.0)
     soft = client.post("/api/tts?format=json", data={"text": "One two three.", "steps": "3,2,1,1", "seed": "7",
                                                      "soft_temperature": "0.5"}).json()
     assert np.array_equal(np.array(soft["codes"]), codes)

@@ -280,7 +280,9 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
                       frame_rate=codec.frame_rate, num_quantizers=Q, codebook_size=K,
                       text_to_speech=pipeline.t2s is not None, default_steps=pipeline.default_steps,
                       default_guidance_scale=default_guidance,
-                      default_soft_temperature=pipeline.default_soft_temperature)
+                      default_soft_temperature=pipeline.default_soft_temperature,
+                      default_window_seconds=pipeline.default_window_seconds,
+                      default_window_context_seconds=pipeline.default_window_context_seconds)
 
     @app.get("/api/voices", response_model=Voices)
     async def list_voices() -> Voices:

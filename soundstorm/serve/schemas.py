@@ -51,6 +51,10 @@ class Health(BaseModel):
     default_guidance_scale: list[float]  # per level, used when a request gives no guidance_scale
     default_soft_temperature: float = Field(description="soft decoding of levels 2.. when a request gives none; "
                                             "0: the tokens themselves")
+    default_window_seconds: float = Field(description="long-form decoding: a segment of more new audio than this is "
+                                          "decoded window by window, each continuing the one before; 0: one pass")
+    default_window_context_seconds: float = Field(description="what each window after the first sees of the one "
+                                                  "before, after the voice prompt")
 
 
 class Voices(BaseModel):

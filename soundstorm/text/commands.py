@@ -91,6 +91,13 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
                         help="decode levels 2..L as the expected codebook vector of SoundStorm's distribution at "
                              "this temperature; 0: the tokens themselves (default: the models folder's "
                              "decoding.json, else 0)")
+    parser.add_argument("--window-seconds", type=float,
+                        help="long-form decoding: SoundStorm decodes a segment of more new audio than this window "
+                             "after window, each continuing the one before; 0: one pass, however long (default: "
+                             "the models folder's decoding.json, else 6)")
+    parser.add_argument("--window-context-seconds", type=float,
+                        help="what each window after the first sees of the one before, after the voice prompt "
+                             "(default: the models folder's decoding.json, else 1)")
     parser.add_argument("--no-voice-reference", action="store_true",
                         help="a decoder that reads a voice reference (the bundled decoder/) decodes without the "
                              "prompt's spectrum (as for a resynth whose source voice the tokenizer hears poorly)")
@@ -105,8 +112,9 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            guidance_scale=None if args.guidance_scale is None else
                            args.guidance_scale[0] if len(args.guidance_scale) == 1 else args.guidance_scale,
                            prompt_guidance=args.prompt_guidance,
-                           soft_temperature=args.soft_temperature, voice_reference=not args.no_voice_reference,
-                           seed=args.seed)
+                           soft_temperature=args.soft_temperature, window_seconds=args.window_seconds,
+                           window_context_seconds=args.window_context_seconds,
+                           voice_reference=not args.no_voice_reference, seed=args.seed)
 
 
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:

@@ -14,6 +14,10 @@ codec. A long text is split into sentences, each generated with the same voice p
 dialogue is generated turn by turn: each turn's text follows the previous turn's text and a
 <turn> marker, and its semantic tokens continue the previous turn's (the turn-marked pairs
 the text-to-semantic model is trained on), while SoundStorm gives it its own speaker's prompt.
+A segment longer than SoundStorm's window (6 s of new audio unless decoding.json or the request
+says otherwise) is decoded window by window, each after the voice prompt and the last second of
+the window before: a model trained on crops of some seconds keeps the voice and the words of a
+minute that way, and loses both in one pass over it (docs/long_form.md).
 
 A models folder holds `codec/` (a SoundStream folder), `semantic/` (a k-means tokenizer
 folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is checked once, here.
@@ -67,6 +71,13 @@ TURN_PAUSE_SECONDS = 0.25
 # it, activations fall out of the caches and padding grows, and one batch of a dialogue's six
 # turns (2328 frames) costs 1.2x two batches of three (benchmarks/batch_frames.py). None on a GPU.
 CPU_BATCH_FRAMES = 1200
+# Long-form decoding (SpeechPipeline.acoustic_batch): a segment is decoded in windows of at most
+# this many seconds of new audio, each after the voice prompt and the last WINDOW_CONTEXT_SECONDS
+# of the window before. Where a models folder's decoding.json says nothing: SoundStorm models are
+# trained on crops of some seconds, and one pass over a minute lost the bundled model the voice
+# (similarity 0.85 -> 0.57) and the words (CER 0.25 -> 0.40; docs/long_form.md).
+WINDOW_SECONDS = 6.0
+WINDOW_CONTEXT_SECONDS = 1.0
 
 
 @dataclass
@@ -115,6 +126,13 @@ class DecodingOptions:
     # Levels 2..L decoded as the expected codebook vector of softmax(logits / this), where 0
     # takes the tokens themselves (hard codes); None: SpeechPipeline.default_soft_temperature.
     soft_temperature: float | None = None
+    # Long-form decoding: a segment of more new audio than this is decoded window by window, each
+    # continuing the one before (SpeechPipeline.acoustic_batch); 0 = one pass, however long.
+    # None: SpeechPipeline.default_window_seconds.
+    window_seconds: float | None = None
+    # What each window after the first sees of the one before, after the voice prompt. None:
+    # SpeechPipeline.default_window_context_seconds.
+    window_context_seconds: float | None = None
     # A decoder that reads a voice reference (Codec.reads_reference) decodes each voice beside its
     # prompt's long-term spectrum; False decodes as with none given. From text: similarity +0.02 in
     # both voice groups (docs/intelligibility.md); spoken from an unseen voice's own semantic tokens
@@ -127,7 +145,7 @@ class DecodingOptions:
         can share a batch (each keeps its own random stream: Segment.seed)."""
         guidance = tuple(self.guidance_scale) if isinstance(self.guidance_scale, list) else self.guidance_scale
         return (tuple(self.steps) if self.steps is not None else None, self.temperature, guidance,
-                self.soft_temperature, self.prompt_guidance)
+                self.soft_temperature, self.prompt_guidance, self.window_seconds, self.window_context_seconds)
 
 
 @dataclass
@@ -147,6 +165,16 @@ class Segment:
     semantic: Tensor
     voice: Voice
     seed: int
+
+
+@dataclass
+class _Window:
+    """One segment's input to one decoding run of SpeechPipeline.acoustic_batch."""
+
+    semantic: Tensor  # int64 [S_w] the new semantic tokens
+    prompt_semantic: Tensor  # int64 [P_s] the voice prompt's, then the context's
+    prompt_codes: Tensor  # int64 [P_s * r, Q] their codes (the context's: MASK past the levels decoded)
+    generator: torch.Generator  # the segment's random stream, carried from window to window
 
 
 @dataclass
@@ -177,7 +205,8 @@ class SpeechPipeline:
                  default_steps: Sequence[int] | None = None,
                  default_guidance_scale: float | Sequence[float] | None = None,
                  default_soft_temperature: float | None = None, default_prompt_guidance: float | None = None,
-                 decoder: Codec | None = None) -> None:
+                 decoder: Codec | None = None, default_window_seconds: float | None = None,
+                 default_window_context_seconds: float | None = None) -> None:
         """decoder: the codec that decodes SoundStorm's tokens into the audio returned, where it
         is not the codec itself: a models folder's decoder/, a SoundStream with the codec's encoder
         and codebooks whose decoder was trained for generated tokens (e.g. reading the semantic
@@ -222,6 +251,10 @@ class SpeechPipeline:
         self.default_soft_temperature = check_soft_temperature(default_soft_temperature or 0.0, self.decoder,
                                                                "the default soft temperature")
         self.default_prompt_guidance = check_prompt_guidance(default_prompt_guidance or 0.0, "the default prompt guidance")
+        self.default_window_seconds, self.default_window_context_seconds = check_window(
+            WINDOW_SECONDS if default_window_seconds is None else default_window_seconds,
+            WINDOW_CONTEXT_SECONDS if default_window_context_seconds is None else default_window_context_seconds,
+            "the default window")
         check_codec_matches(codec, config)
         reader = self.decoder
         if reader.semantic_vocab_size and (reader.semantic_vocab_size, reader.semantic_rate_ratio) != (
@@ -266,8 +299,8 @@ class SpeechPipeline:
         return cls(load_codec(f"soundstream:{path / 'codec'}"), load_kmeans_tokenizer(path / "semantic"),
                    SoundStorm.from_pretrained(path / "soundstorm"), t2s,
                    path / "voices" if (path / "voices").is_dir() else None, device, precision,
-                   *read_decoding_defaults(path),
-                   decoder=load_codec(f"soundstream:{path / 'decoder'}") if (path / "decoder").is_dir() else None)
+                   decoder=load_codec(f"soundstream:{path / 'decoder'}") if (path / "decoder").is_dir() else None,
+                   **read_decoding_defaults(path))
 
     @property
     def sample_rate(self) -> int:
@@ -448,16 +481,37 @@ class SpeechPipeline:
             raise ValueError(f"semantic tokens must be a non-empty int64 [S] in [0, {V})")
         return Segment(semantic, voice, self._seed(options, salt))
 
+    def window_plan(self, segment: Segment, options: DecodingOptions) -> list[tuple[int, int, int]]:
+        """(start, end, context) of each window the segment is decoded in (long-form decoding):
+        its new semantic tokens [start, end), after the voice prompt and the `context` tokens
+        before start with the codes made for them. One window (0, S, 0) unless the segment is
+        longer than options.window_seconds."""
+        seconds, context_seconds = check_window(
+            self.default_window_seconds if options.window_seconds is None else options.window_seconds,
+            self.default_window_context_seconds if options.window_context_seconds is None
+            else options.window_context_seconds, "the window")
+        rate = self.codec.frame_rate / self.ratio  # semantic tokens per second
+        window = max(1, round(seconds * rate)) if seconds else 0
+        context = min(round(context_seconds * rate), max(window - 1, 0))
+        return [(start, end, min(context, start)) for start, end in window_spans(len(segment.semantic), window)]
+
     def acoustic_batch(self, segments: Sequence[Segment], options: DecodingOptions | None = None,
                        callback: Callable[[DecodeStep], None] | None = None) -> list[AcousticTokens]:
         """Codec tokens [T_i, L] of each segment's new semantic tokens (T_i = S_i * r), in its
-        voice, in one batched decoding run (with soft decoding, the distributions of levels 2..L
+        voice, in batched decoding runs (with soft decoding, the distributions of levels 2..L
         too). Each segment samples from its own generator, so its
         result is the one it would get alone (soundstorm/decoding.py, draw_uniform) up to float
         rounding: padding changes the shapes of the matrix products, which can flip a near-tie
         between codes and the samples after it (a few percent of a real model's tokens under
         bf16: benchmarks/batch_frames.py). `options` gives the rest (steps, temperature,
-        guidance), the same for all; L = len(steps) levels are decoded (Q by default)."""
+        guidance), the same for all; L = len(steps) levels are decoded (Q by default).
+
+        Long-form decoding: a segment longer than the window (window_plan) is decoded window
+        after window, a run per round over the segments that still have one. A window's prompt
+        is the voice prompt followed by the end of the window before (its semantic tokens and
+        the L levels decoded for it, MASK above), so that each window continues the audio
+        before it in the voice of the prompt. SoundStorm is trained on crops of some seconds:
+        one pass over a minute lost the voice and the words (docs/long_form.md)."""
         options = options or DecodingOptions()
         if not segments:
             return []
@@ -465,18 +519,7 @@ class SpeechPipeline:
         if len(models) > 1:
             raise ValueError("one batch of segments must share a SoundStorm: enrolled voices go in their own batches")
         model = segments[0].voice.soundstorm or self.soundstorm
-        r, Q = self.ratio, self.soundstorm.config.num_quantizers
-        prompts = [len(segment.voice.semantic) for segment in segments]  # prompt semantic tokens
-        totals = [p + len(segment.semantic) for p, segment in zip(prompts, segments)]  # [B]
-        B, S, P = len(segments), max(totals), max(prompts) * r
-        semantic = torch.zeros(B, S, dtype=torch.long)
-        prompt = torch.zeros(B, max(P, 1), Q, dtype=torch.long)
-        for b, segment in enumerate(segments):
-            semantic[b, : totals[b]] = torch.cat([segment.voice.semantic.cpu(), segment.semantic.cpu()])
-            prompt[b, : prompts[b] * r] = segment.voice.codes.cpu()
-        lengths = torch.tensor(totals) * r
-        prompt_lengths = torch.tensor(prompts) * r
-        generators = [torch.Generator(device=self.device).manual_seed(segment.seed) for segment in segments]
+        r, Q, mask_id = self.ratio, self.soundstorm.config.num_quantizers, self.soundstorm.config.mask_id
         steps = options.steps if options.steps is not None else self.default_steps
         guidance = options.guidance_scale if options.guidance_scale is not None else self.default_guidance_scale
         if options.guidance_scale is None and isinstance(guidance, list):
@@ -489,14 +532,55 @@ class SpeechPipeline:
         soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
         # generate() checks a request's own value; the folder's default was checked on loading.
         prompt_guidance = self.default_prompt_guidance if options.prompt_guidance is None else options.prompt_guidance
+        plans = [self.window_plan(segment, options) for segment in segments]
+        generators = [torch.Generator(device=self.device).manual_seed(segment.seed) for segment in segments]
+        pieces: list[list[AcousticTokens]] = [[] for _ in segments]
+        for round_ in range(max(len(plan) for plan in plans)):
+            active = [b for b, plan in enumerate(plans) if round_ < len(plan)]
+            windows = []
+            for b in active:
+                start, end, context = plans[b][round_]
+                segment = segments[b]
+                prompt_semantic = torch.cat([segment.voice.semantic.cpu(), segment.semantic[start - context: start].cpu()])
+                prompt_codes = segment.voice.codes.cpu()  # [P, Q]
+                if context:
+                    before = torch.cat([piece.codes for piece in pieces[b]])[-context * r:].cpu()  # [context r, L]
+                    tail = torch.full((context * r, Q), mask_id, dtype=torch.long)
+                    tail[:, : before.shape[1]] = before
+                    prompt_codes = torch.cat([prompt_codes, tail])
+                windows.append(_Window(segment.semantic[start:end].cpu(), prompt_semantic, prompt_codes, generators[b]))
+            decoded = self._decode_windows(model, windows, steps, guidance, soft, prompt_guidance, options.temperature,
+                                           callback)
+            for b, tokens in zip(active, decoded):
+                pieces[b].append(tokens)
+        return [AcousticTokens(torch.cat([piece.codes for piece in parts]),
+                               None if parts[0].probs is None else torch.cat([piece.probs for piece in parts]))  # type: ignore[misc]
+                for parts in pieces]
+
+    def _decode_windows(self, model: SoundStorm, windows: Sequence[_Window], steps: Sequence[int],
+                        guidance: float | Sequence[float], soft: float, prompt_guidance: float, temperature: float,
+                        callback: Callable[[DecodeStep], None] | None) -> list[AcousticTokens]:
+        """One batched decoding run: the tokens of each window's new frames."""
+        r, Q = self.ratio, self.soundstorm.config.num_quantizers
+        prompts = [len(window.prompt_semantic) for window in windows]  # prompt semantic tokens
+        totals = [p + len(window.semantic) for p, window in zip(prompts, windows)]  # [B]
+        B, S, P = len(windows), max(totals), max(prompts) * r
+        semantic = torch.zeros(B, S, dtype=torch.long)
+        prompt = torch.zeros(B, max(P, 1), Q, dtype=torch.long)
+        for b, window in enumerate(windows):
+            semantic[b, : totals[b]] = torch.cat([window.prompt_semantic, window.semantic])
+            prompt[b, : prompts[b] * r] = window.prompt_codes
+        lengths = torch.tensor(totals) * r
+        prompt_lengths = torch.tensor(prompts) * r
         start = time.perf_counter()
         with autocast(self.precision, self.device):
             out = model.generate(
                 semantic_tokens=semantic.to(self.device), lengths=lengths.to(self.device),
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
-                steps=steps, temperature=options.temperature, guidance_scale=guidance,
-                prompt_guidance=prompt_guidance, generator=generators, callback=callback, return_logits_from=1 if soft else None,
+                steps=steps, temperature=temperature, guidance_scale=guidance,
+                prompt_guidance=prompt_guidance, generator=[window.generator for window in windows], callback=callback,
+                return_logits_from=1 if soft else None,
             )
         codes, logits = out if soft else (out, None)  # [B, max T, L], [B, max T, L - 1, K]
         probs = None if logits is None else (logits / soft).softmax(dim=-1).cpu()
@@ -602,9 +686,10 @@ class SpeechPipeline:
                 model = id(segment.voice.soundstorm) if segment.voice.soundstorm is not None else None
                 groups.setdefault((plan.options.acoustic_key(), model), []).append((p, i))
 
-        def frames(member: tuple[int, int]) -> int:  # prompt and new frames
+        def frames(member: tuple[int, int]) -> int:  # prompt and new frames of its longest window
             segment = plans[member[0]].segments[member[1]]
-            return (len(segment.voice.semantic) + len(segment.semantic)) * self.ratio
+            windows = self.window_plan(segment, plans[member[0]].options)
+            return max(len(segment.voice.semantic) + context + end - start for start, end, context in windows) * self.ratio
 
         for members in groups.values():
             members.sort(key=lambda member: -frames(member))
@@ -618,8 +703,10 @@ class SpeechPipeline:
                     segment = plans[p].segments[i]
                     audio[(p, i)] = self.decode(tokens, segment.voice, segment.semantic, plans[p].options.voice_reference)
                 if recorder is not None:
-                    recorder.add_to(traces, batch, [plans[p].segments[i] for p, i in batch], self.ratio,
-                                    levels=out[0].codes.shape[-1])
+                    segments = [plans[p].segments[i] for p, i in batch]
+                    recorder.add_to(traces, batch, segments,
+                                    [self.window_plan(segment, plans[p].options) for (p, _), segment in zip(batch, segments)],
+                                    self.ratio, levels=out[0].codes.shape[-1])
         results = []
         for p, plan in enumerate(plans):
             pieces = []
@@ -684,24 +771,30 @@ class _Recorder:
         self.mask_id = mask_id
         self.start = time.perf_counter()
         self.passes: list[tuple[int, int, float]] = []  # (level, iteration, seconds since start)
-        self.revealed: Tensor | None = None  # [B, T, Q] int64, pass index (1-based), 0 = not yet
+        # One grid per decoding run (a long-form round): [B_k, T_k, Q] int64, the index (1-based,
+        # over all the runs' passes) of the pass that revealed each token, 0 = not yet.
+        self.rounds: list[Tensor] = []
 
     def step(self, step: DecodeStep) -> None:
         self.passes.append((step.level, step.iteration, time.perf_counter() - self.start))
-        if self.revealed is None:  # on the codes' device: no copy to the host in the decoding loop
-            self.revealed = torch.zeros_like(step.codes)
-        self.revealed.masked_fill_((step.codes != self.mask_id) & (self.revealed == 0), len(self.passes))
+        if step.forward_pass == 1:  # a new run; on the codes' device: no copy to the host in its loop
+            self.rounds.append(torch.zeros_like(step.codes))
+        revealed = self.rounds[-1]
+        revealed.masked_fill_((step.codes != self.mask_id) & (revealed == 0), len(self.passes))
 
-    def add_to(self, traces: Sequence[Trace], batch: list[tuple[int, int]], segments: list[Segment], ratio: int,
-               levels: int) -> None:
-        """Record the batch's reveal grids in its plans' traces: `levels` levels were decoded."""
-        assert self.revealed is not None
-        revealed = self.revealed[:, :, :levels].cpu()
+    def add_to(self, traces: Sequence[Trace], batch: list[tuple[int, int]], segments: list[Segment],
+               windows: list[list[tuple[int, int, int]]], ratio: int, levels: int) -> None:
+        """Record the batch's reveal grids in its plans' traces: `levels` levels were decoded, each
+        segment in its windows (SpeechPipeline.window_plan), round k by the segments with a k-th."""
         offsets: dict[int, int] = {}  # plan -> its passes before this batch's
         for b, ((p, i), segment) in enumerate(zip(batch, segments)):
             offset = offsets.setdefault(p, len(traces[p].passes))
-            P, S = len(segment.voice.semantic) * ratio, len(segment.semantic) * ratio
-            traces[p].reveal[i] = revealed[b, P : P + S] + offset
+            parts = []
+            for k, (start, end, context) in enumerate(windows[b]):
+                row = sum(1 for other in windows[:b] if len(other) > k)  # its row in round k's batch
+                P = (len(segment.voice.semantic) + context) * ratio
+                parts.append(self.rounds[k][row, P: P + (end - start) * ratio, :levels].cpu())
+            traces[p].reveal[i] = torch.cat(parts) + offset
         for p in offsets:
             traces[p].passes += [Pass(level, iteration, seconds) for level, iteration, seconds in self.passes]
 
@@ -753,26 +846,48 @@ def check_soft_temperature(value: object, codec: Codec, what: str) -> float:
     return float(value)
 
 
-def read_decoding_defaults(
-    folder: Path,
-) -> tuple[list[int] | None, float | list[float] | None, float | None, float | None]:
-    """(steps, guidance_scale, soft_temperature, prompt_guidance) of folder/decoding.json, each
-    None where it does not say."""
+DECODING_KEYS = ("steps", "guidance_scale", "soft_temperature", "prompt_guidance", "window_seconds",
+                 "window_context_seconds")
+
+
+def read_decoding_defaults(folder: Path) -> dict[str, object]:
+    """SpeechPipeline's default_* keyword arguments from folder/decoding.json (DECODING_KEYS;
+    those it does not say are left out: the pipeline's own defaults apply)."""
     path = folder / DECODING_FILE
     if not path.is_file():
-        return None, None, None, None
+        return {}
     example = '{"steps": [4, 1, 1, 1], "guidance_scale": [1.5, 2, 2, 2], "soft_temperature": 0.5}'
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} must be JSON like {example}: {error}") from None
-    if not isinstance(settings, dict) or not {"steps", "guidance_scale", "soft_temperature", "prompt_guidance"} & set(settings):
-        raise ValueError(f"{path} must be JSON like {example}, with steps, guidance_scale, soft_temperature "
-                         "and/or prompt_guidance")
-    steps, guidance = settings.get("steps"), settings.get("guidance_scale")
+    if not isinstance(settings, dict) or not set(DECODING_KEYS) & set(settings):
+        raise ValueError(f"{path} must be JSON like {example}, with any of {', '.join(DECODING_KEYS)}")
+    steps = settings.get("steps")
     if steps is not None and not isinstance(steps, list):
         raise ValueError(f"{path}: steps must be a list of iteration counts, got {steps!r}")
-    return steps, guidance, settings.get("soft_temperature"), settings.get("prompt_guidance")
+    return {f"default_{key}": settings[key] for key in DECODING_KEYS if settings.get(key) is not None}
+
+
+def check_window(seconds: object, context: object, what: str) -> tuple[float, float]:
+    """(window, context) seconds of long-form decoding as floats, or a clear error naming `what`:
+    a window >= 0 (0 = one pass), a context >= 0 and shorter than a window that is on."""
+    for name, value in (("seconds", seconds), ("context seconds", context)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{what} {name} must be a number >= 0, got {value!r}")
+    if seconds and context >= seconds:  # type: ignore[operator]
+        raise ValueError(f"{what}'s context ({context:g} s) must be shorter than its window ({seconds:g} s)")
+    return float(seconds), float(context)  # type: ignore[arg-type]
+
+
+def window_spans(tokens: int, window: int) -> list[tuple[int, int]]:
+    """[start, end) of each window over `tokens` new semantic tokens, windows of at most `window`
+    tokens (0: one window) and as equal as they can be, so that no window is a short remainder."""
+    if tokens <= window or window == 0:
+        return [(0, tokens)]
+    count = -(-tokens // window)
+    bounds = [round(i * tokens / count) for i in range(count + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def parse_dialogue(script: str) -> list[tuple[str, str]]:
