@@ -9,8 +9,9 @@ sentence of the voice that is not in it is the 3 s voice prompt. The recording i
 (`SpeechPipeline.resynth`: its semantic tokens, the bundled models) in each mode:
 
 - `W:C` decodes windows of at most W seconds of new audio, each after the voice prompt and the
-  last C seconds of the window before (DecodingOptions.window_seconds / window_context_seconds);
-  `0` decodes the whole recording in one pass, as before long-form decoding existed;
+  last C seconds of the window before (DecodingOptions.window_seconds, window_context_seconds;
+  C left out: the pipeline's default); `0` decodes the whole recording in one pass, as before
+  long-form decoding existed;
 - `each` resynthesizes every sentence on its own (the short inputs SoundStorm is trained on):
   the reference the long forms are read against.
 
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from soundstorm.allocator import keep_freed_memory  # noqa: E402
 from soundstorm.data.manifest import read_manifest  # noqa: E402
 from soundstorm.eval.asr import Recognizer, error_rates  # noqa: E402
+from soundstorm.eval.codec_metrics import MEL_BANDS, mel_filterbank  # noqa: E402
 from soundstorm.eval.speaker import SpeakerSimilarity  # noqa: E402
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline  # noqa: E402
 
@@ -54,6 +56,25 @@ def mode_options(mode: str, seed: int) -> DecodingOptions | None:
     window, _, context = mode.partition(":")
     return DecodingOptions(seed=seed, window_seconds=float(window),
                            window_context_seconds=float(context) if context else None)
+
+
+def flux(wav: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Spectral flux [F]: the distance between consecutive 10 ms log-mel frames, its largest within
+    20 ms of each frame (a join is a step between two frames)."""
+    hop, n_fft = sample_rate // 100, 1024
+    spectrum = torch.stft(torch.from_numpy(wav).double(), n_fft, hop, window=torch.hann_window(n_fft, dtype=torch.float64),
+                          return_complex=True).abs() ** 2  # [n_fft / 2 + 1, F]
+    mel = (mel_filterbank(sample_rate, n_fft, MEL_BANDS) @ spectrum).clamp_min(1e-10).log10()  # [M, F]
+    steps = (mel[:, 1:] - mel[:, :-1]).norm(dim=0)  # [F - 1]
+    return torch.nn.functional.max_pool1d(steps[None, None], 5, 1, padding=2)[0, 0].numpy()
+
+
+def seam_percentile(wav: np.ndarray, sample_rate: int, joins: list[int]) -> float:
+    """Mean percentile, among all of wav's frames, of the spectral flux at the samples `joins`:
+    about 50 where nothing changes there, near 100 where every join is an audible step."""
+    values = flux(wav, sample_rate)
+    frames = [min(j * 100 // sample_rate, len(values) - 1) for j in joins]
+    return float(np.mean([100.0 * (values < values[f]).mean() for f in frames]))
 
 
 def paired(a: list[float], b: list[float]) -> str:
@@ -73,6 +94,7 @@ def main() -> int:
     parser.add_argument("--modes", nargs="+", default=["0", "6:1", "6:0", "each"],
                         help="W:C (windows of W s after C s of the one before), 0 (one pass) or each")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="time each mode this many times (medians)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -86,6 +108,7 @@ def main() -> int:
     asr, similarity = Recognizer(), SpeakerSimilarity()
     rows: dict[str, list[dict]] = {mode: [] for mode in args.modes}  # one row per sentence
     walls: dict[str, float] = {mode: 0.0 for mode in args.modes}
+    seams: dict[str, list[float]] = {mode: [] for mode in args.modes}  # per run: seam_percentile
     for speaker in args.voices:
         own = [e for e in entries if e.speaker == speaker and e.split in ("test", "valid", HELD_OUT_SPLIT)]
         if len(own) < 2:
@@ -108,23 +131,36 @@ def main() -> int:
             pieces += [wav, np.zeros(round(GAP_SECONDS * sample_rate), np.float32)]
             position += len(wav) + len(pieces[-1])
         recording = np.concatenate(pieces)
+        results: dict[str, list[np.ndarray]] = {}
+        seconds: dict[str, list[float]] = {mode: [] for mode in args.modes}
+        for _ in range(args.repeats):  # the modes interleaved, so that machine noise falls on all alike
+            for mode in args.modes:
+                options = mode_options(mode, args.seed)
+                start = time.perf_counter()
+                if options is None:
+                    outputs = pipeline.render([pipeline.plan_resynth(root / e.path, voice,
+                                                                     DecodingOptions(seed=args.seed)) for e in chosen])
+                else:
+                    plan = pipeline.plan_resynth(recording, voice, options, sample_rate=sample_rate)
+                    out = pipeline.render([plan])[0]
+                    outputs = [out[a:b] for a, b in bounds]
+                    # Where the windows meet, and where the default's would (one pass: the control).
+                    spans = pipeline.window_plan(plan.segments[0], options if options.window_seconds else
+                                                 DecodingOptions())
+                    samples = pipeline.sample_rate * pipeline.ratio / pipeline.codec.frame_rate  # per semantic token
+                    seams[mode].append(seam_percentile(out, sample_rate, [round(start * samples) for start, _, _ in spans[1:]]))
+                seconds[mode].append(time.perf_counter() - start)
+                results[mode] = outputs  # the same seed every time: the same audio
         for mode in args.modes:
-            options = mode_options(mode, args.seed)
-            start = time.perf_counter()
-            if options is None:
-                outputs = pipeline.render([pipeline.plan_resynth(root / e.path, voice, DecodingOptions(seed=args.seed))
-                                           for e in chosen])
-            else:
-                out = pipeline.render([pipeline.plan_resynth(recording, voice, options, sample_rate=sample_rate)])[0]
-                outputs = [out[a:b] for a, b in bounds]
-            walls[mode] += time.perf_counter() - start
-            for entry, output in zip(chosen, outputs):
+            walls[mode] += statistics.median(seconds[mode])
+            for entry, output in zip(chosen, results[mode]):
                 hypothesis = asr.transcribe(output, sample_rate)
                 rows[mode].append({"speaker": speaker, "group": group, "id": entry.id, "text": entry.text,
                                    "hypothesis": hypothesis, "start": bounds[chosen.index(entry)][0] / sample_rate,
                                    "cer": error_rates([entry.text], [hypothesis]).cer,
                                    "similarity": similarity(output, prompt_wav, sample_rate)})
-            print(f"{speaker} ({total:.0f} s, {len(chosen)} sentences) {mode}: done", flush=True)
+            print(f"{speaker} ({total:.0f} s, {len(chosen)} sentences) {mode}: {statistics.median(seconds[mode]):.1f} s",
+                  flush=True)
 
     base = args.modes[0]
     lines = ["| mode | group | sentences | CER | similarity | CER vs " + base + " | similarity vs " + base + " |",
@@ -144,10 +180,14 @@ def main() -> int:
                          f"{paired([r['similarity'] for r in theirs], [r['similarity'] for r in mine])} |")
     table = "\n".join(lines)
     print(table)
-    print("SoundStorm-to-audio wall seconds per mode: " + ", ".join(f"{m} {w:.1f}" for m, w in walls.items()))
+    print("Resynthesis wall seconds per mode (semantic tokens to audio, medians, summed over the voices): "
+          + ", ".join(f"{m} {w:.1f}" for m, w in walls.items()))
+    print("Spectral flux where windows meet, mean percentile (one pass: where the default's would): "
+          + ", ".join(f"{m} {statistics.mean(v):.0f}" for m, v in seams.items() if v))
     if args.json:
         args.json.write_text(json.dumps({"command": " ".join(sys.argv), "torch": torch.__version__,
-                                         "summary": summary, "table": table, "wall_seconds": walls, "rows": rows},
+                                         "summary": summary, "table": table, "wall_seconds": walls,
+                                         "seam_percentiles": seams, "rows": rows},
                                         indent=1) + "\n")
     return 0
 
