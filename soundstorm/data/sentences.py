@@ -115,6 +115,24 @@ def split_sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in sentences if s.strip()]
 
 
+def split_long(sentence: str, max_words: int = MAX_WORDS) -> list[str]:
+    """Pieces of `sentence` of at most max_words words each, in order: an over-long sentence is cut
+    after the clause mark (, ; :) nearest its middle, else at the word nearest its middle, and
+    each half again until every piece fits. A mark in the outer quarters is passed over, so that
+    no piece is a stray word ("Well,"). Text models learn sentences of corpus length (at most
+    MAX_WORDS words here); a run-on sentence past it is read far worse than its clauses
+    (docs/long_form.md)."""
+    if max_words < 1:
+        raise ValueError(f"max_words must be at least 1, got {max_words}")
+    words = sentence.split()
+    if len(words) <= max_words:
+        return [" ".join(words)] if words else []
+    n = len(words)
+    marks = [i for i in range(1, n) if words[i - 1].endswith((",", ";", ":")) and n / 4 <= i <= 3 * n / 4]
+    cut = min(marks, key=lambda i: (abs(i - n / 2), i)) if marks else n // 2
+    return split_long(" ".join(words[:cut]), max_words) + split_long(" ".join(words[cut:]), max_words)
+
+
 def fortune_sentences(root: Path = FORTUNES_DIR) -> Iterator[str]:
     """Raw candidate sentences of every fortune file under `root`, in file-name order.
 

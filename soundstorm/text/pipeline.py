@@ -10,7 +10,8 @@
 The stages (shared/DESIGN.md): text -> semantic tokens by the text-to-semantic model; semantic
 tokens -> codec tokens by SoundStorm, with the voice prompt's codec tokens as the leading,
 never-changed frames and its semantic tokens before the new ones; codec tokens -> audio by the
-codec. A long text is split into sentences, each generated with the same voice prompt. A
+codec. A long text is split into sentences (a sentence of more than 20 words, the corpus's
+longest, into clauses: SpeechPipeline.pieces), each generated with the same voice prompt. A
 dialogue is generated turn by turn: each turn's text follows the previous turn's text and a
 <turn> marker, and its semantic tokens continue the previous turn's (the turn-marked pairs
 the text-to-semantic model is trained on), while SoundStorm gives it its own speaker's prompt.
@@ -49,7 +50,7 @@ from soundstorm.checkpoint import weights_digest
 from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.codecs.soundstream.vocos import standardized_features
 from soundstorm.data.audio import load_audio, rms_db
-from soundstorm.data.sentences import split_sentences
+from soundstorm.data.sentences import MAX_WORDS, split_long, split_sentences
 from soundstorm.decoding import DecodeStep, check_prompt_guidance
 from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
@@ -228,6 +229,9 @@ class SpeechPipeline:
             if self.t2s_step_dtype is not None:
                 use_step_weights(t2s, self.t2s_step_dtype)
         self.voices_dir = voices_dir
+        # The most words the text-to-semantic model reads at a time (self.pieces): the corpus's longest
+        # sentence, the longest text it was trained on.
+        self.max_words = MAX_WORDS
         # render()'s frame budget per SoundStorm batch (None: max_batch segments, whatever their length).
         self.batch_frames: int | None = CPU_BATCH_FRAMES if self.device.type == "cpu" else None
         config = soundstorm.config
@@ -621,10 +625,15 @@ class SpeechPipeline:
         options = options or DecodingOptions()
         return Plan([self._segment(semantic, voice, options, 0)], [0.0], options)
 
+    def pieces(self, text: str) -> list[str]:
+        """What the text-to-semantic model reads of a text at a time: its sentences, and a sentence
+        of more than self.max_words words cut at clauses (soundstorm.data.sentences.split_long)."""
+        return [piece for sentence in split_sentences(text) for piece in split_long(sentence, self.max_words)]
+
     def plan_tts(self, text: str, voice: Voice, options: DecodingOptions | None = None) -> Plan:
-        """Semantic tokens of text, sentence by sentence (an over-long text is split, never refused)."""
+        """Semantic tokens of text, piece by piece (self.pieces: an over-long text is split, never refused)."""
         options = options or DecodingOptions()
-        sentences = split_sentences(text)
+        sentences = self.pieces(text)
         if not sentences:
             raise ValueError("the text is empty: nothing to say")
         segments = [self._segment(self.text_to_semantic(sentence, voice, options=options, salt=2 * i), voice, options,
@@ -634,20 +643,29 @@ class SpeechPipeline:
 
     def plan_dialogue(self, turns: Sequence[tuple[str, str]], voices: dict[str, Voice],
                       options: DecodingOptions | None = None) -> Plan:
-        """Semantic tokens of every turn (turn by turn: each continues the previous one)."""
+        """Semantic tokens of every turn (turn by turn: each continues the previous one). A turn of
+        more than self.max_words words is read in pieces (self.pieces), the first continuing the
+        previous turn, the rest in the turn's voice, no pause between them."""
         options = options or DecodingOptions()
         if not turns:
             raise ValueError("the dialogue has no turns")
         unknown = sorted({speaker for speaker, _ in turns} - set(voices))
         if unknown:
             raise ValueError(f"no voice for speaker(s) {', '.join(unknown)}: give --voice NAME=prompt.wav for each")
-        segments, context, previous = [], None, None
-        for i, (speaker, text) in enumerate(turns):
-            turn_context = context if previous is not None and previous != speaker else None
-            semantic = self.text_to_semantic(text, voices[speaker], context=turn_context, options=options, salt=2 * i)
-            segments.append(self._segment(semantic, voices[speaker], options, 2 * i + 1))
-            context, previous = (text, semantic), speaker
-        return Plan(segments, [TURN_PAUSE_SECONDS] * (len(segments) - 1) + [0.0], options)
+        segments, pauses, context, previous = [], [], None, None
+        for speaker, text in turns:
+            pieces = [text] if len(text.split()) <= self.max_words else self.pieces(text)
+            for k, piece in enumerate(pieces):
+                i = len(segments)  # a dialogue of short turns: i is the turn's index, as it always was
+                piece_context = context if k == 0 and previous is not None and previous != speaker else None
+                semantic = self.text_to_semantic(piece, voices[speaker], context=piece_context, options=options,
+                                                 salt=2 * i)
+                segments.append(self._segment(semantic, voices[speaker], options, 2 * i + 1))
+                pauses.append(0.0)
+                context, previous = (piece, semantic), speaker
+            pauses[-1] = TURN_PAUSE_SECONDS
+        pauses[-1] = 0.0
+        return Plan(segments, pauses, options)
 
     def plan_resynth(self, source: str | Path | np.ndarray, voice: Voice, options: DecodingOptions | None = None,
                      sample_rate: int | None = None) -> Plan:
