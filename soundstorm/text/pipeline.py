@@ -23,9 +23,9 @@ minute that way, and loses both in one pass over it (docs/long_form.md).
 A models folder holds `codec/` (a SoundStream folder), `semantic/` (a k-means tokenizer
 folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is checked once, here.
 An optional `decoding.json` ({"steps": [4, 1, ...], "guidance_scale": [2, 1, ...],
-"soft_temperature": 0.5}) holds the SoundStorm schedule, classifier-free guidance and soft
-decoding measured best for those models, used when a request names none (else the paper's 16,
-1, ..., no guidance, hard codes). Steps for fewer levels than the model has decode only those
+"soft_temperature": 0.5, "window_seconds": 6}) holds the SoundStorm schedule, classifier-free
+guidance, soft decoding and long-form window measured best for those models, used when a request
+names none (else the paper's 16, 1, ..., no guidance, hard codes, 6 s windows). Steps for fewer levels than the model has decode only those
 first levels, and the codec decodes that prefix. Soft decoding (soft_temperature > 0) hands the
 codec, for levels 2..L, the distribution SoundStorm chose each token from (sharpened by that
 temperature) instead of the token: the codec decodes their expected codebook vectors
