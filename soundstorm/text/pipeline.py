@@ -25,8 +25,8 @@ folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is chec
 An optional `decoding.json` ({"steps": [4, 1, ...], "guidance_scale": [2, 1, ...],
 "soft_temperature": 0.5, "window_seconds": 6}) holds the SoundStorm schedule, classifier-free
 guidance, soft decoding and long-form window measured best for those models, used when a request
-names none (else the paper's 16, 1, ..., no guidance, hard codes, 6 s windows). Steps for fewer levels than the model has decode only those
-first levels, and the codec decodes that prefix. Soft decoding (soft_temperature > 0) hands the
+names none (else the paper's 16, 1, ..., no guidance, hard codes, 6 s windows). Steps for fewer
+levels than the model has decode only those first levels, and the codec decodes that prefix. Soft decoding (soft_temperature > 0) hands the
 codec, for levels 2..L, the distribution SoundStorm chose each token from (sharpened by that
 temperature) instead of the token: the codec decodes their expected codebook vectors
 (Codec.decode_expected; docs/intelligibility.md).
@@ -76,7 +76,7 @@ CPU_BATCH_FRAMES = 1200
 # this many seconds of new audio, each after the voice prompt and the last WINDOW_CONTEXT_SECONDS
 # of the window before. Where a models folder's decoding.json says nothing: SoundStorm models are
 # trained on crops of some seconds, and one pass over a minute lost the bundled model the voice
-# (similarity 0.85 -> 0.57) and the words (CER 0.25 -> 0.40; docs/long_form.md).
+# (similarity 0.865 -> 0.569) and the words (CER 0.278 -> 0.418; docs/long_form.md).
 WINDOW_SECONDS = 6.0
 WINDOW_CONTEXT_SECONDS = 1.0
 
