@@ -26,10 +26,10 @@ An optional `decoding.json` ({"steps": [4, 1, ...], "guidance_scale": [2, 1, ...
 "soft_temperature": 0.5, "window_seconds": 6}) holds the SoundStorm schedule, classifier-free
 guidance, soft decoding and long-form window measured best for those models, used when a request
 names none (else the paper's 16, 1, ..., no guidance, hard codes, 6 s windows). Steps for fewer
-levels than the model has decode only those first levels, and the codec decodes that prefix. Soft decoding (soft_temperature > 0) hands the
-codec, for levels 2..L, the distribution SoundStorm chose each token from (sharpened by that
-temperature) instead of the token: the codec decodes their expected codebook vectors
-(Codec.decode_expected; docs/intelligibility.md).
+levels than the model has decode only those first levels, and the codec decodes that prefix.
+Soft decoding (soft_temperature > 0) hands the codec, for levels 2..L, the distribution
+SoundStorm chose each token from (sharpened by that temperature) instead of the token: the codec
+decodes their expected codebook vectors (Codec.decode_expected; docs/intelligibility.md).
 """
 
 from __future__ import annotations
