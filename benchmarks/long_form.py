@@ -132,7 +132,9 @@ def main() -> int:
             position += len(wav) + len(pieces[-1])
         recording = np.concatenate(pieces)
         results: dict[str, list[np.ndarray]] = {}
+        joined: dict[str, tuple[np.ndarray, list[int]]] = {}  # mode -> its output and where its windows meet
         seconds: dict[str, list[float]] = {mode: [] for mode in args.modes}
+        samples = sample_rate * pipeline.ratio / pipeline.codec.frame_rate  # per semantic token
         for _ in range(args.repeats):  # the modes interleaved, so that machine noise falls on all alike
             for mode in args.modes:
                 options = mode_options(mode, args.seed)
@@ -144,19 +146,21 @@ def main() -> int:
                     plan = pipeline.plan_resynth(recording, voice, options, sample_rate=sample_rate)
                     out = pipeline.render([plan])[0]
                     outputs = [out[a:b] for a, b in bounds]
+                seconds[mode].append(time.perf_counter() - start)
+                results[mode] = outputs  # the same seed every time: the same audio
+                if options is not None:
                     # Where the windows meet, and where the default's would (one pass: the control).
                     spans = pipeline.window_plan(plan.segments[0], options if options.window_seconds else
                                                  DecodingOptions())
-                    samples = pipeline.sample_rate * pipeline.ratio / pipeline.codec.frame_rate  # per semantic token
-                    seams[mode].append(seam_percentile(out, sample_rate, [round(start * samples) for start, _, _ in spans[1:]]))
-                seconds[mode].append(time.perf_counter() - start)
-                results[mode] = outputs  # the same seed every time: the same audio
+                    joined[mode] = (out, [round(first * samples) for first, _, _ in spans[1:]])
+        for mode, (out, joins) in joined.items():
+            seams[mode].append(seam_percentile(out, sample_rate, joins))
         for mode in args.modes:
             walls[mode] += statistics.median(seconds[mode])
-            for entry, output in zip(chosen, results[mode]):
+            for entry, output, (first, _) in zip(chosen, results[mode], bounds):
                 hypothesis = asr.transcribe(output, sample_rate)
                 rows[mode].append({"speaker": speaker, "group": group, "id": entry.id, "text": entry.text,
-                                   "hypothesis": hypothesis, "start": bounds[chosen.index(entry)][0] / sample_rate,
+                                   "hypothesis": hypothesis, "start": first / sample_rate,
                                    "cer": error_rates([entry.text], [hypothesis]).cer,
                                    "similarity": similarity(output, prompt_wav, sample_rate)})
             print(f"{speaker} ({total:.0f} s, {len(chosen)} sentences) {mode}: {statistics.median(seconds[mode]):.1f} s",

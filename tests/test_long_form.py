@@ -61,7 +61,7 @@ class GenerateSpy:
 def test_each_window_continues_the_one_before_after_the_voice_prompt(models: Path) -> None:
     pipeline = SpeechPipeline.from_folder(models)
     voice = pipeline.default_voice()
-    r, Q, mask_id, P = pipeline.ratio, 4, pipeline.soundstorm.config.mask_id, len(voice.semantic)
+    r, Q, P = pipeline.ratio, 4, len(voice.semantic)
     long, short = torch.arange(17) % 16, torch.arange(3) % 16
     segments = [pipeline._segment(long, voice, WINDOWED, 0), pipeline._segment(short, voice, WINDOWED, 1)]
     windows = pipeline.window_plan(segments[0], WINDOWED)
