@@ -87,6 +87,10 @@ def test_tts_dialogue_and_resynth(client: httpx.Client, models: Path) -> None:
     source = models / "voices" / "default.wav"
     resynth = audio_of(client.post("/api/resynth", data={"voice_name": "awb"}, files={"source": source.read_bytes()}))
     assert abs(len(resynth) / 16000 - sf.info(source).duration) < 0.1  # the words keep their timing
+    # The post-filter towards the voice prompt's spectrum: the same length, other audio.
+    matched = audio_of(client.post("/api/resynth", data={"voice_name": "awb", "spectrum_match": "1"},
+                                   files={"source": source.read_bytes()}))
+    assert matched.shape == resynth.shape and not np.allclose(matched, resynth, atol=1e-3)
 
 
 def test_json_format_carries_audio_spectrogram_codes_and_the_decoding_trace(client: httpx.Client) -> None:
@@ -118,6 +122,7 @@ def test_json_format_carries_audio_spectrogram_codes_and_the_decoding_trace(clie
     assert np.array_equal(np.array(soft["codes"]), codes)
     soft_wav, _ = sf.read(io.BytesIO(base64.b64decode(soft["wav_base64"])))
     assert soft_wav.shape == wav.shape and not np.allclose(soft_wav, wav, atol=1e-3)
+    assert health["default_spectrum_match"] == 0.0  # no decoding.json here: the post-filter is off
 
 
 @pytest.mark.parametrize(
@@ -128,6 +133,7 @@ def test_json_format_carries_audio_spectrogram_codes_and_the_decoding_trace(clie
         ("/api/tts", {"text": "Hi.", "steps": "1,2,1,1,1"}, None, 422, "steps must list 1 to 4 .*got '1,2,1,1,1'"),
         ("/api/tts", {"text": "Hi.", "steps": "2,,1"}, None, 422, "steps must list 1 to 4"),
         ("/api/tts", {"text": "Hi.", "steps": "99,1,1,1"}, None, 422, "in \\[1, 64\\]"),
+        ("/api/tts", {"text": "Hi.", "spectrum_match": "1.5"}, None, 422, "spectrum_match"),
         ("/api/tts", {"text": "Hi.", "temperature": "9"}, None, 422, "less than or equal to 5"),
         ("/api/tts", {"text": "Hi.", "seed": "-1"}, None, 422, "greater than or equal to 0"),
         ("/api/tts", {"text": "Hi.", "voice_name": "nobody"}, None, 400, "no bundled voice named 'nobody'"),

@@ -175,13 +175,16 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
         soft_temperature: Annotated[float | None, Form(ge=0, le=10, description="levels 2.. decoded as the expected "
                                                        "codebook vector at this temperature, 0 = the tokens "
                                                        "(default: /api/health default_soft_temperature)")] = None,
+        spectrum_match: Annotated[float | None, Form(ge=0, le=1, description="filter the speech towards its voice "
+                                                     "prompt's long-term spectrum by this share of their difference, "
+                                                     "0 = off (default: /api/health default_spectrum_match)")] = None,
         seed: Annotated[int, Form(ge=0, le=2**31 - 1, description="the same seed gives the same audio")] = 0,
     ) -> DecodingOptions:
         levels = [int(n) for n in re.split(r"\s*,\s*", steps.strip())] if steps is not None else None  # the pattern held
         return DecodingOptions(steps=levels, temperature=temperature, t2s_temperature=t2s_temperature,
                                t2s_top_k=t2s_top_k, t2s_eos_threshold=t2s_eos_threshold or None,
                                t2s_candidates=t2s_candidates, guidance_scale=guidance_scale,
-                               soft_temperature=soft_temperature, seed=seed)
+                               soft_temperature=soft_temperature, spectrum_match=spectrum_match, seed=seed)
 
     async def read_audio(upload: UploadFile, what: str) -> tuple[np.ndarray, int]:
         data = await upload.read(config.max_upload_bytes + 1)
@@ -282,7 +285,8 @@ def create_app(pipeline: SpeechPipeline, config: ServerConfig | None = None) -> 
                       default_guidance_scale=default_guidance,
                       default_soft_temperature=pipeline.default_soft_temperature,
                       default_window_seconds=pipeline.default_window_seconds,
-                      default_window_context_seconds=pipeline.default_window_context_seconds)
+                      default_window_context_seconds=pipeline.default_window_context_seconds,
+                      default_spectrum_match=pipeline.default_spectrum_match)
 
     @app.get("/api/voices", response_model=Voices)
     async def list_voices() -> Voices:

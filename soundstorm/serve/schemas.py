@@ -55,6 +55,9 @@ class Health(BaseModel):
                                           "decoded window by window, each continuing the one before; 0: one pass")
     default_window_context_seconds: float = Field(description="what each window after the first sees of the one "
                                                   "before, after the voice prompt")
+    default_spectrum_match: float = Field(description="the share of the difference between the speech's long-term "
+                                                      "spectrum and its voice prompt's that a post-filter removes "
+                                                      "(0 = off)")
 
 
 class Voices(BaseModel):

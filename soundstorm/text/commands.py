@@ -101,6 +101,9 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-voice-reference", action="store_true",
                         help="a decoder that reads a voice reference (the bundled decoder/) decodes without the "
                              "prompt's spectrum (as for a resynth whose source voice the tokenizer hears poorly)")
+    parser.add_argument("--spectrum-match", type=float,
+                        help="filter the speech towards its voice prompt's long-term spectrum by this share of their "
+                             "difference, in [0, 1]; 0 = off (default: the models folder's decoding.json, else 0)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
@@ -114,7 +117,8 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            prompt_guidance=args.prompt_guidance,
                            soft_temperature=args.soft_temperature, window_seconds=args.window_seconds,
                            window_context_seconds=args.window_context_seconds,
-                           voice_reference=not args.no_voice_reference, seed=args.seed)
+                           voice_reference=not args.no_voice_reference, spectrum_match=args.spectrum_match,
+                           seed=args.seed)
 
 
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:

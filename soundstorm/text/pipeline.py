@@ -60,6 +60,7 @@ from soundstorm.semantic import SemanticTokenizer
 from soundstorm.semantic.rate import check_semantic_matches
 from soundstorm.text.model import TextToSemantic
 from soundstorm.text.phone_score import PhoneScorer
+from soundstorm.text.spectrum_match import match_spectrum
 from soundstorm.text.symbols import TextSymbols
 from soundstorm.text.voice_folder import PROMPT_FILE, VoiceFolder, read_voice_folder
 
@@ -139,6 +140,10 @@ class DecodingOptions:
     # both voice groups (docs/intelligibility.md); spoken from an unseen voice's own semantic tokens
     # (resynth of a voice the tokenizer hears poorly) it cost that voice similarity instead.
     voice_reference: bool = True
+    # The generated speech filtered towards its voice prompt's long-term spectrum by this share of
+    # their difference (soundstorm/text/spectrum_match.py; 0 = off, 1 = all of it). None:
+    # SpeechPipeline.default_spectrum_match.
+    spectrum_match: float | None = None
     seed: int = 0
 
     def acoustic_key(self) -> tuple:
@@ -207,7 +212,8 @@ class SpeechPipeline:
                  default_guidance_scale: float | Sequence[float] | None = None,
                  default_soft_temperature: float | None = None, default_prompt_guidance: float | None = None,
                  decoder: Codec | None = None, default_window_seconds: float | None = None,
-                 default_window_context_seconds: float | None = None) -> None:
+                 default_window_context_seconds: float | None = None,
+                 default_spectrum_match: float | None = None) -> None:
         """decoder: the codec that decodes SoundStorm's tokens into the audio returned, where it
         is not the codec itself: a models folder's decoder/, a SoundStream with the codec's encoder
         and codebooks whose decoder was trained for generated tokens (e.g. reading the semantic
@@ -259,6 +265,7 @@ class SpeechPipeline:
             WINDOW_SECONDS if default_window_seconds is None else default_window_seconds,
             WINDOW_CONTEXT_SECONDS if default_window_context_seconds is None else default_window_context_seconds,
             "the default window")
+        self.default_spectrum_match = check_spectrum_match(default_spectrum_match or 0.0, "the default spectrum match")
         check_codec_matches(codec, config)
         reader = self.decoder
         if reader.semantic_vocab_size and (reader.semantic_vocab_size, reader.semantic_rate_ratio) != (
@@ -725,6 +732,8 @@ class SpeechPipeline:
                     recorder.add_to(traces, batch, segments,
                                     [self.window_plan(segment, plans[p].options) for (p, _), segment in zip(batch, segments)],
                                     self.ratio, levels=out[0].codes.shape[-1])
+        for p, plan in enumerate(plans):
+            self._match_spectra(plan, p, audio)
         results = []
         for p, plan in enumerate(plans):
             pieces = []
@@ -737,6 +746,25 @@ class SpeechPipeline:
             for p, plan in enumerate(plans):
                 traces[p].codes = torch.cat([codes[(p, i)].cpu() for i in range(len(plan.segments))])
         return results
+
+    def _match_spectra(self, plan: Plan, p: int, audio: dict[tuple[int, int], np.ndarray]) -> None:
+        """Filter each voice's speech in plan p (audio[(p, i)], in place) towards the long-term
+        spectrum of that voice's prompt, one filter per voice (spectrum_match.py)."""
+        strength = self.default_spectrum_match if plan.options.spectrum_match is None else plan.options.spectrum_match
+        strength = check_spectrum_match(strength, "spectrum_match")
+        if strength == 0.0:
+            return
+        start = time.perf_counter()
+        by_voice: dict[int, list[int]] = {}
+        for i, segment in enumerate(plan.segments):
+            if segment.voice.recording is not None:
+                by_voice.setdefault(id(segment.voice), []).append(i)
+        for members in by_voice.values():
+            prompt = plan.segments[members[0]].voice.recording[0, 0].float().numpy()  # type: ignore[index]
+            matched = match_spectrum([audio[(p, i)] for i in members], prompt, self.sample_rate, strength)
+            audio.update({(p, i): wav for i, wav in zip(members, matched)})
+        # Counted with the codec: both turn tokens into the waveform that is heard.
+        self.timing.stages["codec"] = self.timing.stages.get("codec", 0.0) + time.perf_counter() - start
 
     def _batches(self, members: list[tuple[int, int]], max_batch: int,
                  frames: Callable[[tuple[int, int]], int]) -> list[list[tuple[int, int]]]:
@@ -865,7 +893,7 @@ def check_soft_temperature(value: object, codec: Codec, what: str) -> float:
 
 
 DECODING_KEYS = ("steps", "guidance_scale", "soft_temperature", "prompt_guidance", "window_seconds",
-                 "window_context_seconds")
+                 "window_context_seconds", "spectrum_match")
 
 
 def read_decoding_defaults(folder: Path) -> dict[str, object]:
@@ -885,6 +913,13 @@ def read_decoding_defaults(folder: Path) -> dict[str, object]:
     if steps is not None and not isinstance(steps, list):
         raise ValueError(f"{path}: steps must be a list of iteration counts, got {steps!r}")
     return {f"default_{key}": settings[key] for key in DECODING_KEYS if settings.get(key) is not None}
+
+
+def check_spectrum_match(value: object, what: str) -> float:
+    """A spectrum match strength as a float in [0, 1], or a clear error naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{what} must be a number in [0, 1] (0 = off, 1 = the whole difference), got {value!r}")
+    return float(value)
 
 
 def check_window(seconds: object, context: object, what: str) -> tuple[float, float]:
