@@ -117,3 +117,9 @@ def test_an_error_is_shown_on_the_page(browser, url: str) -> None:  # type: igno
     browser.find_element(By.ID, "generate").click()
     WebDriverWait(browser, 30).until(lambda b: "steps must list 1 to 4" in b.find_element(By.ID, "error").text)
     assert browser.find_element(By.ID, "error").text.startswith("422")
+    # The voice EQ field reaches the server: out of range, its error comes back.
+    browser.find_element(By.ID, "steps").clear()
+    assert browser.find_element(By.ID, "spectrum-match").get_attribute("placeholder") == "0"  # /api/health's default
+    browser.find_element(By.ID, "spectrum-match").send_keys("2")
+    browser.find_element(By.ID, "generate").click()
+    WebDriverWait(browser, 30).until(lambda b: "spectrum_match" in b.find_element(By.ID, "error").text)
