@@ -11,15 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from soundstorm import SoundStorm, SoundStormConfig
 from soundstorm.baselines import ARAcousticConfig, ARAcousticModel
 from soundstorm.cli import main
 from soundstorm.codecs.soundstream import SoundStream, SoundStreamConfig
 from soundstorm.data.audio import load_audio
-from soundstorm.data.manifest import read_manifest
+from soundstorm.data.manifest import ManifestEntry, read_manifest
 from soundstorm.eval.asr import Recognizer, error_rates
 from soundstorm.eval.speaker import SpeakerSimilarity
+from soundstorm.eval.speech_eval import choose
 from soundstorm.eval.tts_eval import bucket, family
 from soundstorm.semantic.extractors import MfccFeatures
 from soundstorm.semantic.kmeans_tokenizer import KMeansTokenizer
@@ -185,3 +188,24 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="give one"):
         main(["eval-tts", "--models", str(models), "--manifest", str(manifest), "--enroll-seconds", "2",
               "--adapt-decoder", "1", "--quiet"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["flite-rms", "flite-slt", "festival-kal_diphone", "espeak-en"]),
+                          st.sampled_from(["train", "test", "test-unseen-speaker"]), st.floats(0.5, 6.0)),
+                min_size=1, max_size=40), st.integers(1, 5))
+def test_eval_tts_prompts_are_other_utterances_of_the_speaker_long_enough_and_random_ones_keep_the_sentences(
+        rows: list[tuple[str, str, float]], per_group: int) -> None:
+    entries = [ManifestEntry(f"u{i}", f"u{i}.wav", duration, 16000, speaker, text="Words.", split=split)
+               for i, (speaker, split, duration) in enumerate(rows)]
+    first = choose(entries, ("flite", "festival"), per_group, 3.0)
+    drawn = choose(entries, ("flite", "festival"), per_group, 3.0, "random")
+    assert [s.id for s, _ in first] == [s.id for s, _ in drawn]  # the same sentences: runs pair up
+    for sentence, prompt in first + drawn:
+        assert family(sentence.speaker) in ("flite", "festival") and sentence.split in ("test", "test-unseen-speaker")
+        assert prompt.speaker == sentence.speaker and prompt.id != sentence.id and prompt.duration >= 3.0
+    for speaker in {s.speaker for s, _ in first}:  # "first": one prompt a speaker, where it is not the sentence
+        prompts = [p.id for s, p in first if s.speaker == speaker]
+        assert len(set(prompts)) <= 2
+    with pytest.raises(ValueError, match="prompt_choice must be one of first, random"):
+        choose(entries, ("flite",), 1, 3.0, "best")

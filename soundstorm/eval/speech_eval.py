@@ -56,6 +56,7 @@ from soundstorm.text.pipeline import DecodingOptions, Plan, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
 GROUP_NAMES = {"training": "training voices", "held-out": "held-out voices"}  # --groups
+PROMPT_CHOICES = ("first", "random")  # --prompt-choice
 GOALS = {"wer_ratio": 1.3, "similarity": {"training voices": 0.80, "held-out voices": 0.70}, "rtf": 0.2}
 
 
@@ -83,21 +84,26 @@ class Spoken:
 
 
 def choose(entries: list[ManifestEntry], families: tuple[str, ...], per_group: int,
-           prompt_seconds: float) -> list[tuple[ManifestEntry, ManifestEntry]]:
-    """(sentence, prompt) pairs: a seeded sample of per_group sentences per group, each with the
-    first other utterance of its speaker that lasts at least prompt_seconds."""
+           prompt_seconds: float, prompt_choice: str = "first") -> list[tuple[ManifestEntry, ManifestEntry]]:
+    """(sentence, prompt) pairs: a seeded sample of per_group sentences per group, each with an
+    other utterance of its speaker that lasts at least prompt_seconds: the first (prompt_choice
+    "first": one prompt for all of a speaker's sentences, as eval-tts has always measured) or one
+    drawn for each sentence ("random", seeded apart: the same sentences, so runs of either pair up)."""
+    if prompt_choice not in PROMPT_CHOICES:
+        raise ValueError(f"prompt_choice must be one of {', '.join(PROMPT_CHOICES)}, got {prompt_choice!r}")
     prompts: dict[str, list[ManifestEntry]] = {}
     for entry in entries:
         if entry.duration >= prompt_seconds:
             prompts.setdefault(entry.speaker, []).append(entry)
     pairs = []
-    rng = np.random.default_rng(0)
+    rng, prompt_rng = np.random.default_rng(0), np.random.default_rng(1)
     for split in GROUPS:
         candidates = [e for e in entries if e.split == split and e.text and family(e.speaker) in families
                       and any(p.id != e.id for p in prompts.get(e.speaker, []))]
         for i in sorted(rng.permutation(len(candidates))[:per_group]):
             entry = candidates[i]
-            pairs.append((entry, next(p for p in prompts[entry.speaker] if p.id != entry.id)))
+            others = [p for p in prompts[entry.speaker] if p.id != entry.id]
+            pairs.append((entry, others[int(prompt_rng.integers(len(others)))] if prompt_choice == "random" else others[0]))
     return pairs
 
 
@@ -137,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                          "measure SoundStorm and the codec alone")
     entries = read_manifest(args.manifest)
     root = args.manifest.parent
-    pairs = choose(entries, tuple(args.families), args.per_group, args.prompt_seconds)
+    pairs = choose(entries, tuple(args.families), args.per_group, args.prompt_seconds, args.prompt_choice)
     if not pairs:
         raise SystemExit(f"{args.manifest}: no held-out sentences of {', '.join(args.families)} voices with a prompt")
     # A sentence's seed is its index among all the pairs, so a run of one group draws what the
@@ -308,6 +314,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="voice families to test (default flite festival: pocketsphinx is meaningful on them)")
     parser.add_argument("--per-group", type=int, default=30, help="sentences per group (default 30)")
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
+    parser.add_argument("--prompt-choice", choices=PROMPT_CHOICES, default="first",
+                        help="each sentence's prompt: the first other utterance of its speaker (one prompt for all "
+                             "of a speaker's sentences; the figures of docs/tts-eval) or a random one for each "
+                             "sentence (the same sentences and seeds, so the two pair up)")
     add_adaptation_argument(parser)
     parser.add_argument("--enroll-seconds", type=float, default=0.0,
                         help="speak each speaker's sentences with a decoder and a SoundStorm enrolled (`soundstorm enroll`) on this "
