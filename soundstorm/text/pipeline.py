@@ -10,7 +10,7 @@
 The stages (shared/DESIGN.md): text -> semantic tokens by the text-to-semantic model; semantic
 tokens -> codec tokens by SoundStorm, with the voice prompt's codec tokens as the leading,
 never-changed frames and its semantic tokens before the new ones; codec tokens -> audio by the
-codec. A long text is split into sentences (a sentence of more than 20 words, the corpus's
+codec, and a filter towards the prompt's spectral envelope. A long text is split into sentences (a sentence of more than 20 words, the corpus's
 longest, into clauses: SpeechPipeline.pieces), each generated with the same voice prompt. A
 dialogue is generated turn by turn: each turn's text follows the previous turn's text and a
 <turn> marker, and its semantic tokens continue the previous turn's (the turn-marked pairs
@@ -30,6 +30,9 @@ levels than the model has decode only those first levels, and the codec decodes 
 Soft decoding (soft_temperature > 0) hands the codec, for levels 2..L, the distribution
 SoundStorm chose each token from (sharpened by that temperature) instead of the token: the codec
 decodes their expected codebook vectors (Codec.decode_expected; docs/intelligibility.md).
+decoding.json's "spectrum_match" (else 0, off) filters each voice's speech, after the codec,
+towards its prompt's long-term spectrum by that share of their difference (spectrum_match.py;
+docs/spectrum_match.md).
 """
 
 from __future__ import annotations
