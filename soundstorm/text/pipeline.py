@@ -10,15 +10,16 @@
 The stages (shared/DESIGN.md): text -> semantic tokens by the text-to-semantic model; semantic
 tokens -> codec tokens by SoundStorm, with the voice prompt's codec tokens as the leading,
 never-changed frames and its semantic tokens before the new ones; codec tokens -> audio by the
-codec, and a filter towards the prompt's spectral envelope. A long text is split into sentences (a sentence of more than 20 words, the corpus's
-longest, into clauses: SpeechPipeline.pieces), each generated with the same voice prompt. A
-dialogue is generated turn by turn: each turn's text follows the previous turn's text and a
-<turn> marker, and its semantic tokens continue the previous turn's (the turn-marked pairs
-the text-to-semantic model is trained on), while SoundStorm gives it its own speaker's prompt.
-A segment longer than SoundStorm's window (6 s of new audio unless decoding.json or the request
-says otherwise) is decoded window by window, each after the voice prompt and the last second of
-the window before: a model trained on crops of some seconds keeps the voice and the words of a
-minute that way, and loses both in one pass over it (docs/long_form.md).
+codec, and a filter towards the prompt's spectral envelope. A long text is split into sentences
+(a sentence of more than 20 words, the corpus's longest, into clauses: SpeechPipeline.pieces),
+each generated with the same voice prompt. A dialogue is generated turn by turn: each turn's
+text follows the previous turn's text and a <turn> marker, and its semantic tokens continue the
+previous turn's (the turn-marked pairs the text-to-semantic model is trained on), while
+SoundStorm gives it its own speaker's prompt. A segment longer than SoundStorm's window (6 s of
+new audio unless decoding.json or the request says otherwise) is decoded window by window, each
+after the voice prompt and the last second of the window before: a model trained on crops of
+some seconds keeps the voice and the words of a minute that way, and loses both in one pass over
+it (docs/long_form.md).
 
 A models folder holds `codec/` (a SoundStream folder), `semantic/` (a k-means tokenizer
 folder), `soundstorm/`, `t2s/` and `voices/*.wav`; every pair that meets is checked once, here.
