@@ -140,3 +140,10 @@ def test_decoding_json_sets_the_default_and_a_bad_one_is_refused(models: Path, t
     (folder / "decoding.json").write_text('{"spectrum_match": -1}')
     with pytest.raises(ValueError, match=r"the default spectrum match must be a number in \[0, 1\].*-1"):
         SpeechPipeline.from_folder(folder)
+
+
+def test_a_bad_strength_is_refused_when_the_options_are_made_before_any_model_runs() -> None:
+    for bad in (-0.1, 1.01, float("nan"), True):
+        with pytest.raises(ValueError, match=r"spectrum_match must be a number in \[0, 1\]"):
+            DecodingOptions(spectrum_match=bad)  # type: ignore[arg-type]
+    assert DecodingOptions(spectrum_match=1).spectrum_match == 1

@@ -150,6 +150,10 @@ class DecodingOptions:
     spectrum_match: float | None = None
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.spectrum_match is not None:  # refused before any model runs, not after
+            check_spectrum_match(self.spectrum_match, "spectrum_match")
+
     def acoustic_key(self) -> tuple:
         """What SoundStorm's decoding depends on besides the tokens: segments that agree on it
         can share a batch (each keeps its own random stream: Segment.seed)."""
