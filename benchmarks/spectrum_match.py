@@ -25,6 +25,14 @@ their WER means nothing, their similarity does), and for each sentence its own p
 
     .venv/bin/python benchmarks/spectrum_match.py --sentences fresh --per-group 20 --strengths 0.5 1 \
         --threads 2 --json docs/spectrum_match_fresh.json
+
+`--task resynth` checks voice conversion (`soundstorm resynth`): each chosen sentence's speaker
+is the target, its prompt the voice, and the recording converted is a chosen sentence of another
+speaker (a different one for each target); the words are scored against that recording's text, the voice against the
+target's prompt and against the target's own recording of the chosen sentence:
+
+    .venv/bin/python benchmarks/spectrum_match.py --task resynth --per-group 24 --strengths 0.5 \
+        --threads 2 --json docs/spectrum_match_resynth.json
 """
 
 from __future__ import annotations
@@ -99,6 +107,9 @@ def main() -> int:
     parser.add_argument("--manifest", type=Path, default=ROOT / "data" / "synth" / "manifest.jsonl")
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "demo")
     parser.add_argument("--per-group", type=int, default=36, help="sentences per voice group")
+    parser.add_argument("--task", choices=("tts", "resynth"), default="tts",
+                        help="speak each sentence from its text, or (resynth) convert the next other speaker's "
+                             "sentence into its voice, scored against that sentence's text")
     parser.add_argument("--sentences", choices=("eval-tts", "fresh"), default="eval-tts",
                         help="eval-tts's sentences and prompts, or others, each with a prompt of its own")
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
@@ -131,14 +142,23 @@ def main() -> int:
         triples = fresh_pairs(entries, {entry.id for entry, _ in pairs if entry.split != "test"}, args.per_group, 3.0)
         chosen = [(len(pairs) + n, entry, prompt_entry, group) for n, (entry, prompt_entry, group) in enumerate(triples)]
     scores: list[dict] = []
-    for index, entry, prompt_entry, group in tqdm(chosen, unit="utt", disable=not sys.stderr.isatty()):
+    for position, (index, entry, prompt_entry, group) in enumerate(tqdm(chosen, unit="utt",
+                                                                        disable=not sys.stderr.isatty())):
         reference, _ = load_audio(entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt, _ = load_audio(prompt_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
         prompt = prompt[: 3 * sr]
         voice = pipeline.voice(prompt, name=prompt_entry.speaker, sample_rate=sr)
         sentence = replace(options, seed=index)
-        wav = pipeline.render([pipeline.plan_tts(entry.text or "", voice, sentence)])[0]
-        row: dict = {"id": entry.id, "speaker": entry.speaker, "group": group, "text": entry.text, "by_strength": {}}
+        text = entry.text or ""
+        if args.task == "tts":
+            wav = pipeline.render([pipeline.plan_tts(text, voice, sentence)])[0]
+        else:  # voice conversion: another speaker's sentence in this voice, scored against that sentence's text
+            others = [e for _, e, _, _ in chosen if e.speaker != entry.speaker]
+            source_entry = others[position % len(others)]  # a different source for each target sentence
+            source, _ = load_audio(source_entry.audio_path(root), sample_rate=sr, resample=True, downmix=True)
+            wav = pipeline.render([pipeline.plan_resynth(source, voice, sentence, sample_rate=sr)])[0]
+            text = source_entry.text or ""
+        row: dict = {"id": entry.id, "speaker": entry.speaker, "group": group, "text": text, "by_strength": {}}
         for strength in strengths:
             out = match_spectrum([wav], prompt, sr, strength)[0]
             row["by_strength"][str(strength)] = {
@@ -175,7 +195,8 @@ def main() -> int:
                      f"{e['cer']:.3f} |")
     print("\n".join(lines))
     if args.json:
-        atomic_write_text(args.json, json.dumps({"command": " ".join(sys.argv), "sentences": args.sentences,
+        atomic_write_text(args.json, json.dumps({"command": " ".join(sys.argv), "task": args.task,
+                                                 "sentences": args.sentences,
                                                  "threads": args.threads,
                                          "precision": args.precision, "table": table, "utterances": scores},
                                         indent=1) + "\n")
