@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out / "tts_eval.md", markdown)
         atomic_write_text(args.out / "tts_eval.json", json.dumps(
             {"command": command, "options": asdict(options), "semantic_from": args.semantic_from,
-             "spectrum_match": pipeline.default_spectrum_match if options.spectrum_match is None else options.spectrum_match,
+             "spectrum_match": pipeline.spectrum_strength(options),
              "adapt_decoder": args.adapt_decoder,
              "enroll_seconds": args.enroll_seconds,
              "enroll_soundstorm": asdict(enrolment) if args.enroll_seconds else None,

@@ -740,10 +740,9 @@ class SpeechPipeline:
                     recorder.add_to(traces, batch, segments,
                                     [self.window_plan(segment, plans[p].options) for (p, _), segment in zip(batch, segments)],
                                     self.ratio, levels=out[0].codes.shape[-1])
-        for p, plan in enumerate(plans):
-            self._match_spectra(plan, p, audio)
         results = []
         for p, plan in enumerate(plans):
+            self._match_spectra(plan, p, audio)
             pieces = []
             for i, pause in enumerate(plan.pauses):
                 pieces.append(audio[(p, i)])
@@ -755,11 +754,14 @@ class SpeechPipeline:
                 traces[p].codes = torch.cat([codes[(p, i)].cpu() for i in range(len(plan.segments))])
         return results
 
+    def spectrum_strength(self, options: DecodingOptions) -> float:
+        """The spectrum match a request gets: its own (checked when the options were made), else the default."""
+        return self.default_spectrum_match if options.spectrum_match is None else options.spectrum_match
+
     def _match_spectra(self, plan: Plan, p: int, audio: dict[tuple[int, int], np.ndarray]) -> None:
         """Filter each voice's speech in plan p (audio[(p, i)], in place) towards the long-term
         spectrum of that voice's prompt, one filter per voice (spectrum_match.py)."""
-        strength = self.default_spectrum_match if plan.options.spectrum_match is None else plan.options.spectrum_match
-        strength = check_spectrum_match(strength, "spectrum_match")
+        strength = self.spectrum_strength(plan.options)
         if strength == 0.0:
             return
         start = time.perf_counter()
