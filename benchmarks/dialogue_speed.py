@@ -10,8 +10,9 @@ A variant is a --precision (auto, fp32, bf16: soundstorm/precision.py), optional
 the paper's 16, 1, ...), `:GUIDANCE`, one classifier-free guidance scale or one per level
 (`auto::2,1,1,1,1,1,1,1`: the default steps, guidance on the first level), and
 `:T2S_TEMPERATURE:T2S_CANDIDATES` (`auto:::0.8:1`: the text-to-semantic decoding before
-2026-12-05; the audio then differs, so compare real-time factors) and `:SOFT`, the soft
-temperature of the finer levels (`auto:::::0`: hard codes; default: decoding.json's). The bundled models
+2026-12-05; the audio then differs, so compare real-time factors), `:SOFT`, the soft
+temperature of the finer levels (`auto:::::0`: hard codes; default: decoding.json's) and
+`:REFRESH`, how often SoundStorm runs the voice prompt (`auto::::::once`; docs/prompt_reuse.md). The bundled models
 (or --models) speak a fixed script of about 30 s (the issue's target) in two bundled voices,
 with the same seed for every run. Several --models folders run every variant each (rows
 FOLDER/VARIANT), to time two sets of models side by side. The variants are interleaved --repeats times so that
@@ -103,7 +104,8 @@ def main() -> int:
                      "t2s_temperature": options[variant].t2s_temperature,
                      "t2s_candidates": options[variant].t2s_candidates,
                      "soft_temperature": options[variant].soft_temperature if options[variant].soft_temperature
-                     is not None else pipeline.default_soft_temperature, **median,
+                     is not None else pipeline.default_soft_temperature,
+                     "prompt_refresh": options[variant].prompt_refresh or pipeline.default_prompt_refresh, **median,
                      "rtf": median["seconds"] / median["audio_seconds"]})
     base = rows[0]["seconds"]
     print(f"Dialogue of {len(SCRIPT)} turns, {args.threads} torch threads, medians of {args.repeats} "
@@ -122,27 +124,30 @@ def main() -> int:
     return 0
 
 
-def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[float] | None, dict[str, float | int]]:
+def parse_variant(variant: str) -> tuple[str, list[int] | None, float | list[float] | None, dict[str, float | int | str]]:
     """"auto" -> ("auto", None, None, {}): the models folder's defaults (decoding.json);
     "auto:8,1,1" -> ("auto", [8, 1, 1], None, {}); "auto::2,1,1" -> ("auto", None, [2.0, 1.0, 1.0], {});
     "auto::2" -> ("auto", None, 2.0, {}); "auto:::0.8:1" -> the text-to-semantic model at temperature
     0.8 with one candidate ({"t2s_temperature": 0.8, "t2s_candidates": 1}); "auto:::::0" -> hard
-    codes ({"soft_temperature": 0.0})."""
-    precision, steps, guidance, temperature, candidates, soft = (variant.split(":") + [""] * 5)[:6]
+    codes ({"soft_temperature": 0.0}); "auto::::::once" -> the voice prompt run once
+    ({"prompt_refresh": "once"})."""
+    precision, steps, guidance, temperature, candidates, soft, refresh = (variant.split(":") + [""] * 6)[:7]
     try:
         scales = [float(g) for g in guidance.split(",")] if guidance else None
         guidance_scale = None if scales is None else scales[0] if len(scales) == 1 else scales
-        t2s: dict[str, float | int] = {}
+        t2s: dict[str, float | int | str] = {}
         if temperature:
             t2s["t2s_temperature"] = float(temperature)
         if candidates:
             t2s["t2s_candidates"] = int(candidates)
         if soft:
             t2s["soft_temperature"] = float(soft)
+        if refresh:
+            t2s["prompt_refresh"] = refresh
         return precision, [int(n) for n in steps.split(",")] if steps else None, guidance_scale, t2s
     except ValueError:
-        raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE[:T2S_TEMPERATURE[:T2S_CANDIDATES[:SOFT]]]]] like "
-                         f"auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1 or auto:::0.8:1 or auto:::::0, "
+        raise SystemExit(f"a variant is PRECISION[:STEPS[:GUIDANCE[:T2S_TEMPERATURE[:T2S_CANDIDATES[:SOFT[:REFRESH]]]]]] "
+                         f"like auto:8,1,1,1,1,1,1,1 or auto::2,1,1,1,1,1,1,1 or auto:::0.8:1 or auto:::::0 or auto::::::once, "
                          f"got {variant!r}") from None
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from soundstorm import masking
 from soundstorm.model.inputs import check_codes, check_lengths, check_semantic, check_token_range
+from soundstorm.model.prompt_states import PromptStates
 
 if TYPE_CHECKING:
     from soundstorm.model.soundstorm import SoundStorm
@@ -59,6 +60,8 @@ def filter_logits(logits: Tensor, top_k: int | None, top_p: float | None) -> Ten
 
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
+# How often generate() runs the voice prompt's frames through the Conformer (its prompt_refresh).
+PROMPT_REFRESH = ("pass", "level", "once")
 
 
 def draw_uniform(shape: tuple[int, int], generator: Generators, device: torch.device,
@@ -163,6 +166,7 @@ def generate(
     generator: Generators = None,
     callback: Callable[[DecodeStep], None] | None = None,
     return_logits_from: int | None = None,
+    prompt_refresh: str = "pass",
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Generate acoustic tokens with SoundStorm's iterative parallel decoding.
 
@@ -205,6 +209,13 @@ def generate(
             the model's distribution at the pass that revealed it). With one greedy pass per
             level, the distribution whose argmax the token is; soft decoding reads them
             (codecs' decode_expected: the expected codebook vector instead of the argmax's).
+        prompt_refresh: how often the voice prompt's frames are run through the Conformer:
+            every "pass" (exact: the paper's decoding), at the first pass of each "level", or
+            "once", at the first pass. Between refreshes the passes run over the frames after
+            the prompt alone, over the prompt's keys, values and convolution context recorded
+            at the last refresh (soundstorm/model/prompt_states.py): a 3 s prompt is half of a
+            dialogue turn's frames. The prompt's own codes never change; what goes stale is
+            only what its frames had attended to after it (docs/prompt_reuse.md).
 
     Returns:
         int64 [B, T, L] codes in [0, K), L = len(steps) (Q by default); frames past an
@@ -247,6 +258,8 @@ def generate(
     if any(g != 1.0 for g in scales) and semantic_tokens is None:
         raise ValueError("classifier-free guidance needs a conditional model and semantic_tokens")
     check_prompt_guidance(prompt_guidance)
+    if prompt_refresh not in PROMPT_REFRESH:
+        raise ValueError(f"prompt_refresh must be one of {', '.join(PROMPT_REFRESH)}, got {prompt_refresh!r}")
 
     per_example = generator is not None and not isinstance(generator, torch.Generator)
     if per_example and len(generator) != B:  # type: ignore[arg-type]
@@ -315,19 +328,44 @@ def generate(
         batched[guided] = (n, None if condition is None else torch.cat(conditions),  # type: ignore[arg-type]
                            None if backbone_valid is None else backbone_valid.repeat(n, 1))
 
-    def level_logits(level: int, where: Tensor) -> Tensor:
+    # Prompt reuse (prompt_refresh): the frames after each prompt, left-aligned [B, G], where a
+    # pass between refreshes runs; and per kind of level, the prompt states of its last refresh.
+    reuse = prompt_refresh != "pass" and bool((prompt_lengths_ > 0).any())
+    after_index = after_valid = None
+    states: dict[bool, PromptStates] = {}
+    if reuse:
+        G = int((lengths - prompt_lengths_).max())
+        after_index = (prompt_lengths_[:, None] + torch.arange(G, device=device)).clamp(max=T - 1)  # [B, G]
+        after_valid = torch.arange(G, device=device) < (lengths - prompt_lengths_)[:, None]  # [B, G]
+
+    def after_prompt(x: Tensor) -> Tensor:
+        """x [n B, T, ...] -> its frames after each prompt [n B, G, ...]."""
+        index = after_index.repeat(x.shape[0] // B, 1)  # type: ignore[union-attr]  # [n B, G]
+        return x.gather(1, index.view(*index.shape, *[1] * (x.dim() - 2)).expand(-1, -1, *x.shape[2:]))
+
+    def level_logits(level: int, where: Tensor, refresh: bool) -> Tensor:
         """Logits [M, K] of level `level` at the M positions where `where` [B, T] is True, in
         row-major order. Only the tokens still to be decided need the output head, the softmax
         and the sampling: at most half the grid on average over a level's iterations, less with
         a prompt (a third of a dialogue turn's frames) or padding. (Boolean indexing costs one
-        host sync per pass on a GPU: microseconds against a pass's milliseconds.)"""
+        host sync per pass on a GPU: microseconds against a pass's milliseconds.) With prompt
+        reuse, a pass that is no refresh runs over the frames after the prompts alone."""
         guided = scales[level] != 1.0
         n, batch_condition, batch_valid = batched[guided]
-        if n == 1:
-            hidden = model.hidden_states(codes, condition, backbone_valid)  # [B, T, D]
-            return model.level_logits(hidden[where], level)  # [M, K] float32
         grids = [codes] * (1 + guided) + ([codes.masked_fill(bare_frames, mask_id)] if bare_frames is not None else [])
-        hidden = model.hidden_states(torch.cat(grids), batch_condition, batch_valid)  # [n B, T, D]
+        grid = grids[0] if n == 1 else torch.cat(grids)  # [n B, T, Q]
+        if reuse and not refresh and guided in states:
+            hidden = model.hidden_states_after_prompt(
+                after_prompt(grid), None if batch_condition is None else after_prompt(batch_condition),
+                after_valid.repeat(n, 1), states[guided])  # type: ignore[union-attr]  # [n B, G, D]
+            where = where.gather(1, after_index) & after_valid  # type: ignore[arg-type]  # [B, G]
+        else:
+            record = PromptStates(prompt_lengths_.repeat(n)) if reuse else None
+            hidden = model.hidden_states(grid, batch_condition, batch_valid, record)  # [n B, T, D]
+            if record is not None:
+                states[guided] = record
+        if n == 1:
+            return model.level_logits(hidden[where], level)  # [M, K] float32
         logits = model.level_logits(torch.cat([h[where] for h in hidden.chunk(n)]), level)  # [n M, K]
         cond, *others = logits.chunk(n)
         out = cond
@@ -344,7 +382,8 @@ def generate(
         level_codes = codes[:, :, level]  # [B, T] a view: writes land in `codes`
         for iteration in range(num_iterations):
             still_masked = to_decode & (level_codes == mask_id)  # [B, T]
-            logits = level_logits(level, still_masked)  # [M, K], M = still-masked tokens
+            refresh = prompt_refresh == "pass" or (iteration == 0 and (prompt_refresh == "level" or level == 0))
+            logits = level_logits(level, still_masked, refresh)  # [M, K], M = still-masked tokens
             forward_pass += 1
             is_last = iteration == num_iterations - 1
             tau = temperature * (1.0 - iteration / num_iterations) if anneal_temperature else temperature

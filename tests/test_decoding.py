@@ -46,32 +46,57 @@ decoding_options = st.fixed_dictionaries(
         "gumbel_scale": st.sampled_from([0.0, 1.0, 4.5]),
         "greedy_last": st.booleans(),
         "prompt_guidance": st.sampled_from([0.0, 0.0, 1.0, 2.5]),
+        "prompt_refresh": st.sampled_from(["pass", "pass", "level", "once"]),
     }
 ).map(lambda d: {**{k: v for k, v in d.items() if k != "schedule"},
                  "steps": d["schedule"][0], "guidance_scale": d["schedule"][1]})
 
 
 class Recorder:
-    """Records every forward pass: which level was decoded and which codes the model saw."""
+    """Records every forward pass: which level was decoded and which codes the model saw (a pass
+    over the frames after the prompts, prompt reuse's, as the whole grid: the prompt's frames
+    from its recorded pass, the rest as seen)."""
 
     def __init__(self, model: SoundStorm) -> None:
         self.inputs: list[torch.Tensor] = []
         self.levels: list[int] = []
         self.backbone_calls = 0
+        self.after_prompt_calls = 0
         self.steps: list[DecodeStep] = []
         original_hidden, original_logits = model.hidden_states, model.level_logits
+        original_after = model.hidden_states_after_prompt
 
-        def hidden_states(codes, condition, valid):
+        last: dict[int, torch.Tensor] = {}  # batch size -> the last full grid of that size
+
+        def hidden_states(codes, condition, valid, record=None):
             self.inputs.append(codes.clone())
-            return original_hidden(codes, condition, valid)
+            last[codes.shape[0]] = codes.clone()
+            return original_hidden(codes, condition, valid, record)
+
+        def hidden_states_after_prompt(codes, condition, valid, prompt):
+            self.after_prompt_calls += 1
+            grid = last[codes.shape[0]].clone()  # the recording pass's prompt frames (they never change)
+            for b, P in enumerate(prompt.lengths.tolist()):
+                count = int(valid[b].sum())
+                grid[b, P: P + count] = codes[b, :count]
+            self.inputs.append(grid)
+            return original_after(codes, condition, valid, prompt)
 
         def level_logits(hidden, level):
             self.levels.append(level)
             return original_logits(hidden, level)
 
         model.hidden_states = hidden_states  # type: ignore[method-assign]
+        model.hidden_states_after_prompt = hidden_states_after_prompt  # type: ignore[method-assign]
         model.level_logits = level_logits  # type: ignore[method-assign]
         model.conformer.register_forward_hook(lambda *_: setattr(self, "backbone_calls", self.backbone_calls + 1))
+        original_conformer_after = model.conformer.forward_after_prompt
+
+        def conformer_after(*args, **kwargs):
+            self.backbone_calls += 1
+            return original_conformer_after(*args, **kwargs)
+
+        model.conformer.forward_after_prompt = conformer_after  # type: ignore[method-assign]
 
     def callback(self, step: DecodeStep) -> None:
         self.steps.append(step)
@@ -104,6 +129,18 @@ def test_decoding_properties(data: st.DataObject, B: int, T: int, options: dict)
     # The backbone runs exactly sum(steps) times, guidance or not; levels in order.
     assert recorder.backbone_calls == sum(steps) == len(recorder.steps)
     assert recorder.levels == [q for q, count in enumerate(steps) for _ in range(count)]
+    # Prompt reuse: the passes that are no refresh run over the frames after the prompts alone.
+    scales = [guidance] * len(steps) if isinstance(guidance := options["guidance_scale"], float) else guidance
+    refreshes, recorded = 0, set()  # kinds of level (guided or not) whose prompt states are recorded
+    for level, count in enumerate(steps):
+        guided = scales[level] != 1.0
+        if options["prompt_refresh"] == "pass":
+            refreshes += count
+        elif options["prompt_refresh"] == "level" or guided not in recorded:
+            refreshes += 1
+        recorded.add(guided)
+    reused = options["prompt_refresh"] != "pass" and bool((prompt_lengths > 0).any())
+    assert recorder.after_prompt_calls == (sum(steps) - refreshes if reused else 0)
 
     for seen, level in zip(recorder.inputs, recorder.levels):
         seen = seen[:B]  # guidance adds copies of the batch after the conditional one

@@ -275,12 +275,32 @@ def test_a_models_folder_can_carry_its_measured_decoding_steps(models: Path, tmp
     batches.clear()
     pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions(prompt_guidance=0.0))])
     assert batches == [2, 2, 2, 1, 1, 1]
+    # Prompt reuse: after one full pass (the prompt's states recorded per kind of level: guided,
+    # then unguided), the passes run over the frames after the prompt alone.
+    (folder / "decoding.json").write_text('{"steps": [3, 1, 1, 1], "guidance_scale": [2, 1, 1, 1], "prompt_refresh": "once"}')
+    pipeline = SpeechPipeline.from_folder(folder)
+    assert pipeline.default_prompt_refresh == "once"
+    frames: list[int] = []
+    conformer = pipeline.soundstorm.conformer
+    conformer.register_forward_pre_hook(lambda module, inputs: frames.append(-inputs[0].shape[1]))
+    after = conformer.forward_after_prompt
+    conformer.forward_after_prompt = lambda x, *rest: (frames.append(x.shape[1]), after(x, *rest))[1]  # type: ignore[method-assign]
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions())])
+    prompt_frames = len(voice.codes)
+    assert [f < 0 for f in frames] == [True, False, False, True, False, False]  # full, after, after, full, ...
+    assert frames[0] == -(prompt_frames + frames[1])
+    frames.clear()
+    pipeline.render([pipeline.plan_tts("Hello there.", voice, DecodingOptions(prompt_refresh="pass"))])
+    assert all(f < 0 for f in frames) and len(frames) == 6  # a request's own refresh wins
+    with pytest.raises(ValueError, match="prompt_refresh must be one of pass, level, once"):
+        DecodingOptions(prompt_refresh="never")
     for bad, message in (('{"steps": [3, 1, 1, 1, 1]}', "1 to 4 positive iteration counts"),
                          ('{"steps": [0, 1, 1, 1]}', "positive"), ('{"steps": []}', "1 to 4 positive"),
                          ('{"stpes": [3, 1, 1, 1]}', "must be JSON like"), ("[8, 1", "must be JSON like"),
                          ('{"steps": 8}', "must be a list"), ('{"guidance_scale": [2, 1]}', "one per level"),
                          ('{"guidance_scale": -1}', "one number >= 0"),
-                         ('{"prompt_guidance": -1}', "prompt guidance must be a number >= 0")):
+                         ('{"prompt_guidance": -1}', "prompt guidance must be a number >= 0"),
+                         ('{"prompt_refresh": "always"}', "prompt refresh must be one of pass, level, once")):
         (folder / "decoding.json").write_text(bad)
         with pytest.raises(ValueError, match=message):
             SpeechPipeline.from_folder(folder)

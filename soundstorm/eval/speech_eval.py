@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps,
                            pipeline.default_guidance_scale, args.semantic_from, pipeline.default_prompt_guidance,
-                           pipeline.default_spectrum_match)
+                           pipeline.default_spectrum_match, pipeline.default_prompt_refresh)
     print(markdown)
     if args.out:
         atomic_write_text(args.out / "tts_eval.md", markdown)
@@ -263,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
 def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, command: str, prompt_seconds: float,
                 options: DecodingOptions, default_steps: list[int] | None = None,
                 default_guidance: float | list[float] = 1.0, semantic_from: str = "text",
-                default_prompt_guidance: float = 0.0, default_spectrum_match: float = 0.0) -> str:
+                default_prompt_guidance: float = 0.0, default_spectrum_match: float = 0.0,
+                default_prompt_refresh: str = "pass") -> str:
     def mark(ok: bool) -> str:
         return "met" if ok else "not met"
 
@@ -282,7 +283,8 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
              f"Decoding: SoundStorm steps {options.steps or ('default ' + str(default_steps) if default_steps else 'default (16, 1, ...)')}, temperature {options.temperature:g}, "
              f"guidance {options.guidance_scale if options.guidance_scale is not None else f'default {default_guidance}'}, "
              f"prompt guidance {options.prompt_guidance if options.prompt_guidance is not None else f'default {default_prompt_guidance:g}'}, "
-             f"spectrum match {options.spectrum_match if options.spectrum_match is not None else f'default {default_spectrum_match:g}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
+             f"spectrum match {options.spectrum_match if options.spectrum_match is not None else f'default {default_spectrum_match:g}'}, "
+             f"prompt refresh {options.prompt_refresh or f'default {default_prompt_refresh}'}; text-to-semantic temperature {options.t2s_temperature:g}, "
              f"top-k {options.t2s_top_k}, EOS threshold {options.t2s_eos_threshold or 'none'}, "
              f"{options.t2s_candidates} candidate{'s' if options.t2s_candidates > 1 else ''}. Phone error rate: of "
              "semantic tokens against the text's phones (soundstorm/text/phone_score.py): the tokens of the "

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from soundstorm.model.prompt_states import PromptStates
+
 
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (Su et al., 2021), rotate-half convention."""
@@ -69,10 +71,18 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, rotary: tuple[Tensor, Tensor], key_mask: Tensor | None) -> Tensor:
         """x [B, T, D]; key_mask [B, 1, 1, T] bool, True = attend (None: attend everywhere)."""
+        return self.attend(*self.project(x, rotary), key_mask)
+
+    def project(self, x: Tensor, rotary: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, T, D] -> q, k, v [B, H, T, Dh], q and k rotated by the tables rotary ([T, Dh],
+        or [B, 1, T, Dh] for positions that differ by example)."""
         qkv = self.qkv(self.norm(x))  # [B, T, 3D]
         qkv = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.heads)
         q, k = apply_rotary(qkv[:2], *rotary).unbind(0)  # [B, H, T, Dh] each, one rotation for both
-        v = qkv[2]
+        return q, k, qkv[2]
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None) -> Tensor:
+        """q [B, H, T, Dh] over k, v [B, H, T', Dh]; key_mask [B, 1, 1, T'] -> [B, T, D]."""
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=key_mask, dropout_p=self.attention_dropout if self.training else 0.0
         )  # [B, H, T, Dh]
@@ -95,12 +105,31 @@ class ConvModule(nn.Module):
         self.pointwise_out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
+    @property
+    def context(self) -> int:
+        """C: the frames on each side that the depthwise convolution reads."""
+        return self.depthwise.kernel_size[0] // 2
+
     def forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
         """x [B, T, D]; valid [B, T] bool, True = real frame (None: all real)."""
+        return self.mix(self.gate(x, valid))
+
+    def gate(self, x: Tensor, valid: Tensor | None) -> Tensor:
+        """x [B, T, D] -> the depthwise convolution's input [B, T, D], zero at padded frames."""
         h = F.glu(self.pointwise_in(self.norm(x)), dim=-1)  # [B, T, D]
         if valid is not None:
             h = h.masked_fill(~valid[:, :, None], 0.0)  # padded frames look like the zero padding
-        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)  # [B, T, D]
+        return h
+
+    def mix(self, h: Tensor, before: Tensor | None = None) -> Tensor:
+        """The rest of the module on gate's output h [B, T, D] -> [B, T, D]. before [B, C, D]:
+        the convolution's input at the C frames before the first (None: zeros, the sequence's
+        start), e.g. the end of a voice prompt that this pass does not recompute."""
+        if before is None:
+            h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)  # [B, T, D]
+        else:
+            padded = F.pad(torch.cat([before, h], dim=1).transpose(1, 2), (0, self.context))  # [B, D, C + T + C]
+            h = F.conv1d(padded, self.depthwise.weight, self.depthwise.bias, groups=h.shape[-1]).transpose(1, 2)
         h = F.silu(self.conv_norm(h))
         return self.dropout(self.pointwise_out(h))
 
@@ -123,10 +152,32 @@ class ConformerBlock(nn.Module):
         rotary: tuple[Tensor, Tensor],
         key_mask: Tensor | None,
         valid: Tensor | None,
+        record: PromptStates | None = None,
     ) -> Tensor:
+        """x [B, T, D] -> [B, T, D]; record: keep this layer's part of the prompt in it."""
         x = x + 0.5 * self.ff_in(x)
-        x = x + self.attention(x, rotary, key_mask)
-        x = x + self.conv(x, valid)
+        q, k, v = self.attention.project(x, rotary)
+        if record is not None:
+            record.record_attention(k, v)
+        x = x + self.attention.attend(q, k, v, key_mask)
+        h = self.conv.gate(x, valid)
+        if record is not None:
+            record.record_conv_input(h, self.conv.context)
+        x = x + self.conv.mix(h)
+        x = x + 0.5 * self.ff_out(x)
+        return self.norm(x)
+
+    def forward_after_prompt(self, x: Tensor, rotary: tuple[Tensor, Tensor], key_mask: Tensor, valid: Tensor,
+                             prompt: PromptStates, layer: int) -> Tensor:
+        """x [B, G, D], the frames after each prompt; their keys and values follow the prompt's
+        (key_mask [B, 1, 1, P + G]) and their convolution reads the prompt's last frames."""
+        x = x + 0.5 * self.ff_in(x)
+        q, k, v = self.attention.project(x, rotary)
+        k = torch.cat([prompt.keys[layer].to(k.dtype), k], dim=2)  # [B, H, P + G, Dh]
+        v = torch.cat([prompt.values[layer].to(v.dtype), v], dim=2)
+        x = x + self.attention.attend(q, k, v, key_mask)
+        h = self.conv.gate(x, valid)
+        x = x + self.conv.mix(h, before=prompt.conv_tails[layer].to(h.dtype))
         x = x + 0.5 * self.ff_out(x)
         return self.norm(x)
 
@@ -151,14 +202,35 @@ class Conformer(nn.Module):
             ConformerBlock(dim, heads, ff_dim, kernel_size, dropout, attention_dropout) for _ in range(depth)
         )
 
-    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, valid: Tensor | None = None, record: PromptStates | None = None) -> Tensor:
         """x [B, T, D] -> [B, T, D]. valid [B, T] bool marks real frames; None means no padding.
+        record: an empty PromptStates, filled with the prompt's part of every layer.
 
         Values at padded frames of the output are meaningless and must be ignored.
         """
         T = x.shape[1]
         rotary = self.rotary(T)
         key_mask = None if valid is None else valid[:, None, None, :]  # [B, 1, 1, T]
+        if record is not None and record.keys:
+            raise ValueError("record must be an empty PromptStates: this one is already filled")
         for block in self.blocks:
-            x = block(x, rotary, key_mask, valid)
+            x = block(x, rotary, key_mask, valid, record)
+        return x
+
+    def forward_after_prompt(self, x: Tensor, valid: Tensor, prompt: PromptStates) -> Tensor:
+        """The frames after each example's prompt, over the prompt's recorded states.
+
+        x [B, G, D]: frame g of example b is its frame prompt.lengths[b] + g; valid [B, G] bool
+        marks real frames. -> [B, G, D], what forward gives at those frames when the prompt's
+        states are current (prompt_states.py)."""
+        B, G, _ = x.shape
+        if len(prompt.keys) != len(self.blocks) or prompt.lengths.shape != (B,):
+            raise ValueError(f"prompt states of {len(prompt.keys)} layers and {tuple(prompt.lengths.shape)} examples "
+                             f"do not fit a {len(self.blocks)}-layer Conformer over {B} examples")
+        positions = prompt.lengths.to(x.device)[:, None] + torch.arange(G, device=x.device)  # [B, G]
+        cos, sin = self.rotary(prompt.frames + G)  # [P + G, Dh]
+        rotary = (cos[positions][:, None], sin[positions][:, None])  # [B, 1, G, Dh]
+        key_mask = prompt.key_mask(valid)  # [B, 1, 1, P + G]
+        for layer, block in enumerate(self.blocks):
+            x = block.forward_after_prompt(x, rotary, key_mask, valid, prompt, layer)
         return x

@@ -19,6 +19,7 @@ from soundstorm import masking
 from soundstorm.model.config import SoundStormConfig
 from soundstorm.model.conformer import Conformer
 from soundstorm.model.inputs import check_codes, check_lengths, check_semantic, check_token_range
+from soundstorm.model.prompt_states import PromptStates
 
 if TYPE_CHECKING:
     from soundstorm.decoding import DecodeStep
@@ -102,14 +103,25 @@ class SoundStorm(nn.Module):
         null = self.semantic_embedding.weight[self.config.null_semantic_id]  # [D]
         return null.expand(batch_size, num_frames, -1)
 
-    def hidden_states(self, codes: Tensor, condition: Tensor | None, valid: Tensor | None) -> Tensor:
-        """codes [B, T, Q] (MASK allowed), condition [B, T, D] -> Conformer output [B, T, D]."""
+    def embed(self, codes: Tensor, condition: Tensor | None) -> Tensor:
+        """codes [B, T, Q] (MASK allowed), condition [B, T, D] -> the Conformer's input [B, T, D]."""
         B, T, Q = codes.shape
-        ids = (codes + self.level_offsets).view(B * T, Q)  # [B*T, Q] ids into the flat table
+        ids = (codes + self.level_offsets).reshape(B * T, Q)  # [B*T, Q] ids into the flat table
         x = self.code_embedding(ids).view(B, T, -1)  # [B, T, D], the sum over levels
-        if condition is not None:
-            x = x + condition
-        return self.conformer(x, valid)
+        return x if condition is None else x + condition
+
+    def hidden_states(self, codes: Tensor, condition: Tensor | None, valid: Tensor | None,
+                      record: PromptStates | None = None) -> Tensor:
+        """codes [B, T, Q] (MASK allowed), condition [B, T, D] -> Conformer output [B, T, D];
+        record: an empty PromptStates of the batch's prompt lengths, filled by this pass."""
+        return self.conformer(self.embed(codes, condition), valid, record)
+
+    def hidden_states_after_prompt(self, codes: Tensor, condition: Tensor | None, valid: Tensor,
+                                   prompt: PromptStates) -> Tensor:
+        """hidden_states at the frames after each example's prompt, over its recorded states:
+        codes [B, G, Q], condition [B, G, D] and valid [B, G] of those frames, left-aligned
+        (frame g of example b is its frame prompt.lengths[b] + g) -> [B, G, D]."""
+        return self.conformer.forward_after_prompt(self.embed(codes, condition), valid, prompt)
 
     def level_logits(self, hidden: Tensor, level: int) -> Tensor:
         """Logits of one level for every example: hidden [B, T, D] -> [B, T, K], at least float32."""
@@ -226,6 +238,7 @@ class SoundStorm(nn.Module):
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         callback: Callable[[DecodeStep], None] | None = None,
         return_logits_from: int | None = None,
+        prompt_refresh: str = "pass",
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Generate acoustic tokens int64 [B, T, Q] (or [B, T, len(steps)] for a schedule of the
         first levels only), and with return_logits_from the logits of levels from it; see
@@ -251,6 +264,7 @@ class SoundStorm(nn.Module):
             generator=generator,
             callback=callback,
             return_logits_from=return_logits_from,
+            prompt_refresh=prompt_refresh,
         )
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> None:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundstorm.decoding import PROMPT_REFRESH
 from soundstorm.plots import write_spectrogram
 from soundstorm.precision import add_precision_argument
 from soundstorm.text.pipeline import (
@@ -104,6 +105,11 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spectrum-match", type=float,
                         help="filter the speech towards its voice prompt's long-term spectrum by this share of their "
                              "difference, in [0, 1]; 0 = off (default: the models folder's decoding.json, else 0)")
+    parser.add_argument("--prompt-refresh", choices=PROMPT_REFRESH,
+                        help="how often SoundStorm runs the voice prompt's frames: every pass (exact), each level's "
+                             "first, or once; between refreshes a pass runs over the new frames alone, over the "
+                             "prompt's recorded states (docs/prompt_reuse.md; default: the models folder's "
+                             "decoding.json, else pass)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
@@ -118,7 +124,7 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            soft_temperature=args.soft_temperature, window_seconds=args.window_seconds,
                            window_context_seconds=args.window_context_seconds,
                            voice_reference=not args.no_voice_reference, spectrum_match=args.spectrum_match,
-                           seed=args.seed)
+                           prompt_refresh=args.prompt_refresh, seed=args.seed)
 
 
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:

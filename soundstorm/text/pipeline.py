@@ -55,7 +55,7 @@ from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.codecs.soundstream.vocos import standardized_features
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import MAX_WORDS, split_long, split_sentences
-from soundstorm.decoding import DecodeStep, check_prompt_guidance
+from soundstorm.decoding import PROMPT_REFRESH, DecodeStep, check_prompt_guidance
 from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.model.step_linear import use_step_weights
@@ -148,18 +148,26 @@ class DecodingOptions:
     # their difference (soundstorm/text/spectrum_match.py; 0 = off, 1 = all of it). None:
     # SpeechPipeline.default_spectrum_match.
     spectrum_match: float | None = None
+    # How often SoundStorm runs the voice prompt's frames: every "pass", each "level"'s first, or
+    # "once" (soundstorm.decoding.generate's prompt_refresh; between refreshes a pass runs over the
+    # new frames alone). None: SpeechPipeline.default_prompt_refresh.
+    prompt_refresh: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.spectrum_match is not None:  # refused before any model runs, not after
+        # Refused before any model runs, not after.
+        if self.spectrum_match is not None:
             check_spectrum_match(self.spectrum_match, "spectrum_match")
+        if self.prompt_refresh is not None:
+            check_prompt_refresh(self.prompt_refresh, "prompt_refresh")
 
     def acoustic_key(self) -> tuple:
         """What SoundStorm's decoding depends on besides the tokens: segments that agree on it
         can share a batch (each keeps its own random stream: Segment.seed)."""
         guidance = tuple(self.guidance_scale) if isinstance(self.guidance_scale, list) else self.guidance_scale
         return (tuple(self.steps) if self.steps is not None else None, self.temperature, guidance,
-                self.soft_temperature, self.prompt_guidance, self.window_seconds, self.window_context_seconds)
+                self.soft_temperature, self.prompt_guidance, self.window_seconds, self.window_context_seconds,
+                self.prompt_refresh)
 
 
 @dataclass
@@ -221,7 +229,7 @@ class SpeechPipeline:
                  default_soft_temperature: float | None = None, default_prompt_guidance: float | None = None,
                  decoder: Codec | None = None, default_window_seconds: float | None = None,
                  default_window_context_seconds: float | None = None,
-                 default_spectrum_match: float | None = None) -> None:
+                 default_spectrum_match: float | None = None, default_prompt_refresh: str | None = None) -> None:
         """decoder: the codec that decodes SoundStorm's tokens into the audio returned, where it
         is not the codec itself: a models folder's decoder/, a SoundStream with the codec's encoder
         and codebooks whose decoder was trained for generated tokens (e.g. reading the semantic
@@ -274,6 +282,7 @@ class SpeechPipeline:
             WINDOW_CONTEXT_SECONDS if default_window_context_seconds is None else default_window_context_seconds,
             "the default window")
         self.default_spectrum_match = check_spectrum_match(default_spectrum_match or 0.0, "the default spectrum match")
+        self.default_prompt_refresh = check_prompt_refresh(default_prompt_refresh or "pass", "the default prompt refresh")
         check_codec_matches(codec, config)
         reader = self.decoder
         if reader.semantic_vocab_size and (reader.semantic_vocab_size, reader.semantic_rate_ratio) != (
@@ -551,6 +560,7 @@ class SpeechPipeline:
         soft = soft if len(steps) > 1 else 0.0  # one level: nothing finer to decode softly
         # generate() checks a request's own value; the folder's default was checked on loading.
         prompt_guidance = self.default_prompt_guidance if options.prompt_guidance is None else options.prompt_guidance
+        refresh = self.default_prompt_refresh if options.prompt_refresh is None else options.prompt_refresh
         plans = [self.window_plan(segment, options) for segment in segments]
         generators = [torch.Generator(device=self.device).manual_seed(segment.seed) for segment in segments]
         pieces: list[list[AcousticTokens]] = [[] for _ in segments]
@@ -568,8 +578,8 @@ class SpeechPipeline:
                     tail[:, : before.shape[1]] = before
                     prompt_codes = torch.cat([prompt_codes, tail])
                 windows.append(_Window(segment.semantic[start:end].cpu(), prompt_semantic, prompt_codes, generators[b]))
-            decoded = self._decode_windows(model, windows, steps, guidance, soft, prompt_guidance, options.temperature,
-                                           callback)
+            decoded = self._decode_windows(model, windows, steps, guidance, soft, prompt_guidance, refresh,
+                                           options.temperature, callback)
             for b, tokens in zip(active, decoded):
                 pieces[b].append(tokens)
         return [AcousticTokens(torch.cat([piece.codes for piece in parts]),
@@ -577,7 +587,8 @@ class SpeechPipeline:
                 for parts in pieces]
 
     def _decode_windows(self, model: SoundStorm, windows: Sequence[_Window], steps: Sequence[int],
-                        guidance: float | Sequence[float], soft: float, prompt_guidance: float, temperature: float,
+                        guidance: float | Sequence[float], soft: float, prompt_guidance: float, refresh: str,
+                        temperature: float,
                         callback: Callable[[DecodeStep], None] | None) -> list[AcousticTokens]:
         """One batched decoding run: the tokens of each window's new frames."""
         r, Q = self.ratio, self.soundstorm.config.num_quantizers
@@ -598,7 +609,7 @@ class SpeechPipeline:
                 prompt_codes=prompt.to(self.device) if P else None,
                 prompt_lengths=prompt_lengths.to(self.device) if P else None,
                 steps=steps, temperature=temperature, guidance_scale=guidance,
-                prompt_guidance=prompt_guidance, generator=[window.generator for window in windows], callback=callback,
+                prompt_guidance=prompt_guidance, prompt_refresh=refresh, generator=[window.generator for window in windows], callback=callback,
                 return_logits_from=1 if soft else None,
             )
         codes, logits = out if soft else (out, None)  # [B, max T, L], [B, max T, L - 1, K]
@@ -903,7 +914,7 @@ def check_soft_temperature(value: object, codec: Codec, what: str) -> float:
 
 
 DECODING_KEYS = ("steps", "guidance_scale", "soft_temperature", "prompt_guidance", "window_seconds",
-                 "window_context_seconds", "spectrum_match")
+                 "window_context_seconds", "spectrum_match", "prompt_refresh")
 
 
 def read_decoding_defaults(folder: Path) -> dict[str, object]:
@@ -930,6 +941,14 @@ def check_spectrum_match(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ValueError(f"{what} must be a number in [0, 1] (0 = off, 1 = the whole difference), got {value!r}")
     return float(value)
+
+
+def check_prompt_refresh(value: object, what: str) -> str:
+    """One of PROMPT_REFRESH (how often SoundStorm runs the voice prompt's frames), or a clear error naming `what`."""
+    if value not in PROMPT_REFRESH:
+        raise ValueError(f"{what} must be one of {', '.join(PROMPT_REFRESH)} (how often the voice prompt's frames are "
+                         f"run: every pass, each level's first, or once), got {value!r}")
+    return str(value)
 
 
 def check_window(seconds: object, context: object, what: str) -> tuple[float, float]:
