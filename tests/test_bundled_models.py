@@ -36,6 +36,7 @@ def test_the_bundled_models_load_together_with_their_decoding_defaults(pipeline:
     assert (pipeline.default_window_seconds, pipeline.default_window_context_seconds) == (
         decoding["window_seconds"], decoding["window_context_seconds"])
     assert pipeline.default_spectrum_match == decoding["spectrum_match"] > 0
+    assert pipeline.default_prompt_refresh == decoding["prompt_refresh"] == "once"
     # decoder/ decodes SoundStorm's tokens; the codec keeps encoding prompts.
     assert pipeline.decoder is not pipeline.codec
     assert pipeline.decoder.encoder_digest == pipeline.codec.encoder_digest
