@@ -138,6 +138,14 @@ def _check_options(
     return steps, [float(g) for g in scales]
 
 
+def check_prompt_refresh(value: object, name: str = "prompt_refresh") -> str:
+    """One of PROMPT_REFRESH (how often the voice prompt's frames are run), or a clear error naming `name`."""
+    if value not in PROMPT_REFRESH:
+        raise ValueError(f"{name} must be one of {', '.join(PROMPT_REFRESH)} (how often the voice prompt's frames are "
+                         f"run: every pass, each level's first, or once), got {value!r}")
+    return str(value)
+
+
 def check_prompt_guidance(value: object, name: str = "prompt_guidance") -> float:
     """A voice guidance weight as a float >= 0 (0 = off), or a clear error naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -258,8 +266,7 @@ def generate(
     if any(g != 1.0 for g in scales) and semantic_tokens is None:
         raise ValueError("classifier-free guidance needs a conditional model and semantic_tokens")
     check_prompt_guidance(prompt_guidance)
-    if prompt_refresh not in PROMPT_REFRESH:
-        raise ValueError(f"prompt_refresh must be one of {', '.join(PROMPT_REFRESH)}, got {prompt_refresh!r}")
+    check_prompt_refresh(prompt_refresh)
 
     per_example = generator is not None and not isinstance(generator, torch.Generator)
     if per_example and len(generator) != B:  # type: ignore[arg-type]
@@ -329,10 +336,11 @@ def generate(
                            None if backbone_valid is None else backbone_valid.repeat(n, 1))
 
     # Prompt reuse (prompt_refresh): the frames after each prompt, left-aligned [B, G], where a
-    # pass between refreshes runs; and per kind of level, the prompt states of its last refresh.
+    # pass between refreshes runs; per kind of level, the prompt states of its last refresh and
+    # the batch's condition and validity at those frames (the same at every pass).
     reuse = prompt_refresh != "pass" and bool((prompt_lengths_ > 0).any())
     after_index = after_valid = None
-    states: dict[bool, PromptStates] = {}
+    states: dict[bool, tuple[PromptStates, Tensor | None, Tensor]] = {}
     if reuse:
         G = int((lengths - prompt_lengths_).max())
         after_index = (prompt_lengths_[:, None] + torch.arange(G, device=device)).clamp(max=T - 1)  # [B, G]
@@ -355,15 +363,16 @@ def generate(
         grids = [codes] * (1 + guided) + ([codes.masked_fill(bare_frames, mask_id)] if bare_frames is not None else [])
         grid = grids[0] if n == 1 else torch.cat(grids)  # [n B, T, Q]
         if reuse and not refresh and guided in states:
-            hidden = model.hidden_states_after_prompt(
-                after_prompt(grid), None if batch_condition is None else after_prompt(batch_condition),
-                after_valid.repeat(n, 1), states[guided])  # type: ignore[union-attr]  # [n B, G, D]
+            prompt, after_condition, batch_after_valid = states[guided]
+            hidden = model.hidden_states_after_prompt(after_prompt(grid), after_condition, batch_after_valid,
+                                                      prompt)  # [n B, G, D]
             where = where.gather(1, after_index) & after_valid  # type: ignore[arg-type]  # [B, G]
         else:
             record = PromptStates(prompt_lengths_.repeat(n)) if reuse else None
             hidden = model.hidden_states(grid, batch_condition, batch_valid, record)  # [n B, T, D]
             if record is not None:
-                states[guided] = record
+                states[guided] = (record, None if batch_condition is None else after_prompt(batch_condition),
+                                  after_valid.repeat(n, 1))  # type: ignore[union-attr]
         if n == 1:
             return model.level_logits(hidden[where], level)  # [M, K] float32
         logits = model.level_logits(torch.cat([h[where] for h in hidden.chunk(n)]), level)  # [n M, K]

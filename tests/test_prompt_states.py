@@ -64,7 +64,7 @@ def test_the_recorded_states_are_the_prompt_s_own_and_refused_when_reused_wrongl
     with pytest.raises(ValueError, match="must be an empty PromptStates"):
         model.hidden_states(codes, None, None, states)
     with pytest.raises(ValueError, match="do not fit a 2-layer Conformer over 3 examples"):
-        model.hidden_states_after_prompt(codes[:, :3].repeat(2, 1, 1)[:3], None, torch.ones(3, 3, dtype=torch.bool), states)
+        model.hidden_states_after_prompt(torch.randint(16, (3, 4, Q)), None, torch.ones(3, 4, dtype=torch.bool), states)
 
 
 @pytest.mark.parametrize("refresh", ["level", "once"])

@@ -35,11 +35,11 @@ class PromptStates:
     keys: list[Tensor] = field(default_factory=list)  # per layer [B, H, P, Dh], rotated
     values: list[Tensor] = field(default_factory=list)  # per layer [B, H, P, Dh]
     conv_tails: list[Tensor] = field(default_factory=list)  # per layer [B, C, D]: conv input before each prompt's end
+    # P: the longest prompt, the frames kept per example (read once: a device sync on a GPU).
+    frames: int = field(init=False)
 
-    @property
-    def frames(self) -> int:
-        """P: the longest prompt, the frames kept per example."""
-        return int(self.lengths.max()) if len(self.lengths) else 0
+    def __post_init__(self) -> None:
+        self.frames = int(self.lengths.max()) if len(self.lengths) else 0
 
     def record_attention(self, k: Tensor, v: Tensor) -> None:
         """Keep a layer's keys and values [B, H, T, Dh] at the prompt frames [0, P)."""

@@ -55,7 +55,7 @@ from soundstorm.codecs import Codec, check_codec_matches, load_codec
 from soundstorm.codecs.soundstream.vocos import standardized_features
 from soundstorm.data.audio import load_audio, rms_db
 from soundstorm.data.sentences import MAX_WORDS, split_long, split_sentences
-from soundstorm.decoding import PROMPT_REFRESH, DecodeStep, check_prompt_guidance
+from soundstorm.decoding import DecodeStep, check_prompt_guidance, check_prompt_refresh
 from soundstorm.model.lora import LoRAAdapter
 from soundstorm.model.soundstorm import SoundStorm
 from soundstorm.model.step_linear import use_step_weights
@@ -941,14 +941,6 @@ def check_spectrum_match(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ValueError(f"{what} must be a number in [0, 1] (0 = off, 1 = the whole difference), got {value!r}")
     return float(value)
-
-
-def check_prompt_refresh(value: object, what: str) -> str:
-    """One of PROMPT_REFRESH (how often SoundStorm runs the voice prompt's frames), or a clear error naming `what`."""
-    if value not in PROMPT_REFRESH:
-        raise ValueError(f"{what} must be one of {', '.join(PROMPT_REFRESH)} (how often the voice prompt's frames are "
-                         f"run: every pass, each level's first, or once), got {value!r}")
-    return str(value)
 
 
 def check_window(seconds: object, context: object, what: str) -> tuple[float, float]:
