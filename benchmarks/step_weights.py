@@ -1,15 +1,18 @@
-"""Float16 step weights for the text-to-semantic model (soundstorm/model/step_linear.py) against
-float32: the speed of its steps, the whole dialogue's, and how far the logits move.
+"""Step weights for the text-to-semantic model (soundstorm/model/step_linear.py: float16,
+bfloat16 or int8 copies read by the one-position passes) against float32: the speed of its
+steps, the whole dialogue's, and how far the logits move.
 
     .venv/bin/python benchmarks/step_weights.py data/synth-tokens-9b54fd99a7a8 --threads 2 \
         --json docs/step_weights.json
+    .venv/bin/python benchmarks/step_weights.py data/synth-plus-tokens --dtypes float16 int8
 
-Three measurements, each side by side in one run (the two variants interleaved, medians):
+Three measurements, each side by side in one run (float32 first, then each --dtypes variant,
+interleaved; medians):
 1. milliseconds per generated token: the bundled t2s model generating the semantic tokens of
-   held-out sentences (sampled, the pipeline's defaults; the same seed for both);
+   held-out sentences (sampled, the pipeline's defaults; the same seed for all);
 2. the dialogue of benchmarks/dialogue_speed.py through the whole pipeline (--precision auto,
-   which now turns the step weights on; the float32 variant is the same pipeline with the model
-   loaded again unconverted);
+   with the models folder's text-to-semantic model loaded again and converted to each variant;
+   the float32 variant unconverted);
 3. fidelity, teacher-forced step by step over the cache's test utterances: how often the top
    token agrees with float32's, the mean KL divergence from float32's distribution, the largest
    logit difference.
@@ -65,30 +68,37 @@ def main() -> int:
     parser.add_argument("--utterances", type=int, default=24, help="test utterances for fidelity and per-token speed")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtypes", nargs="+", choices=["float16", "bfloat16", "int8"], default=["float16"],
+                        help="the step-weight copies to compare with float32")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     reference = TextToSemantic.from_pretrained(args.models / "t2s").eval()
-    converted = TextToSemantic.from_pretrained(args.models / "t2s").eval()
-    replaced = use_step_weights(converted)
-    models = {"float32": reference, "float16 step weights": converted}
+    models = {"float32": reference}
+    replaced = 0
+    for name in args.dtypes:
+        converted = TextToSemantic.from_pretrained(args.models / "t2s").eval()
+        replaced = use_step_weights(converted, getattr(torch, name))
+        models[f"{name} step weights"] = converted
     data = TextSemanticDataset(TokenCache(args.cache), "test", TextSymbols(reference.config.text_units), 10_000)
     picks = [round(i * (len(data) - 1) / max(1, args.utterances - 1)) for i in range(min(args.utterances, len(data)))]
     items = [tuple(torch.tensor(x) for x in data._item(k)) for k in picks]
 
     # 3. fidelity
-    agree, positions, kl, worst = 0, 0, 0.0, 0.0
-    for text, semantic in items:
-        ref = step_logits(reference, text, semantic)
-        new = step_logits(converted, text, semantic)
-        log_ref, log_new = ref.log_softmax(-1), new.log_softmax(-1)
-        agree += int((ref.argmax(-1) == new.argmax(-1)).sum())
-        positions += len(ref)
-        kl += float((log_ref.exp() * (log_ref - log_new)).sum())
-        worst = max(worst, float((ref - new).abs().max()))
-    fidelity = {"positions": positions, "top1_agreement": agree / positions, "mean_kl": kl / positions,
-                "max_abs_logit_difference": worst}
+    references = [step_logits(reference, text, semantic) for text, semantic in items]
+    fidelity: dict[str, dict[str, float]] = {}
+    for name, model in list(models.items())[1:]:
+        agree, positions, kl, worst = 0, 0, 0.0, 0.0
+        for (text, semantic), ref in zip(items, references):
+            new = step_logits(model, text, semantic)
+            log_ref, log_new = ref.log_softmax(-1), new.log_softmax(-1)
+            agree += int((ref.argmax(-1) == new.argmax(-1)).sum())
+            positions += len(ref)
+            kl += float((log_ref.exp() * (log_ref - log_new)).sum())
+            worst = max(worst, float((ref - new).abs().max()))
+        fidelity[name] = {"positions": positions, "top1_agreement": agree / positions, "mean_kl": kl / positions,
+                          "max_abs_logit_difference": worst}
 
     # 1. per-token speed
     per_token: dict[str, list[float]] = {name: [] for name in models}
@@ -105,10 +115,13 @@ def main() -> int:
                 per_token[name].append(1000 * seconds / max(1, tokens))
 
     # 2. the dialogue
-    pipelines = {"float32": SpeechPipeline.from_folder(args.models), "float16 step weights": SpeechPipeline.from_folder(args.models)}
-    pipelines["float32"].t2s = reference
-    pipelines["float32"].t2s_step_dtype = None
-    first = pipelines["float16 step weights"]
+    pipelines = {}
+    for name, model in models.items():
+        pipeline = SpeechPipeline.from_folder(args.models)
+        pipeline.t2s = model
+        pipeline.t2s_step_dtype = None if name == "float32" else getattr(torch, name.split()[0])
+        pipelines[name] = pipeline
+    first = pipelines["float32"]
     voices = {name: first.voice(args.models / "voices" / f"{voice}.wav") for name, voice in zip("AB", ["flite-slt", "flite-awb"])}
     options = DecodingOptions(seed=0)
     for pipeline in pipelines.values():
@@ -138,14 +151,17 @@ def main() -> int:
         print(f"| {row['t2s_precision']} | {row['ms_per_token']:.2f} | {row['dialogue_seconds']:.2f} | "
               f"{row.get('dialogue_stage_text_to_semantic', 0):.2f} | {row.get('dialogue_stage_soundstorm', 0):.2f} | "
               f"{row.get('dialogue_stage_codec', 0):.2f} | {row['dialogue_rtf']:.3f} |")
-    print(f"\nspeed-up: {rows[0]['ms_per_token'] / rows[1]['ms_per_token']:.2f}x per token, "
-          f"{rows[0]['dialogue_seconds'] / rows[1]['dialogue_seconds']:.2f}x the dialogue")
-    print(f"fidelity over {positions} test positions: top-1 agreement {fidelity['top1_agreement']:.4f}, "
-          f"mean KL {fidelity['mean_kl']:.2e} nats, largest logit difference {worst:.4f}")
+    for row in rows[1:]:
+        name, measured = row["variant"], fidelity[row["variant"]]
+        print(f"\n{name}: speed-up {rows[0]['ms_per_token'] / row['ms_per_token']:.2f}x per token, "
+              f"{rows[0]['dialogue_seconds'] / row['dialogue_seconds']:.2f}x the dialogue; fidelity over "
+              f"{measured['positions']} test positions: top-1 agreement {measured['top1_agreement']:.4f}, "
+              f"mean KL {measured['mean_kl']:.2e} nats, largest logit difference "
+              f"{measured['max_abs_logit_difference']:.4f}")
     if args.json:
         args.json.write_text(json.dumps({"models": str(args.models), "threads": args.threads, "repeats": args.repeats,
                                          "layers_converted": replaced, "fidelity": fidelity, "rows": rows,
-                                         "torch": torch.__version__}, indent=2) + "\n")
+                                         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}, indent=2) + "\n")
     return 0
 
 

@@ -5,7 +5,7 @@ reductions, norms and the output logits in float32. On a GPU with bf16 support, 
 avx512_bf16 or AMX, that is faster; on other CPUs bf16 is emulated and slower than float32,
 so "auto" only turns it on where it pays. A model that decodes one token per pass is a
 different case (resolve_step_precision): "auto" keeps it in float32, and on a CPU reads its
-weights from float16 copies in the passes that decode one position (step_weights_dtype).
+weights from float16 or int8 copies in the passes that decode one position (step_weights_dtype).
 
     precision = resolve_precision("auto", torch.device("cpu"))   # "bf16" or "fp32"
     with autocast(precision, device):
@@ -68,12 +68,23 @@ def resolve_step_precision(precision: str, device: torch.device) -> Precision:
 
 def step_weights_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The dtype of the weight copies that a one-position-per-pass model reads in those passes
-    (soundstorm/model/step_linear.py), or None for its own weights. "auto" on a CPU: float16,
-    which halves the bytes that bound such a pass (1.6x faster steps of the bundled
-    text-to-semantic model; its weights are stored in float16, so nothing they hold is lost).
+    (soundstorm/model/step_linear.py), or None for its own weights. Such a pass reads every
+    weight for one position: fewer bytes per weight make it faster. "auto" on a CPU:
+    - int8 (weight-only, per output row, bfloat16 activations) on an AVX2 CPU without native
+      bf16: PyTorch's int8 kernel is the fastest product there, where its float16 and bfloat16
+      ones are slower than float32's (steps of the bundled text-to-semantic model 1.95 ms against
+      2.23 in float16 and 2.63 in float32 on this project's AVX2 AMD EPYC, 2 threads; logits
+      within 0.15 of float32's on the test split, the same top token at 99.3% of positions, mean
+      KL 9e-5 nats: benchmarks/step_weights.py, docs/benchmarks.md);
+    - float16 elsewhere (1.6x faster steps than float32 on an AMD EPYC with avx512_bf16; the
+      bundled weights are stored in float16, so nothing they hold is lost).
     "fp32" asks for float32 throughout; on a GPU the pass is not bound by reading weights."""
     resolve_precision(precision, device)  # validates
-    return torch.float16 if precision == "auto" and device.type == "cpu" else None
+    if precision != "auto" or device.type != "cpu":
+        return None
+    if torch.backends.cpu.get_cpu_capability() == "AVX2" and not bf16_is_fast(device):
+        return torch.int8
+    return torch.float16
 
 
 def autocast(precision: Precision, device: torch.device) -> torch.autocast:

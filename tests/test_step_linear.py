@@ -1,7 +1,7 @@
-"""Float16 step weights (soundstorm/model/step_linear.py): one-position passes read the float16
+"""Step weights (soundstorm/model/step_linear.py): one-position passes read the float16 or int8
 copy and stay within its rounding of float32; every other pass (many positions, training,
 autocast) is the float32 layer exactly; saving and loading do not see the copy; and the
-pipeline turns it on for "auto" on a CPU only."""
+pipeline turns it on for "auto" on a CPU only, int8 where the CPU is AVX2 without native bf16."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from soundstorm.model.decoder import KVCache
-from soundstorm.model.step_linear import STEP_ROWS, StepLinear, use_step_weights
-from soundstorm.precision import step_weights_dtype
+from soundstorm.model.step_linear import STEP_ROWS, StepLinear, quantize_rows, use_step_weights
+from soundstorm.precision import bf16_is_fast, step_weights_dtype
 from soundstorm.text.model import TextToSemantic, TextToSemanticConfig
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
 from tests.speech_models import write_tiny_models
@@ -46,6 +46,40 @@ def test_small_passes_use_the_float16_copy_and_large_ones_the_float32_weights() 
         assert step(small).dtype == torch.float32
 
 
+def test_int8_copies_are_each_rows_nearest_grid_and_the_product_is_the_kernels() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 40).eval()
+    with torch.no_grad():
+        linear.weight[3] = 0.0  # an all-zero row: a tiny scale, codes 0, no division by zero
+        linear.weight[5, 7] = -2.0  # a row's largest magnitude negative
+    step = StepLinear(linear, torch.int8)
+    codes, scale = step.step_weight, step.step_scale
+    assert codes.dtype == torch.int8 and scale.dtype == torch.bfloat16 and scale.shape == (40,)
+    assert int(codes[5, 7]) in (-127, -128) and int(codes.abs().max()) <= 128
+    assert not codes[3].any()
+    dequantized = codes.float() * scale.float()[:, None]
+    # each weight on the nearest point of its row's grid (up to the rounding of the division)
+    assert ((dequantized - linear.weight).abs() <= scale.float()[:, None] * 0.5001).all()
+    torch.testing.assert_close(quantize_rows(linear.weight.detach())[0], codes, rtol=0, atol=0)
+    with torch.inference_mode():
+        x = torch.randn(2, 1, 64)
+        expected = torch._weight_int8pack_mm(x.reshape(2, 64).bfloat16(), codes, scale).float() + linear.bias
+        assert torch.equal(step(x), expected.reshape(2, 1, 40))
+        # the kernel computes bfloat16 activations times the dequantized weights
+        by_hand = nn.functional.linear(x.bfloat16().float(), dequantized, linear.bias)
+        torch.testing.assert_close(step(x), by_hand, rtol=1e-2, atol=1e-2)
+        large = torch.randn(STEP_ROWS + 1, 64)
+        assert torch.equal(step(large), linear(large))  # many rows: the float32 layer
+    no_bias = StepLinear(nn.Linear(64, 8, bias=False).eval(), torch.int8)
+    with torch.inference_mode():
+        assert no_bias(torch.randn(1, 64)).shape == (1, 8)
+
+
+def test_an_unknown_step_dtype_is_refused() -> None:
+    with pytest.raises(ValueError, match="step weights are one of"):
+        StepLinear(nn.Linear(4, 4), torch.float64)
+
+
 def test_training_and_autocast_use_the_float32_layer() -> None:
     linear = nn.Linear(16, 8)
     step = StepLinear(linear)
@@ -56,11 +90,12 @@ def test_training_and_autocast_use_the_float32_layer() -> None:
         assert torch.equal(step(x), linear(x))
 
 
-def test_conversion_keeps_mode_state_dict_and_generation_close() -> None:
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float16, 1e-2), (torch.int8, 5e-2)])
+def test_conversion_keeps_mode_state_dict_and_generation_close(dtype: torch.dtype, tolerance: float) -> None:
     reference = tiny_t2s()
     converted = tiny_t2s()
     keys = set(converted.state_dict())
-    assert use_step_weights(converted) == 2 * 4 + 1  # qkv, out, up, down per block, and the head
+    assert use_step_weights(converted, dtype) == 2 * 4 + 1  # qkv, out, up, down per block, and the head
     assert set(converted.state_dict()) == keys  # the copies are not saved
     assert all(not m.training for m in converted.modules())
     text = torch.randint(0, 30, (9,), generator=torch.Generator().manual_seed(3))
@@ -75,11 +110,22 @@ def test_conversion_keeps_mode_state_dict_and_generation_close() -> None:
             logits[name] = (prefix, model.head(torch.cat(steps, dim=1)[0]))  # prefix: hidden [1, 10, D]
     assert torch.equal(logits["reference"][0], logits["converted"][0])
     difference = (logits["reference"][1] - logits["converted"][1]).abs().max()
-    assert 0 < difference < 1e-2
+    assert 0 < difference < tolerance
 
 
-def test_step_weights_are_for_auto_on_a_cpu() -> None:
-    assert step_weights_dtype("auto", torch.device("cpu")) == torch.float16
+def test_step_weights_are_for_auto_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    expected = torch.int8 if torch.backends.cpu.get_cpu_capability() == "AVX2" and not bf16_is_fast(cpu) else torch.float16
+    assert step_weights_dtype("auto", cpu) == expected
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert step_weights_dtype("auto", cpu) == torch.int8
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # float16 was measured there
+    assert step_weights_dtype("auto", cpu) == torch.float16
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")  # no vector int8 kernel
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert step_weights_dtype("auto", cpu) == torch.float16
     assert step_weights_dtype("fp32", torch.device("cpu")) is None
     assert step_weights_dtype("bf16", torch.device("cpu")) is None
     assert step_weights_dtype("auto", torch.device("meta")) is None
@@ -93,7 +139,8 @@ def test_the_pipeline_converts_its_text_to_semantic_model_under_auto(models: Pat
     pipeline = SpeechPipeline.from_folder(models, precision=precision)
     assert any(isinstance(m, StepLinear) for m in pipeline.t2s.modules()) == converted
     assert not any(isinstance(m, StepLinear) for m in pipeline.soundstorm.modules())
-    assert pipeline.t2s_description == ("fp32, float16 step weights" if converted else "fp32")
+    step_dtype = str(step_weights_dtype("auto", torch.device("cpu"))).removeprefix("torch.")
+    assert pipeline.t2s_description == (f"fp32, {step_dtype} step weights" if converted else "fp32")
     wav = pipeline.tts("Hello there.", pipeline.default_voice(), DecodingOptions(steps=[2, 1, 1, 1]))
     assert len(wav) > 0
 

@@ -190,7 +190,7 @@ class ARAcousticModel(nn.Module):
             code = self._sample(stage.level_logits(hidden, level), temperature, top_k, generator)  # [B]
             out[:, i] = code
             if i + 1 < num_new:
-                hidden = stage.hidden((code + offsets[level])[:, None], cache)[:, -1]
+                hidden = stage.decoder.step(stage.embedding(code + offsets[level]), cache)  # [B, D]
                 passes += 1
         return out, passes
 

@@ -112,6 +112,16 @@ class CausalSelfAttention(nn.Module):
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         return self.out(rearrange(attended, "b h t d -> b t (h d)"))
 
+    def step(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int) -> Tensor:
+        """forward for one new position per sequence, in inference: x [B, D] -> [B, D]; cos,
+        sin [1, Dh] for position P = the cache's length."""
+        B = x.shape[0]
+        qkv = self.qkv(self.norm(x)).view(B, 3, self.heads, 1, -1)  # [B, 3, H, 1, Dh]
+        qk = apply_rotary(qkv[:, :2], cos, sin)  # [B, 2, H, 1, Dh]: q and k, one rotation for both
+        k, v = cache.append(layer, qk[:, 1], qkv[:, 2])  # [B, H, P + 1, Dh]
+        attended = F.scaled_dot_product_attention(qk[:, 0], k, v)  # [B, H, 1, Dh]: sees every position
+        return self.out(attended.reshape(B, -1))
+
 
 class DecoderBlock(nn.Module):
     def __init__(self, dim: int, heads: int, ff_dim: int, dropout: float, attention_dropout: float) -> None:
@@ -123,6 +133,12 @@ class DecoderBlock(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int) -> Tensor:
         x = x + self.dropout(self.attention(x, cos, sin, cache, layer))
         return x + self.ff(x)
+
+    def step(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int) -> Tensor:
+        """forward for one new position per sequence, in inference (no dropout): x [B, D]."""
+        x = x + self.attention.step(x, cos, sin, cache, layer)
+        ff = self.ff
+        return x + ff.down(F.silu(ff.up(ff.norm(x))))
 
 
 class CausalDecoder(nn.Module):
@@ -145,4 +161,23 @@ class CausalDecoder(nn.Module):
         with decoding_attention(x.device) if cache is not None else nullcontext():
             for layer, block in enumerate(self.blocks):
                 x = block(x, cos, sin, cache, layer)
+        return self.norm(x)
+
+    def step(self, x: Tensor, cache: KVCache) -> Tensor:
+        """One new position per sequence, for incremental decoding: x [B, D], the embeddings of
+        position P = cache.length -> hidden states [B, D]; the cache is extended by it. The same
+        numbers as forward(x[:, None], cache)[:, 0], bit for bit (tests/test_decoder_step.py).
+
+        Why a second path: a one-position pass does little arithmetic, and its time goes to
+        launching ops and to Python. Without forward's reshapes for T positions, dropout modules
+        and causal-mask cases, a step of the bundled text-to-semantic model takes about 1.6 ms
+        instead of 2.6 (benchmarks/step_weights.py, docs/benchmarks.md)."""
+        if self.training:
+            raise RuntimeError("CausalDecoder.step is for inference (it has no dropout): call eval() first")
+        if x.dim() != 2:
+            raise ValueError(f"step takes one position per sequence, x [B, D], got {tuple(x.shape)}")
+        cos, sin = self.rotary(1, offset=cache.length)  # [1, Dh]
+        with decoding_attention(x.device):
+            for layer, block in enumerate(self.blocks):
+                x = block.step(x, cos, sin, cache, layer)
         return self.norm(x)

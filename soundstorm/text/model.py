@@ -218,8 +218,8 @@ class TextToSemantic(nn.Module):
             if not running.any():
                 break
             out[:, position] = tokens.masked_fill(~running, 0)  # a finished sample's steps are never read
-            step = (out[:, position] + self.semantic_offset)[:, None].to(text.device)  # [N, 1]
-            hidden = self.decoder(self.embedding(step), cache)[:, -1]
+            step = (out[:, position] + self.semantic_offset).to(text.device)  # [N]
+            hidden = self.decoder.step(self.embedding(step), cache)  # [N, D]
         return [out[n, : int(lengths[n])].to(text.device) for n in range(N)]
 
     def num_parameters(self) -> int:
