@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--utterances", type=int, default=24, help="test utterances for fidelity and per-token speed")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--dtypes", nargs="+", choices=["float16", "bfloat16", "int8"], default=["float16"],
+    parser.add_argument("--dtypes", nargs="+", choices=["float16", "bfloat16", "int8"], default=["float16", "int8"],
                         help="the step-weight copies to compare with float32")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

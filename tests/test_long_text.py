@@ -71,17 +71,22 @@ def test_text_to_speech_reads_a_run_on_sentence_in_clauses(pipeline: SpeechPipel
 
 
 @needs_flite
+@pytest.mark.parametrize("turn_context", ["none", "previous"])
 def test_a_long_dialogue_turn_is_read_in_pieces_and_a_short_one_whole(pipeline: SpeechPipeline,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      turn_context: str) -> None:
     spy = TextSpy(pipeline, monkeypatch)
     voice = pipeline.default_voice()
     turns = [("A", "Good morning. Did you sleep well?"), ("B", RUN_ON), ("A", "I see.")]
-    plan = pipeline.plan_dialogue(turns, {"A": voice, "B": voice}, DecodingOptions(seed=2))
+    plan = pipeline.plan_dialogue(turns, {"A": voice, "B": voice}, DecodingOptions(seed=2, turn_context=turn_context))
     first, second = split_long(RUN_ON)
-    # The short two-sentence turn stays whole; the long turn's first piece continues the turn
-    # before it, its second continues nothing; the next turn continues the long turn's last piece.
-    assert spy.calls == [("Good morning. Did you sleep well?", None, 0), (first, "Good morning. Did you sleep well?", 2),
-                         (second, None, 4), ("I see.", second, 6)]
+    texts = ["Good morning. Did you sleep well?", first, second, "I see."]
+    if turn_context == "previous":
+        # The short two-sentence turn stays whole; the long turn's first piece continues the turn
+        # before it, its second continues nothing; the next turn continues the long turn's last piece.
+        assert spy.calls == [(texts[0], None, 0), (first, texts[0], 2), (second, None, 4), ("I see.", second, 6)]
+    else:  # every piece alone
+        assert spy.calls == [(text, None, 2 * i) for i, text in enumerate(texts)]
     assert plan.pauses == [TURN_PAUSE_SECONDS, 0.0, TURN_PAUSE_SECONDS, 0.0]
     assert [segment.seed for segment in plan.segments] == [2 * 1_000_003 + salt for salt in (1, 3, 5, 7)]
 

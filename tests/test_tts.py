@@ -77,6 +77,12 @@ def test_tts_dialogue_resynth_and_generate(models: Path, tmp_path: Path) -> None
     assert main(["dialogue", str(script), "--models", str(models), "--voice", f"A={models / 'voices' / 'default.wav'}",
                  "--voice", f"B={voice_b}", "-o", str(tmp_path / "dialogue.wav")]) == 0
     assert sf.info(tmp_path / "dialogue.wav").duration > 0.5  # three turns and two pauses
+    assert main(["dialogue", str(script), "--models", str(models), "--turn-context", "previous",
+                 "-o", str(tmp_path / "chained.wav")]) == 0
+    with pytest.raises(SystemExit):
+        main(["dialogue", str(script), "--models", str(models), "--turn-context", "next", "-o", str(tmp_path / "x.wav")])
+    with pytest.raises(ValueError, match="turn_context must be one of none, previous"):
+        DecodingOptions(turn_context="next")
 
     assert main(["resynth", str(voice_b), "--models", str(models), "-o", str(tmp_path / "resynth.wav")]) == 0
     source = sf.info(voice_b).duration

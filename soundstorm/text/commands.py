@@ -13,7 +13,8 @@ SoundStorm that learned the voice from all of its enrolment audio.
 
 A dialogue script has one turn a line, `NAME: text`; blank lines and `#` comments are skipped,
 and a line without `NAME:` continues the turn before it. Every NAME needs a --voice NAME=FILE
-(a bare --voice FILE, or none, gives every speaker that voice).
+(a bare --voice FILE, or none, gives every speaker that voice). Each turn is read alone in its
+speaker's voice; `--turn-context previous` has it continue the turn before (docs/dialogue_context.md).
 
 `generate` reads semantic tokens from .npy (int, [S]) or a text file of integers, at the rate
 the model was trained on (25 Hz for the bundled one), for users with their own text-to-semantic
@@ -35,6 +36,7 @@ from soundstorm.decoding import PROMPT_REFRESH
 from soundstorm.plots import write_spectrogram
 from soundstorm.precision import add_precision_argument
 from soundstorm.text.pipeline import (
+    TURN_CONTEXTS,
     DecodingOptions,
     SpeechPipeline,
     Voice,
@@ -124,7 +126,8 @@ def decoding_options(args: argparse.Namespace) -> DecodingOptions:
                            soft_temperature=args.soft_temperature, window_seconds=args.window_seconds,
                            window_context_seconds=args.window_context_seconds,
                            voice_reference=not args.no_voice_reference, spectrum_match=args.spectrum_match,
-                           prompt_refresh=args.prompt_refresh, seed=args.seed)
+                           prompt_refresh=args.prompt_refresh, seed=args.seed,
+                           turn_context=getattr(args, "turn_context", DecodingOptions.turn_context))
 
 
 def add_common(parser: argparse.ArgumentParser, voice_help: str) -> None:
@@ -241,6 +244,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     add_common(tts, "voice prompt audio, or a voice folder from `soundstorm enroll` (default: the bundled voice)")
     dialogue = add("dialogue", "a multi-speaker dialogue from a `NAME: text` script", run_dialogue)
     dialogue.add_argument("script", type=Path, help="the dialogue script")
+    dialogue.add_argument("--turn-context", choices=TURN_CONTEXTS, default=DecodingOptions.turn_context,
+                          help="what the text-to-semantic model reads before a turn: none (the turn alone, as text "
+                               "to speech reads a sentence) or previous (the turn before and a <turn> marker; its "
+                               "tokens spelled their text's phones 4x worse on the bundled models: "
+                               "docs/dialogue_context.md); default none")
     add_common(dialogue, "NAME=prompt.wav or NAME=VOICE_FOLDER, once per speaker (or one for all)")
     resynth = add("resynth", "the words of a recording in another voice (voice conversion)", run_resynth)
     resynth.add_argument("input", type=Path, help="the recording whose words to keep")

@@ -73,6 +73,8 @@ PROMPT_SECONDS = 3.0  # the paper's voice prompt
 MIN_PROMPT_SECONDS = 0.5
 SILENT_DB = -50.0
 TURN_PAUSE_SECONDS = 0.25
+# What a dialogue turn's text-to-semantic model reads first (DecodingOptions.turn_context).
+TURN_CONTEXTS = ("none", "previous")
 # On a CPU a SoundStorm batch pays up to about this many padded frames (batch x longest): past
 # it, activations fall out of the caches and padding grows, and one batch of a dialogue's six
 # turns (2328 frames) costs 1.2x two batches of three (benchmarks/batch_frames.py). None on a GPU.
@@ -152,6 +154,14 @@ class DecodingOptions:
     # "once" (soundstorm.decoding.generate's prompt_refresh; between refreshes a pass runs over the
     # new frames alone). None: SpeechPipeline.default_prompt_refresh.
     prompt_refresh: str | None = None
+    # What a dialogue turn's text-to-semantic model reads before the turn's text: "none", the
+    # turn alone (after its voice's transcript where the voice has one, as text to speech reads a
+    # sentence), or "previous", the turn before it and a <turn> marker (SPEAR-TTS's dialogue, and
+    # this pipeline's before 2026-12-07). "none" because the turn before derails the bundled
+    # model: over 132 turns of 22 held-out scripts, the phone error rate of the turns' tokens was
+    # 0.058 alone against 0.239 after the turn before, where 12 turns ended early (their words
+    # lost) and 6 ran long (benchmarks/dialogue_context.py, docs/dialogue_context.md).
+    turn_context: str = "none"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -160,6 +170,8 @@ class DecodingOptions:
             check_spectrum_match(self.spectrum_match, "spectrum_match")
         if self.prompt_refresh is not None:
             check_prompt_refresh(self.prompt_refresh, "prompt_refresh")
+        if self.turn_context not in TURN_CONTEXTS:
+            raise ValueError(f"turn_context must be one of {', '.join(TURN_CONTEXTS)}, got {self.turn_context!r}")
 
     def acoustic_key(self) -> tuple:
         """What SoundStorm's decoding depends on besides the tokens: segments that agree on it
@@ -669,9 +681,11 @@ class SpeechPipeline:
 
     def plan_dialogue(self, turns: Sequence[tuple[str, str]], voices: dict[str, Voice],
                       options: DecodingOptions | None = None) -> Plan:
-        """Semantic tokens of every turn (turn by turn: each continues the previous one). A turn of
-        more than self.max_words words is read in pieces (self.pieces), the first continuing the
-        previous turn, the rest in the turn's voice, no pause between them."""
+        """Semantic tokens of every turn, each read alone in its speaker's voice, or with
+        options.turn_context "previous" continuing the turn before it after a <turn> marker. A
+        turn of more than self.max_words words is read in pieces (self.pieces), no pause between
+        them: the first continues the previous turn ("previous"), the rest are read in the turn's
+        voice."""
         options = options or DecodingOptions()
         if not turns:
             raise ValueError("the dialogue has no turns")
@@ -683,7 +697,8 @@ class SpeechPipeline:
             pieces = [text] if len(text.split()) <= self.max_words else self.pieces(text)
             for k, piece in enumerate(pieces):
                 i = len(segments)  # a dialogue of short turns: i is the turn's index, as it always was
-                piece_context = context if k == 0 and previous is not None and previous != speaker else None
+                follows = options.turn_context == "previous" and k == 0 and previous is not None and previous != speaker
+                piece_context = context if follows else None
                 semantic = self.text_to_semantic(piece, voices[speaker], context=piece_context, options=options,
                                                  salt=2 * i)
                 segments.append(self._segment(semantic, voices[speaker], options, 2 * i + 1))
