@@ -1,7 +1,9 @@
 """CausalDecoder.step, the one-position pass of incremental decoding: the same numbers as
 forward over that position, bit for bit, whatever the batch, the prefix, the cache's growth, the
 step weights (float16, int8) and autocast; and the text-to-semantic model and the AR baseline,
-which decode with it, still generate what a full forward pass over their output predicts."""
+which decode with it, still generate what a full forward pass over their output predicts.
+Left-padded batches of sequences of different lengths (forward's valid): each sequence gets what
+it gets alone, and the text-to-semantic model's generate_batch draws what each text draws alone."""
 
 from __future__ import annotations
 
@@ -91,3 +93,57 @@ def test_the_ar_baseline_generates_what_its_full_forward_pass_predicts() -> None
         hidden = stage.hidden(ids)  # [B, L, D]
         predicted = stage.level_logits(hidden[:, prefix.shape[1] - 1 : -1], 0).argmax(-1)  # [B, T]
     assert torch.equal(predicted, codes[:, :, 0])
+
+
+@settings(deadline=None, max_examples=25)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=4), steps=st.integers(0, 30), heads=st.sampled_from([1, 2]))
+def test_a_left_padded_batch_gets_what_each_sequence_gets_alone(lengths: list[int], steps: int, heads: int) -> None:
+    model = decoder(heads).double()
+    D, L = model.norm.normalized_shape[0], max(lengths)
+    g = torch.Generator().manual_seed(sum(lengths))
+    sequences = [torch.randn(n + steps, D, generator=g, dtype=torch.float64) for n in lengths]
+    x = torch.zeros(len(lengths), L, D, dtype=torch.float64)
+    valid = torch.zeros(len(lengths), L, dtype=torch.bool)
+    for b, (n, sequence) in enumerate(zip(lengths, sequences)):
+        x[b, L - n :], valid[b, L - n :] = sequence[:n], True
+    with torch.inference_mode():
+        cache = KVCache()
+        batched = [model(x, cache, valid=valid)[:, -1]]
+        for t in range(steps):
+            batched.append(model.step(torch.stack([s[n + t] for n, s in zip(lengths, sequences)]), cache))
+        for b, (n, sequence) in enumerate(zip(lengths, sequences)):
+            alone_cache = KVCache()
+            alone = [model(sequence[None, :n], alone_cache)[0, -1]]
+            alone += [model.step(sequence[None, n + t], alone_cache)[0] for t in range(steps)]
+            torch.testing.assert_close(torch.stack([out[b] for out in batched]), torch.stack(alone), rtol=1e-10, atol=1e-10)
+
+
+@settings(deadline=None, max_examples=15)
+@given(texts=st.lists(st.lists(st.integers(0, 29), min_size=1, max_size=12), min_size=1, max_size=5),
+       prompted=st.lists(st.booleans(), min_size=5, max_size=5), temperature=st.sampled_from([0.0, 0.7]),
+       eos_threshold=st.sampled_from([None, 0.2]))
+def test_generate_batch_draws_what_each_text_draws_alone(texts: list[list[int]], prompted: list[bool], temperature: float,
+                                                         eos_threshold: float | None) -> None:
+    torch.manual_seed(0)
+    config = TextToSemanticConfig(semantic_vocab_size=16, dim=32, depth=2, heads=2, dropout=0.0,
+                                  min_tokens_per_symbol=0.5, max_tokens_per_symbol=2.0)
+    model = TextToSemantic(config).double().eval()
+    ids = [torch.tensor(text) for text in texts]
+    prompts = [torch.arange(len(text) % 5 + 1) % 16 if prompted[i] else None for i, text in enumerate(texts)]
+    generators = [torch.Generator().manual_seed(7 * i) for i in range(len(texts))]
+    batched = model.generate_batch(ids, prompts, temperature=temperature, eos_threshold=eos_threshold, generators=generators)
+    for i, (text, prompt) in enumerate(zip(ids, prompts)):
+        alone = model.generate(text, prompt, temperature=temperature, eos_threshold=eos_threshold,
+                               generator=torch.Generator().manual_seed(7 * i))
+        assert torch.equal(batched[i], alone)
+        fewest, most = config.length_bounds(len(text), 0 if prompt is None else len(prompt))
+        assert len(alone) <= most and (len(alone) >= fewest or eos_threshold is not None)
+
+
+def test_generate_batch_refuses_mismatched_prompts_and_generators() -> None:
+    model = TextToSemantic(TextToSemanticConfig(semantic_vocab_size=16, dim=32, depth=2, heads=2)).eval()
+    with pytest.raises(ValueError, match="one prompt"):
+        model.generate_batch([torch.tensor([1, 2])], [None, None])
+    with pytest.raises(ValueError, match="one generator"):
+        model.generate_batch([torch.tensor([1, 2])], generators=[])
+    assert model.generate_batch([]) == []

@@ -53,11 +53,18 @@ class TextSpy:
         self.calls: list[tuple[str, str | None, int]] = []
         original = pipeline.text_to_semantic
 
+        original_batch = pipeline.texts_to_semantic
+
         def spy(text, voice=None, context=None, options=None, salt=0):  # noqa: ANN001, ANN202
             self.calls.append((text, None if context is None else context[0], salt))
             return original(text, voice, context=context, options=options, salt=salt)
 
+        def spy_batch(texts, voices, options=None, salts=None):  # noqa: ANN001, ANN202
+            self.calls += [(text, None, salt) for text, salt in zip(texts, salts)]
+            return original_batch(texts, voices, options, salts)
+
         monkeypatch.setattr(pipeline, "text_to_semantic", spy)
+        monkeypatch.setattr(pipeline, "texts_to_semantic", spy_batch)
 
 
 @needs_flite

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from soundstorm.model.decoder import KVCache
-from soundstorm.model.step_linear import STEP_ROWS, StepLinear, quantize_rows, use_step_weights
+from soundstorm.model.step_linear import INT8_STEP_ROWS, STEP_ROWS, StepLinear, quantize_rows, use_step_weights
 from soundstorm.precision import bf16_is_fast, step_weights_dtype
 from soundstorm.text.model import TextToSemantic, TextToSemanticConfig
 from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline
@@ -68,7 +68,9 @@ def test_int8_copies_are_each_rows_nearest_grid_and_the_product_is_the_kernels()
         # the kernel computes bfloat16 activations times the dequantized weights
         by_hand = nn.functional.linear(x.bfloat16().float(), dequantized, linear.bias)
         torch.testing.assert_close(step(x), by_hand, rtol=1e-2, atol=1e-2)
-        large = torch.randn(STEP_ROWS + 1, 64)
+        most = torch.randn(INT8_STEP_ROWS, 64)  # int8 copies serve up to INT8_STEP_ROWS rows
+        assert torch.equal(step(most), torch._weight_int8pack_mm(most.bfloat16(), codes, scale).float() + linear.bias)
+        large = torch.randn(INT8_STEP_ROWS + 1, 64)
         assert torch.equal(step(large), linear(large))  # many rows: the float32 layer
     no_bias = StepLinear(nn.Linear(64, 8, bias=False).eval(), torch.int8)
     with torch.inference_mode():

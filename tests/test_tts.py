@@ -413,3 +413,15 @@ def test_text_to_semantic_candidates_keep_the_one_that_spells_the_text_best(mode
     assert any(torch.equal(chosen, d) for d in drawn)
     with pytest.raises(ValueError, match="at least 1"):
         pipeline.text_to_semantic(text, options=DecodingOptions(t2s_candidates=0))
+
+
+def test_sentences_read_as_one_batch_draw_what_each_draws_alone(models: Path) -> None:
+    """texts_to_semantic (tts's sentences, a dialogue's turns) batches the text-to-semantic model;
+    each sentence keeps its own random stream (salt), so it draws what it draws alone."""
+    pipeline = SpeechPipeline.from_folder(models, precision="fp32")
+    voice = pipeline.default_voice()
+    texts = ["Hello there.", "A somewhat longer second sentence, for the padding.", "Yes."]
+    options = DecodingOptions(seed=4)
+    batched = pipeline.texts_to_semantic(texts, [voice] * 3, options, salts=[0, 2, 4])
+    alone = [pipeline.text_to_semantic(text, voice, options=options, salt=salt) for text, salt in zip(texts, [0, 2, 4])]
+    assert all(torch.equal(a, b) for a, b in zip(batched, alone))

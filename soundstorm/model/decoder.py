@@ -37,6 +37,9 @@ class KVCache:
     keys: list[Tensor] = field(default_factory=list)  # [B, H, capacity, Dh] per layer
     values: list[Tensor] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)  # positions held, per layer
+    # [B, P] bool, False at padding (sequences of different lengths, left-padded: see
+    # CausalDecoder.forward's valid); None: every position is real.
+    valid: Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -48,6 +51,7 @@ class KVCache:
             raise ValueError(f"only a batch-1 cache can be repeated, this one holds {self.keys[0].shape[0]}")
         self.keys = [k.repeat(n, 1, 1, 1) for k in self.keys]
         self.values = [v.repeat(n, 1, 1, 1) for v in self.values]
+        self.valid = None if self.valid is None else self.valid.repeat(n, 1)
 
     def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add k, v [B, H, T, Dh] to layer's cache; -> all its keys and values [B, H, P + T, Dh]."""
@@ -93,8 +97,10 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int) -> Tensor:
-        """x [B, T, D]; cos, sin [T, Dh] for the new positions P..P+T-1."""
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+                mask: Tensor | None = None) -> Tensor:
+        """x [B, T, D]; cos, sin [T, Dh] for the new positions P..P+T-1; mask [B, 1, T, P + T]
+        bool, True = attend (None: causal over every position)."""
         qkv = rearrange(self.qkv(self.norm(x)), "b t (three h d) -> three b h t d", three=3, h=self.heads)
         q, k = apply_rotary(qkv[:2], cos, sin).unbind(0)  # [B, H, T, Dh] each, one rotation for both
         v = qkv[2]
@@ -102,7 +108,10 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.append(layer, k, v)  # [B, H, P + T, Dh]
         past = k.shape[2] - T
-        if past == 0:
+        if mask is not None:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                      dropout_p=self.dropout if self.training else 0.0)
+        elif past == 0:
             attended = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1,
                                                       dropout_p=self.dropout if self.training else 0.0)
         elif T == 1:  # one new position sees every cached one: no mask to build
@@ -112,14 +121,16 @@ class CausalSelfAttention(nn.Module):
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         return self.out(rearrange(attended, "b h t d -> b t (h d)"))
 
-    def step(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int) -> Tensor:
+    def step(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int,
+             mask: Tensor | None = None) -> Tensor:
         """forward for one new position per sequence, in inference: x [B, D] -> [B, D]; cos,
-        sin [1, Dh] for position P = the cache's length."""
+        sin [1, Dh] for position P = the cache's length; mask [B, 1, 1, P + 1] bool, True =
+        attend (None: every position)."""
         B = x.shape[0]
         qkv = self.qkv(self.norm(x)).view(B, 3, self.heads, 1, -1)  # [B, 3, H, 1, Dh]
         qk = apply_rotary(qkv[:, :2], cos, sin)  # [B, 2, H, 1, Dh]: q and k, one rotation for both
         k, v = cache.append(layer, qk[:, 1], qkv[:, 2])  # [B, H, P + 1, Dh]
-        attended = F.scaled_dot_product_attention(qk[:, 0], k, v)  # [B, H, 1, Dh]: sees every position
+        attended = F.scaled_dot_product_attention(qk[:, 0], k, v, attn_mask=mask)  # [B, H, 1, Dh]
         return self.out(attended.reshape(B, -1))
 
 
@@ -130,13 +141,15 @@ class DecoderBlock(nn.Module):
         self.ff = FeedForward(dim, ff_dim, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int) -> Tensor:
-        x = x + self.dropout(self.attention(x, cos, sin, cache, layer))
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+                mask: Tensor | None = None) -> Tensor:
+        x = x + self.dropout(self.attention(x, cos, sin, cache, layer, mask))
         return x + self.ff(x)
 
-    def step(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int) -> Tensor:
+    def step(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache, layer: int,
+             mask: Tensor | None = None) -> Tensor:
         """forward for one new position per sequence, in inference (no dropout): x [B, D]."""
-        x = x + self.attention.step(x, cos, sin, cache, layer)
+        x = x + self.attention.step(x, cos, sin, cache, layer, mask)
         ff = self.ff
         return x + ff.down(F.silu(ff.up(ff.norm(x))))
 
@@ -153,14 +166,32 @@ class CausalDecoder(nn.Module):
         self.blocks = nn.ModuleList(DecoderBlock(dim, heads, ff_dim, dropout, attention_dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, cache: KVCache | None = None, valid: Tensor | None = None) -> Tensor:
         """x [B, T, D], the embeddings of positions P..P+T-1 where P = cache.length (0 without
-        a cache); the cache, if given, is extended by these T positions."""
+        a cache); the cache, if given, is extended by these T positions.
+
+        valid [B, T] bool, False at padding: sequences of different lengths in one batch, each
+        left-padded so that all end at the last position (and step on together). No position
+        attends to padding (a padding position attends to itself alone, so that no row of the
+        softmax is empty; its output is never read). Rotary attention depends only on distances
+        between positions, so a left-padded sequence gets what it gets alone, up to float rounding."""
+        B, T = x.shape[:2]
         past = cache.length if cache is not None else 0
-        cos, sin = self.rotary(x.shape[1], offset=past)  # [T, Dh]
+        cos, sin = self.rotary(T, offset=past)  # [T, Dh]
+        mask = None
+        if valid is not None or (cache is not None and cache.valid is not None):
+            new = valid if valid is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
+            before = cache.valid if cache is not None and cache.valid is not None else new.new_ones(B, past)
+            keys = torch.cat([before, new], dim=1)  # [B, P + T]
+            if cache is not None:
+                cache.valid = keys
+            causal = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)  # [T, P + T]
+            itself = torch.zeros_like(causal)
+            itself[:, past:] = torch.eye(T, dtype=torch.bool, device=x.device)
+            mask = ((causal & keys[:, None, :]) | itself)[:, None]  # [B, 1, T, P + T]
         with decoding_attention(x.device) if cache is not None else nullcontext():
             for layer, block in enumerate(self.blocks):
-                x = block(x, cos, sin, cache, layer)
+                x = block(x, cos, sin, cache, layer, mask)
         return self.norm(x)
 
     def step(self, x: Tensor, cache: KVCache) -> Tensor:
@@ -177,7 +208,11 @@ class CausalDecoder(nn.Module):
         if x.dim() != 2:
             raise ValueError(f"step takes one position per sequence, x [B, D], got {tuple(x.shape)}")
         cos, sin = self.rotary(1, offset=cache.length)  # [1, Dh]
+        mask = None
+        if cache.valid is not None:  # a left-padded batch: the new position is real
+            cache.valid = torch.cat([cache.valid, cache.valid.new_ones(x.shape[0], 1)], dim=1)  # [B, P + 1]
+            mask = cache.valid[:, None, None, :]  # [B, 1, 1, P + 1]
         with decoding_attention(x.device):
             for layer, block in enumerate(self.blocks):
-                x = block.step(x, cos, sin, cache, layer)
+                x = block.step(x, cos, sin, cache, layer, mask)
         return self.norm(x)

@@ -17,6 +17,7 @@ L sequence length, D width.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,15 +176,7 @@ class TextToSemantic(nn.Module):
         docs/intelligibility.md). One sample draws exactly what `generate` does."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        if eos_threshold is not None and not 0.0 < eos_threshold <= 1.0:
-            raise ValueError(f"eos_threshold must be in (0, 1] or None, got {eos_threshold!r}")
-        if text.dim() != 1 or text.dtype != torch.long or len(text) == 0:
-            raise ValueError(f"text must be a non-empty int64 [Lt], got {text.dtype} {tuple(text.shape)}")
-        if int(text.min()) < 0 or int(text.max()) >= self.config.text_vocab_size:
-            raise ValueError(f"text ids must be in [0, {self.config.text_vocab_size})")
-        prompt = text.new_zeros(0) if prompt_semantic is None else prompt_semantic.to(text.device)
-        if len(prompt) and (int(prompt.min()) < 0 or int(prompt.max()) >= self.config.semantic_vocab_size):
-            raise ValueError(f"prompt semantic tokens must be in [0, {self.config.semantic_vocab_size})")
+        prompt = self._check(text, prompt_semantic, eos_threshold)
         fewest, most = self.config.length_bounds(len(text), len(prompt))
         limit = max_tokens if max_tokens is not None else most
         min_tokens = min(min_tokens if min_tokens is not None else fewest, limit)
@@ -193,19 +186,84 @@ class TextToSemantic(nn.Module):
         if N > 1:
             cache.repeat(N)
             hidden = hidden.expand(N, -1)  # [N, D]
+        return self._decode(hidden, cache, torch.full((N,), min_tokens), torch.full((N,), max(limit, 0)),
+                            temperature, top_k, eos_threshold, generator, text.device)
+
+    @torch.inference_mode()
+    def generate_batch(self, texts: Sequence[Tensor], prompts: Sequence[Tensor | None] | None = None,
+                       temperature: float = 1.0, top_k: int | None = None, eos_threshold: float | None = None,
+                       generators: Sequence[torch.Generator] | None = None) -> list[Tensor]:
+        """`generate` for several texts (each with its own prompt or None, and its own random
+        stream) as one batch: the sequences are left-padded to one length (CausalDecoder.forward's
+        valid) and step on together, each stopping at its own EOS or bounds. Each text gets what
+        it gets alone, up to the float rounding of the padded matrix products (a near-tie between
+        tokens can then go the other way, and the samples after it); a batch of sentences costs
+        a little more than its longest alone, where one after the other costs the sum."""
+        N = len(texts)
+        prompts = list(prompts) if prompts is not None else [None] * N
+        if len(prompts) != N or (generators is not None and len(generators) != N):
+            raise ValueError(f"give one prompt (or None) and one generator per text: {N} texts, {len(prompts)} "
+                             f"prompts, {'no' if generators is None else len(generators)} generators")
+        if N == 0:
+            return []
+        checked = [self._check(text, prompt, eos_threshold) for text, prompt in zip(texts, prompts)]
+        sequences = [self._sequence(text, prompt, eos=False) for text, prompt in zip(texts, checked)]
+        L, device = max(len(sequence) for sequence in sequences), texts[0].device
+        ids = torch.zeros(N, L, dtype=torch.long, device=device)
+        valid = torch.zeros(N, L, dtype=torch.bool, device=device)
+        for n, sequence in enumerate(sequences):
+            ids[n, L - len(sequence) :] = sequence
+            valid[n, L - len(sequence) :] = True
+        cache = KVCache()
+        hidden = self.decoder(self.embedding(ids), cache, valid=valid if not bool(valid.all()) else None)[:, -1]
+        bounds = [self.config.length_bounds(len(text), len(prompt)) for text, prompt in zip(texts, checked)]
+        fewest = torch.tensor([low for low, _ in bounds])
+        most = torch.tensor([high for _, high in bounds])
+        return self._decode(hidden, cache, fewest, most, temperature, top_k, eos_threshold,
+                            list(generators) if generators is not None and N > 1 else
+                            (generators[0] if generators is not None else None), device)
+
+    def _check(self, text: Tensor, prompt_semantic: Tensor | None, eos_threshold: float | None) -> Tensor:
+        """Refuse bad input to generation; -> the prompt [P] (empty for none) on text's device."""
+        if eos_threshold is not None and not 0.0 < eos_threshold <= 1.0:
+            raise ValueError(f"eos_threshold must be in (0, 1] or None, got {eos_threshold!r}")
+        if text.dim() != 1 or text.dtype != torch.long or len(text) == 0:
+            raise ValueError(f"text must be a non-empty int64 [Lt], got {text.dtype} {tuple(text.shape)}")
+        if int(text.min()) < 0 or int(text.max()) >= self.config.text_vocab_size:
+            raise ValueError(f"text ids must be in [0, {self.config.text_vocab_size})")
+        prompt = text.new_zeros(0) if prompt_semantic is None else prompt_semantic.to(text.device)
+        if len(prompt) and (int(prompt.min()) < 0 or int(prompt.max()) >= self.config.semantic_vocab_size):
+            raise ValueError(f"prompt semantic tokens must be in [0, {self.config.semantic_vocab_size})")
+        return prompt
+
+    def _decode(self, hidden: Tensor, cache: KVCache, fewest: Tensor, most: Tensor, temperature: float,
+                top_k: int | None, eos_threshold: float | None, generator: torch.Generator | list[torch.Generator] | None,
+                device: torch.device) -> list[Tensor]:
+        """Sample N sequences step by step from the hidden states [N, D] after their prefixes
+        (in cache): sequence n never stops before fewest[n] tokens nor runs past most[n] ([N]
+        int64, on the CPU). One generator for all, or one per sequence."""
+        N = hidden.shape[0]
+        limit = int(most.max())
         out = torch.zeros(N, max(limit, 0), dtype=torch.long)
-        lengths = torch.full((N,), limit, dtype=torch.long)  # a sample that never stops ends at the limit
+        lengths = most.clone()  # a sample that never stops ends at its limit
         running = torch.ones(N, dtype=torch.bool)
         for position in range(limit):
+            running &= position < most  # at its limit: its length is set
+            if not running.any():
+                break
             logits = self.head(hidden).float()  # [N, V + 1]
-            if position < min_tokens:
+            early = position < fewest  # [N]
+            if bool(early.all()):
                 logits[:, self.eos] = float("-inf")
-            elif eos_threshold is not None:
-                stop = running & (logits.softmax(dim=-1)[:, self.eos].cpu() >= eos_threshold)
-                lengths[stop] = position
-                running &= ~stop
-                if not running.any():
-                    break
+            else:
+                if bool(early.any()):
+                    logits[early, self.eos] = float("-inf")
+                if eos_threshold is not None:
+                    stop = running & ~early & (logits.softmax(dim=-1)[:, self.eos].cpu() >= eos_threshold)
+                    lengths[stop] = position
+                    running &= ~stop
+                    if not running.any():
+                        break
             if temperature == 0:
                 tokens = logits.argmax(dim=-1)
             else:
@@ -218,9 +276,9 @@ class TextToSemantic(nn.Module):
             if not running.any():
                 break
             out[:, position] = tokens.masked_fill(~running, 0)  # a finished sample's steps are never read
-            step = (out[:, position] + self.semantic_offset).to(text.device)  # [N]
+            step = (out[:, position] + self.semantic_offset).to(device)  # [N]
             hidden = self.decoder.step(self.embedding(step), cache)  # [N, D]
-        return [out[n, : int(lengths[n])].to(text.device) for n in range(N)]
+        return [out[n, : int(lengths[n])].to(device) for n in range(N)]
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -75,6 +75,9 @@ SILENT_DB = -50.0
 TURN_PAUSE_SECONDS = 0.25
 # What a dialogue turn's text-to-semantic model reads first (DecodingOptions.turn_context).
 TURN_CONTEXTS = ("none", "previous")
+# The most sentences the text-to-semantic model reads as one batch (SpeechPipeline.texts_to_semantic):
+# its int8 step weights serve up to 8 rows (soundstorm/model/step_linear.py).
+T2S_BATCH = 8
 # On a CPU a SoundStorm batch pays up to about this many padded frames (batch x longest): past
 # it, activations fall out of the caches and padding grows, and one batch of a dialogue's six
 # turns (2328 frames) costs 1.2x two batches of three (benchmarks/batch_frames.py). None on a GPU.
@@ -485,17 +488,8 @@ class SpeechPipeline:
                          options: DecodingOptions | None = None, salt: int = 0) -> Tensor:
         """Semantic tokens [S] of text. A `context` (previous turn's text and tokens) is continued
         after a <turn> marker; else a voice with a transcript is continued after a word break."""
-        if self.t2s is None:
-            raise ValueError("this models folder has no text-to-semantic model (t2s/): give semantic tokens instead")
         options = options or DecodingOptions()
-        ids = self.symbols.encode(text)
-        prompt: Tensor | None = None
-        if context is not None:
-            ids = self.symbols.join(self.symbols.encode(context[0]), ids, turn=True)
-            prompt = context[1]
-        elif voice is not None and voice.text:
-            ids = self.symbols.join(self.symbols.encode(voice.text), ids, turn=False)
-            prompt = voice.semantic
+        ids, prompt = self._t2s_input(text, voice, context)
         candidates = options.t2s_candidates
         if candidates < 1:
             raise ValueError(f"t2s_candidates must be at least 1, got {candidates}")
@@ -513,6 +507,48 @@ class SpeechPipeline:
         if len(tokens) == 0:
             raise ValueError(f"the text-to-semantic model produced no tokens for {text!r}")
         return tokens
+
+    def texts_to_semantic(self, texts: Sequence[str], voices: Sequence[Voice | None],
+                          options: DecodingOptions | None = None, salts: Sequence[int] | None = None) -> list[Tensor]:
+        """text_to_semantic of each text (without context) in its voice, salt salts[i] (default
+        i): in batches of up to T2S_BATCH (TextToSemantic.generate_batch), each text with its own
+        random stream, so it draws what it draws alone up to float rounding; one by one where
+        options.t2s_candidates > 1 (each text's candidates are its batch)."""
+        options = options or DecodingOptions()
+        salts = list(range(len(texts))) if salts is None else list(salts)
+        if options.t2s_candidates != 1:
+            return [self.text_to_semantic(text, voice, options=options, salt=salt)
+                    for text, voice, salt in zip(texts, voices, salts)]
+        out: list[Tensor] = []
+        for first in range(0, len(texts), T2S_BATCH):
+            batch = range(first, min(first + T2S_BATCH, len(texts)))
+            inputs = [self._t2s_input(texts[i], voices[i], None) for i in batch]
+            start = time.perf_counter()
+            with autocast(self.t2s_precision, self.device):
+                drawn = self.t2s.generate_batch(  # type: ignore[union-attr]
+                    [torch.tensor(ids, device=self.device) for ids, _ in inputs], [prompt for _, prompt in inputs],
+                    temperature=options.t2s_temperature, top_k=options.t2s_top_k,
+                    eos_threshold=options.t2s_eos_threshold,
+                    generators=[self._generator(options, salts[i]) for i in batch])
+            self.timing.stages["text_to_semantic"] = (self.timing.stages.get("text_to_semantic", 0.0)
+                                                      + time.perf_counter() - start)
+            for i, tokens in zip(batch, drawn):
+                if len(tokens) == 0:
+                    raise ValueError(f"the text-to-semantic model produced no tokens for {texts[i]!r}")
+            out += drawn
+        return out
+
+    def _t2s_input(self, text: str, voice: Voice | None, context: tuple[str, Tensor] | None) -> tuple[list[int], Tensor | None]:
+        """The text-to-semantic model's input for text: its symbol ids and prompt tokens, after
+        the context (the previous turn) and a <turn> marker, else after the voice's transcript."""
+        if self.t2s is None:
+            raise ValueError("this models folder has no text-to-semantic model (t2s/): give semantic tokens instead")
+        ids = self.symbols.encode(text)
+        if context is not None:
+            return self.symbols.join(self.symbols.encode(context[0]), ids, turn=True), context[1]
+        if voice is not None and voice.text:
+            return self.symbols.join(self.symbols.encode(voice.text), ids, turn=False), voice.semantic
+        return ids, None
 
     def _segment(self, semantic: Tensor, voice: Voice, options: DecodingOptions, salt: int) -> Segment:
         V = self.soundstorm.config.semantic_vocab_size
@@ -674,9 +710,9 @@ class SpeechPipeline:
         sentences = self.pieces(text)
         if not sentences:
             raise ValueError("the text is empty: nothing to say")
-        segments = [self._segment(self.text_to_semantic(sentence, voice, options=options, salt=2 * i), voice, options,
-                                  2 * i + 1)
-                    for i, sentence in enumerate(sentences)]
+        semantic = self.texts_to_semantic(sentences, [voice] * len(sentences), options,
+                                          salts=[2 * i for i in range(len(sentences))])
+        segments = [self._segment(tokens, voice, options, 2 * i + 1) for i, tokens in enumerate(semantic)]
         return Plan(segments, [0.0] * len(segments), options)
 
     def plan_dialogue(self, turns: Sequence[tuple[str, str]], voices: dict[str, Voice],
@@ -692,20 +728,26 @@ class SpeechPipeline:
         unknown = sorted({speaker for speaker, _ in turns} - set(voices))
         if unknown:
             raise ValueError(f"no voice for speaker(s) {', '.join(unknown)}: give --voice NAME=prompt.wav for each")
-        segments, pauses, context, previous = [], [], None, None
+        pieces: list[tuple[str, str, bool]] = []  # (speaker, text, the turn's first piece)
+        pauses: list[float] = []
         for speaker, text in turns:
-            pieces = [text] if len(text.split()) <= self.max_words else self.pieces(text)
-            for k, piece in enumerate(pieces):
-                i = len(segments)  # a dialogue of short turns: i is the turn's index, as it always was
-                follows = options.turn_context == "previous" and k == 0 and previous is not None and previous != speaker
-                piece_context = context if follows else None
-                semantic = self.text_to_semantic(piece, voices[speaker], context=piece_context, options=options,
-                                                 salt=2 * i)
-                segments.append(self._segment(semantic, voices[speaker], options, 2 * i + 1))
-                pauses.append(0.0)
-                context, previous = (piece, semantic), speaker
-            pauses[-1] = TURN_PAUSE_SECONDS
+            parts = [text] if len(text.split()) <= self.max_words else self.pieces(text)
+            pieces += [(speaker, part, k == 0) for k, part in enumerate(parts)]
+            pauses += [0.0] * (len(parts) - 1) + [TURN_PAUSE_SECONDS]
         pauses[-1] = 0.0
+        # Piece i (a dialogue of short turns: turn i) draws with salt 2 i, SoundStorm with 2 i + 1.
+        if options.turn_context == "previous":  # each turn after the one before it: one by one
+            semantic, context, previous = [], None, None
+            for i, (speaker, text, first) in enumerate(pieces):
+                follows = first and previous is not None and previous != speaker
+                semantic.append(self.text_to_semantic(text, voices[speaker], context=context if follows else None,
+                                                      options=options, salt=2 * i))
+                context, previous = (text, semantic[-1]), speaker
+        else:  # every piece alone: all at once
+            semantic = self.texts_to_semantic([text for _, text, _ in pieces], [voices[s] for s, _, _ in pieces],
+                                              options, salts=[2 * i for i in range(len(pieces))])
+        segments = [self._segment(tokens, voices[speaker], options, 2 * i + 1)
+                    for i, (tokens, (speaker, _, _)) in enumerate(zip(semantic, pieces))]
         return Plan(segments, pauses, options)
 
     def plan_resynth(self, source: str | Path | np.ndarray, voice: Voice, options: DecodingOptions | None = None,
