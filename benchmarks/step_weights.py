@@ -9,7 +9,9 @@ steps, the whole dialogue's, and how far the logits move.
 Three measurements, each side by side in one run (float32 first, then each --dtypes variant,
 interleaved; medians):
 1. milliseconds per generated token: the bundled t2s model generating the semantic tokens of
-   held-out sentences (sampled, the pipeline's defaults; the same seed for all);
+   held-out sentences (sampled, the pipeline's defaults; the same seed for all); and per decoder
+   pass over one new position after a 230-position prefix, by forward's general path and by
+   the step path generation uses (CausalDecoder.step: the same numbers, fewer ops);
 2. the dialogue of benchmarks/dialogue_speed.py through the whole pipeline (--precision auto,
    with the models folder's text-to-semantic model loaded again and converted to each variant;
    the float32 variant unconverted);
@@ -114,6 +116,23 @@ def main() -> int:
             if repeat:  # the first round warms up
                 per_token[name].append(1000 * seconds / max(1, tokens))
 
+    # 1b. one decoder pass over one new position: forward's general path against the step path
+    # (CausalDecoder.step), after a 230-position prefix, 150 steps a run
+    per_pass: dict[str, dict[str, list[float]]] = {name: {"forward": [], "step": []} for name in models}
+    prefix = items[0][0].new_zeros(230)
+    for repeat in range(args.repeats + 1):
+        for name, model in models.items():
+            for path in ("forward", "step"):
+                with torch.inference_mode():
+                    cache = KVCache()
+                    model.decoder(model.embedding(prefix[None]), cache)
+                    x = model.embedding(prefix.new_full((1,), model.semantic_offset))  # [1, D]
+                    start = time.perf_counter()
+                    for _ in range(150):
+                        model.decoder.step(x, cache) if path == "step" else model.decoder(x[:, None], cache)
+                    if repeat:
+                        per_pass[name][path].append(1000 * (time.perf_counter() - start) / 150)
+
     # 2. the dialogue
     pipelines = {}
     for name, model in models.items():
@@ -141,14 +160,18 @@ def main() -> int:
         median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         rows.append({"variant": name, "t2s_precision": pipelines[name].t2s_description,
                      "ms_per_token": statistics.median(per_token[name]), "ms_per_token_runs": per_token[name],
+                     "ms_per_pass_forward": statistics.median(per_pass[name]["forward"]),
+                     "ms_per_pass_step": statistics.median(per_pass[name]["step"]),
                      **{f"dialogue_{k}": v for k, v in median.items()},
                      "dialogue_rtf": median["seconds"] / median["audio_seconds"], "dialogue_runs": runs})
     print(f"{replaced} linear layers converted; {args.threads} torch threads, medians of {args.repeats} "
           f"(torch {torch.__version__}, {platform.processor() or platform.machine()})\n")
-    print("| text-to-semantic | ms / token | dialogue wall (s) | text-to-semantic (s) | SoundStorm (s) | codec (s) | RTF |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| text-to-semantic | ms / pass: forward / step | ms / token | dialogue wall (s) | text-to-semantic (s) | "
+          "SoundStorm (s) | codec (s) | RTF |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['t2s_precision']} | {row['ms_per_token']:.2f} | {row['dialogue_seconds']:.2f} | "
+        print(f"| {row['t2s_precision']} | {row['ms_per_pass_forward']:.2f} / {row['ms_per_pass_step']:.2f} | "
+              f"{row['ms_per_token']:.2f} | {row['dialogue_seconds']:.2f} | "
               f"{row.get('dialogue_stage_text_to_semantic', 0):.2f} | {row.get('dialogue_stage_soundstorm', 0):.2f} | "
               f"{row.get('dialogue_stage_codec', 0):.2f} | {row['dialogue_rtf']:.3f} |")
     for row in rows[1:]:

@@ -72,10 +72,11 @@ def step_weights_dtype(precision: str, device: torch.device) -> torch.dtype | No
     weight for one position: fewer bytes per weight make it faster. "auto" on a CPU:
     - int8 (weight-only, per output row, bfloat16 activations) on an AVX2 CPU without native
       bf16: PyTorch's int8 kernel is the fastest product there, where its float16 and bfloat16
-      ones are slower than float32's (steps of the bundled text-to-semantic model 1.95 ms against
-      2.23 in float16 and 2.63 in float32 on this project's AVX2 AMD EPYC, 2 threads; logits
-      within 0.15 of float32's on the test split, the same top token at 99.3% of positions, mean
-      KL 9e-5 nats: benchmarks/step_weights.py, docs/benchmarks.md);
+      ones are slower than float32's (the bundled text-to-semantic model: 2.56 ms a token against
+      2.81 with float16 copies and 3.42 in float32 on this project's AVX2 AMD EPYC, 2 threads,
+      and a dialogue's six turns in one batch 0.56 s against 0.85 in float32; logits within 0.15
+      of float32's on the test split, the same top token at 99.3% of positions, mean KL 9e-5 nats;
+      eval-tts unchanged within noise: benchmarks/step_weights.py, docs/benchmarks.md);
     - float16 elsewhere (1.6x faster steps than float32 on an AMD EPYC with avx512_bf16; the
       bundled weights are stored in float16, so nothing they hold is lost).
     "fp32" asks for float32 throughout; on a GPU the pass is not bound by reading weights."""

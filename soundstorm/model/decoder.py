@@ -201,8 +201,9 @@ class CausalDecoder(nn.Module):
 
         Why a second path: a one-position pass does little arithmetic, and its time goes to
         launching ops and to Python. Without forward's reshapes for T positions, dropout modules
-        and causal-mask cases, a step of the bundled text-to-semantic model takes about 1.6 ms
-        instead of 2.6 (benchmarks/step_weights.py, docs/benchmarks.md)."""
+        and causal-mask cases, a pass of the bundled text-to-semantic model takes 8-17% less
+        (3.11 against 3.54 ms in float32 on the AVX2 AMD EPYC, 2 threads; 2.50 against 2.70 with
+        int8 step weights: benchmarks/step_weights.py, docs/benchmarks.md)."""
         if self.training:
             raise RuntimeError("CausalDecoder.step is for inference (it has no dropout): call eval() first")
         if x.dim() != 2:
