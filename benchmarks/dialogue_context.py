@@ -11,6 +11,10 @@ no ASR): the phone error rate of each turn's tokens against its text (forced ali
 the semantic tokenizer's phone classes, soundstorm/text/phone_score.py), tokens per text symbol,
 and how many turns came out shorter than the training data's fewest tokens per symbol for their
 own text (a turn the model ended early: its words are lost), or longer than the most.
+
+--audio also speaks every turn (SoundStorm and the codec, the pipeline's defaults, the turns
+alternating between two bundled flite voices, on which pocketsphinx is meaningful) and scores
+what pocketsphinx hears in it against the turn's text: CER and WER, paired by turn.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from soundstorm.data.manifest import read_manifest  # noqa: E402
-from soundstorm.text.pipeline import DecodingOptions, SpeechPipeline  # noqa: E402
+from soundstorm.eval.asr import error_rates  # noqa: E402
+from soundstorm.text.pipeline import DecodingOptions, Plan, SpeechPipeline  # noqa: E402
 
 TURNS = 6
 
@@ -44,6 +49,8 @@ def main() -> int:
     parser.add_argument("--models", type=Path, default=ROOT / "models" / "demo")
     parser.add_argument("--dialogues", type=int, default=22)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--audio", action="store_true", help="also speak each turn and score it with pocketsphinx")
+    parser.add_argument("--voices", nargs=2, default=["flite-slt", "flite-awb"], help="two voices of MODELS/voices")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -59,6 +66,11 @@ def main() -> int:
     picked = texts[::step][: TURNS * args.dialogues]
     low, high = t2s.config.min_tokens_per_symbol, t2s.config.max_tokens_per_symbol
 
+    voices = [pipeline.voice(args.models / "voices" / f"{name}.wav") for name in args.voices]
+    if args.audio:
+        from soundstorm.eval.asr import Recognizer
+
+        recognizer = Recognizer()
     modes = ("previous turn", "alone")
     turns: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     seconds = {mode: 0.0 for mode in modes}
@@ -74,9 +86,20 @@ def main() -> int:
                 symbols = len(pipeline.symbols.encode(text))
                 errors, phones = scorer.phone_errors(tokens, text)
                 turns[mode].append({"dialogue": d, "turn": i, "tokens": len(tokens), "symbols": symbols,
-                                    "phone_errors": errors, "phones": phones})
+                                    "phone_errors": errors, "phones": phones, "text": text, "semantic": tokens})
                 context = (text, tokens)
             seconds[mode] += time.perf_counter() - start
+            if args.audio:  # each turn its own plan: one batched rendering, one waveform per turn
+                rows = turns[mode][-len(script):]
+                plans = [Plan([pipeline._segment(row.pop("semantic"), voices[i % 2], options, 2 * i + 1)], [0.0], options)
+                         for i, row in enumerate(rows)]
+                for row, wav in zip(rows, pipeline.render(plans)):
+                    row["hypothesis"] = recognizer.transcribe(wav, pipeline.sample_rate)
+                    rates = error_rates([row["text"]], [row["hypothesis"]])
+                    row["cer"], row["wer"] = rates.cer, rates.wer
+            else:
+                for row in turns[mode][-len(script):]:
+                    row.pop("semantic")
 
     summary = {}
     for mode in modes:
@@ -90,6 +113,9 @@ def main() -> int:
                          "too_short": sum(1 for r in rows if low is not None and r["tokens"] < math.floor(low * r["symbols"])),
                          "too_long": sum(1 for r in rows if high is not None and r["tokens"] > math.ceil(high * r["symbols"])),
                          "seconds": seconds[mode]}
+        if args.audio:
+            summary[mode]["cer"] = error_rates([r["text"] for r in rows], [r["hypothesis"] for r in rows]).cer
+            summary[mode]["wer"] = error_rates([r["text"] for r in rows], [r["hypothesis"] for r in rows]).wer
     paired = [(b["phone_errors"] - a["phone_errors"]) / a["phones"] for a, b in zip(turns[modes[0]], turns[modes[1]])]
     difference = mean_and_error(paired)
     later = [(b["phone_errors"] - a["phone_errors"]) / a["phones"]
@@ -107,6 +133,12 @@ def main() -> int:
     print(f"\npaired, alone - previous turn: phone error rate {difference[0]:+.4f} +- {difference[1]:.4f} over all "
           f"turns; {mean_and_error(later)[0]:+.4f} +- {mean_and_error(later)[1]:.4f} over turns 2-{TURNS} "
           "(the first is alone in both)")
+    if args.audio:
+        for key in ("cer", "wer"):
+            pairs = [b[key] - a[key] for a, b in zip(turns[modes[0]], turns[modes[1]])]
+            print(f"{key.upper()} of the spoken turns (pocketsphinx): " + ", ".join(
+                f"{mode} {summary[mode][key]:.3f}" for mode in modes) +
+                f"; paired by turn, alone - previous turn {mean_and_error(pairs)[0]:+.4f} +- {mean_and_error(pairs)[1]:.4f}")
     if args.json:
         args.json.write_text(json.dumps({"models": str(args.models), "manifest": str(args.manifest),
                                          "dialogues": args.dialogues, "threads": args.threads, "summary": summary,

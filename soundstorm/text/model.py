@@ -257,7 +257,7 @@ class TextToSemantic(nn.Module):
                 logits[:, self.eos] = float("-inf")
             else:
                 if bool(early.any()):
-                    logits[early, self.eos] = float("-inf")
+                    logits[early.to(logits.device), self.eos] = float("-inf")
                 if eos_threshold is not None:
                     stop = running & ~early & (logits.softmax(dim=-1)[:, self.eos].cpu() >= eos_threshold)
                     lengths[stop] = position

@@ -163,7 +163,8 @@ class DecodingOptions:
     # this pipeline's before 2026-12-07). "none" because the turn before derails the bundled
     # model: over 132 turns of 22 held-out scripts, the phone error rate of the turns' tokens was
     # 0.058 alone against 0.239 after the turn before, where 12 turns ended early (their words
-    # lost) and 6 ran long (benchmarks/dialogue_context.py, docs/dialogue_context.md).
+    # lost) and 6 ran long; spoken, pocketsphinx's CER 0.224 against 0.382
+    # (benchmarks/dialogue_context.py, docs/dialogue_context.md).
     turn_context: str = "none"
     seed: int = 0
 
