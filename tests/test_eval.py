@@ -127,6 +127,9 @@ def test_eval_tts_end_to_end_on_a_tiny_models_folder(tmp_path: Path) -> None:
     assert 0.5 < groups["training voices"]["reference_similarity"] <= 1.0  # another utterance, the same voice
     assert all(0 <= r["rtf"] and r["utterances"] <= 2 for r in result["rows"])
     assert result["dialogue"]["turns"] >= 1 and result["dialogue"]["audio_seconds"] > 0
+    # the dialogue's words: the synthesizer's own recordings are heard (flite), ours scored too
+    assert result["dialogue"]["reference_wer"] < 0.5 and 0 <= result["dialogue"]["cer"]
+    assert result["dialogue"]["turn_context"] == "none"
     assert result["options"]["steps"] == [2, 1, 1, 1] and result["options"]["temperature"] == 0.7
     assert result["options"]["t2s_eos_threshold"] == 0.5 and result["adapt_decoder"] == 1
     markdown = (tmp_path / "out" / "tts_eval.md").read_text()

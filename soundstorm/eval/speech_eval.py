@@ -13,7 +13,8 @@ pipeline (text-to-semantic, SoundStorm, codec) speaks the sentence in that voice
   synthesizer's audio to the same prompt (the ceiling); goals 0.80 for training voices, 0.70
   for held-out ones;
 - the time for a dialogue of about --dialogue-seconds (30 s) between two voices, on this
-  machine: the real-time factor, goal at most 0.2;
+  machine: the real-time factor, goal at most 0.2; and its words, pocketsphinx over the whole
+  dialogue against its script, beside the synthesizers' own recordings of the same sentences;
 - where the semantic tokens are a phone classifier's (the bundled models'), phone error rates
   against the text's phones (soundstorm/text/phone_score.py): of the synthesizer's audio's
   tokens, of the tokens we spoke, and of the tokens the tokenizer hears in our audio. No
@@ -52,7 +53,7 @@ from soundstorm.precision import add_precision_argument
 from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
 from soundstorm.text.enroll import (BLEND, add_soundstorm_adaptation_arguments, adapt_to_voice, default_steps,
                                     soundstorm_adaptation)
-from soundstorm.text.pipeline import DecodingOptions, Plan, SpeechPipeline
+from soundstorm.text.pipeline import TURN_PAUSE_SECONDS, DecodingOptions, Plan, SpeechPipeline
 
 GROUPS = {"test": "training voices", "test-unseen-speaker": "held-out voices"}
 GROUP_NAMES = {"training": "training voices", "held-out": "held-out voices"}  # --groups
@@ -120,14 +121,19 @@ def phone_error_rates(members: list[Spoken]) -> dict[str, float | None]:
 
 def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], seconds: float) -> list[tuple[str, str]]:
     """Alternating turns of held-out sentences until their synthesizer audio reaches `seconds`."""
+    return [(speakers[i % 2], entry.text or "") for i, entry in enumerate(dialogue_entries(entries, seconds))]
+
+
+def dialogue_entries(entries: list[ManifestEntry], seconds: float) -> list[ManifestEntry]:
+    """The held-out sentences of dialogue_script's turns, in order."""
     texts = [e for e in entries if e.split == "test" and e.text]
-    turns, total = [], 0.0
-    for i, entry in enumerate(texts):
+    chosen, total = [], 0.0
+    for entry in texts:
         if total >= seconds:
             break
-        turns.append((speakers[i % 2], entry.text or ""))
+        chosen.append(entry)
         total += entry.duration
-    return turns
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:
@@ -239,7 +245,16 @@ def run(args: argparse.Namespace) -> int:
         dialogue = {"turns": len(turns), "voices": [v.name for v in voices], "audio_seconds": len(wav) / sr,
                     "seconds": seconds, "rtf": seconds / (len(wav) / sr), "stages": dict(pipeline.timing.stages),
                     "threads": torch.get_num_threads(), "precision": pipeline.precision,
-                    "t2s_precision": pipeline.t2s_description}
+                    "t2s_precision": pipeline.t2s_description, "turn_context": options.turn_context}
+        # Its words: pocketsphinx over the whole dialogue against the script, and over the
+        # synthesizer's own recordings of the same sentences joined the same way.
+        script = " ".join(text for _, text in turns)
+        pause = np.zeros(round(TURN_PAUSE_SECONDS * sr), dtype=np.float32)
+        recordings = [load_audio(e.audio_path(root), sample_rate=sr, resample=True, downmix=True)[0]
+                      for e in dialogue_entries(entries, args.dialogue_seconds)]
+        reference = np.concatenate([part for wav_i in recordings for part in (wav_i, pause)][:-1])
+        ours, theirs = (error_rates([script], [asr.transcribe(audio, sr)]) for audio in (wav, reference))
+        dialogue.update({"wer": ours.wer, "cer": ours.cer, "reference_wer": theirs.wer, "reference_cer": theirs.cer})
 
     command = "soundstorm eval-tts " + shlex.join(sys.argv[2:] if sys.argv[1:2] == ["eval-tts"] else sys.argv[1:])
     markdown = to_markdown(rows, dialogue, command, args.prompt_seconds, options, pipeline.default_steps,
@@ -306,6 +321,11 @@ def to_markdown(rows: list[dict[str, Any]], dialogue: dict[str, Any] | None, com
                       f"{dialogue['rtf']:.3f} (goal <= {GOALS['rtf']}: {mark(dialogue['rtf'] <= GOALS['rtf'])}; "
                       f"{dialogue['threads']} torch threads, SoundStorm {dialogue['precision']}, text-to-semantic "
                       f"{dialogue.get('t2s_precision', dialogue['precision'])}; {stages})."]
+        if "cer" in dialogue:
+            lines.append(f"Its words (pocketsphinx over the whole dialogue against the script; turn context "
+                         f"{dialogue['turn_context']}): WER {dialogue['wer']:.3f}, CER {dialogue['cer']:.3f}; the "
+                         f"synthesizers' own recordings of the same sentences, joined alike: WER "
+                         f"{dialogue['reference_wer']:.3f}, CER {dialogue['reference_cer']:.3f}.")
     return "\n".join(lines) + "\n"
 
 
