@@ -50,7 +50,8 @@ from soundstorm.eval.codec_eval import speaker_audio
 from soundstorm.eval.speaker import MIN_SECONDS
 from soundstorm.eval.tts_eval import family
 from soundstorm.precision import add_precision_argument
-from soundstorm.text.commands import add_adaptation_argument, add_decoding_arguments, decoding_options, models_folder
+from soundstorm.text.commands import (add_adaptation_argument, add_decoding_arguments, add_turn_context_argument,
+                                      decoding_options, models_folder)
 from soundstorm.text.enroll import (BLEND, add_soundstorm_adaptation_arguments, adapt_to_voice, default_steps,
                                     soundstorm_adaptation)
 from soundstorm.text.pipeline import TURN_PAUSE_SECONDS, DecodingOptions, Plan, SpeechPipeline
@@ -119,14 +120,16 @@ def phone_error_rates(members: list[Spoken]) -> dict[str, float | None]:
             for name, field in names.items()}
 
 
-def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], seconds: float) -> list[tuple[str, str]]:
+def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], seconds: float,
+                    families: tuple[str, ...]) -> list[tuple[str, str]]:
     """Alternating turns of held-out sentences until their synthesizer audio reaches `seconds`."""
-    return [(speakers[i % 2], entry.text or "") for i, entry in enumerate(dialogue_entries(entries, seconds))]
+    return [(speakers[i % 2], entry.text or "") for i, entry in enumerate(dialogue_entries(entries, seconds, families))]
 
 
-def dialogue_entries(entries: list[ManifestEntry], seconds: float) -> list[ManifestEntry]:
-    """The held-out sentences of dialogue_script's turns, in order."""
-    texts = [e for e in entries if e.split == "test" and e.text]
+def dialogue_entries(entries: list[ManifestEntry], seconds: float, families: tuple[str, ...]) -> list[ManifestEntry]:
+    """The held-out sentences of dialogue_script's turns, in order: those of the families'
+    voices, whose recordings pocketsphinx hears (the reference for the dialogue's words)."""
+    texts = [e for e in entries if e.split == "test" and e.text and family(e.speaker) in families]
     chosen, total = [], 0.0
     for entry in texts:
         if total >= seconds:
@@ -237,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
               for p in {pair[1].speaker: pair[1] for pair in pairs if pair[0].split == "test"}.values()][:2]
     dialogue: dict[str, Any] | None = None
     if len(voices) == 2 and pipeline.t2s is not None and args.dialogue_seconds > 0:
-        turns = dialogue_script(entries, ("A", "B"), args.dialogue_seconds)
+        turns = dialogue_script(entries, ("A", "B"), args.dialogue_seconds, tuple(args.families))
         pipeline.dialogue(turns[:1], {"A": voices[0]}, options)  # warm-up: first-call allocations are not the speed
         start = time.perf_counter()
         wav = pipeline.dialogue(turns, {"A": voices[0], "B": voices[1]}, options)
@@ -251,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         script = " ".join(text for _, text in turns)
         pause = np.zeros(round(TURN_PAUSE_SECONDS * sr), dtype=np.float32)
         recordings = [load_audio(e.audio_path(root), sample_rate=sr, resample=True, downmix=True)[0]
-                      for e in dialogue_entries(entries, args.dialogue_seconds)]
+                      for e in dialogue_entries(entries, args.dialogue_seconds, tuple(args.families))]
         reference = np.concatenate([part for wav_i in recordings for part in (wav_i, pause)][:-1])
         ours, theirs = (error_rates([script], [asr.transcribe(audio, sr)]) for audio in (wav, reference))
         dialogue.update({"wer": ours.wer, "cer": ours.cer, "reference_wer": theirs.wer, "reference_cer": theirs.cer})
@@ -335,6 +338,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--families", nargs="+", default=["flite", "festival"],
                         help="voice families to test (default flite festival: pocketsphinx is meaningful on them)")
     parser.add_argument("--per-group", type=int, default=30, help="sentences per group (default 30)")
+    add_turn_context_argument(parser)
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
     parser.add_argument("--prompt-choice", choices=PROMPT_CHOICES, default="first",
                         help="each sentence's prompt: the first other utterance of its speaker (one prompt for all "

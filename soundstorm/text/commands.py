@@ -115,6 +115,15 @@ def add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
 
 
+def add_turn_context_argument(parser: argparse.ArgumentParser) -> None:
+    """--turn-context for the commands that speak a dialogue (DecodingOptions.turn_context)."""
+    parser.add_argument("--turn-context", choices=TURN_CONTEXTS, default=DecodingOptions.turn_context,
+                        help="what the text-to-semantic model reads before a dialogue turn: none (the turn alone, as "
+                             "text to speech reads a sentence) or previous (the turn before and a <turn> marker; its "
+                             "tokens spelled their text's phones 4x worse on the bundled models: "
+                             "docs/dialogue_context.md); default none")
+
+
 def decoding_options(args: argparse.Namespace) -> DecodingOptions:
     """DecodingOptions from the arguments of add_decoding_arguments."""
     return DecodingOptions(steps=args.steps, temperature=args.temperature, t2s_temperature=args.t2s_temperature,
@@ -244,11 +253,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     add_common(tts, "voice prompt audio, or a voice folder from `soundstorm enroll` (default: the bundled voice)")
     dialogue = add("dialogue", "a multi-speaker dialogue from a `NAME: text` script", run_dialogue)
     dialogue.add_argument("script", type=Path, help="the dialogue script")
-    dialogue.add_argument("--turn-context", choices=TURN_CONTEXTS, default=DecodingOptions.turn_context,
-                          help="what the text-to-semantic model reads before a turn: none (the turn alone, as text "
-                               "to speech reads a sentence) or previous (the turn before and a <turn> marker; its "
-                               "tokens spelled their text's phones 4x worse on the bundled models: "
-                               "docs/dialogue_context.md); default none")
+    add_turn_context_argument(dialogue)
     add_common(dialogue, "NAME=prompt.wav or NAME=VOICE_FOLDER, once per speaker (or one for all)")
     resynth = add("resynth", "the words of a recording in another voice (voice conversion)", run_resynth)
     resynth.add_argument("input", type=Path, help="the recording whose words to keep")
