@@ -425,3 +425,25 @@ def test_sentences_read_as_one_batch_draw_what_each_draws_alone(models: Path) ->
     batched = pipeline.texts_to_semantic(texts, [voice] * 3, options, salts=[0, 2, 4])
     alone = [pipeline.text_to_semantic(text, voice, options=options, salt=salt) for text, salt in zip(texts, [0, 2, 4])]
     assert all(torch.equal(a, b) for a, b in zip(batched, alone))
+
+
+def test_a_turn_after_the_previous_one_keeps_its_own_length_bounds(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a context, a turn's bounds are its own text's: a previous turn that ran long must not
+    let it stop after a token (docs/dialogue_context.md)."""
+    pipeline = SpeechPipeline.from_folder(models)
+    calls: list[dict] = []
+    original = pipeline.t2s.generate_many
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.t2s, "generate_many", spy)
+    long_previous = torch.arange(400) % 16  # far more tokens than its text's
+    text = "Then we should fix it."
+    tokens = pipeline.text_to_semantic(text, context=("Hello.", long_previous))
+    fewest, most = pipeline.t2s.config.length_bounds(len(pipeline.symbols.encode(text)))
+    assert (calls[-1]["min_tokens"], calls[-1]["max_tokens"]) == (fewest, most)
+    assert fewest <= len(tokens) <= most
+    pipeline.text_to_semantic(text)  # alone: the model's own bounds
+    assert "min_tokens" not in calls[-1]

@@ -488,9 +488,18 @@ class SpeechPipeline:
     def text_to_semantic(self, text: str, voice: Voice | None = None, context: tuple[str, Tensor] | None = None,
                          options: DecodingOptions | None = None, salt: int = 0) -> Tensor:
         """Semantic tokens [S] of text. A `context` (previous turn's text and tokens) is continued
-        after a <turn> marker; else a voice with a transcript is continued after a word break."""
+        after a <turn> marker; else a voice with a transcript is continued after a word break.
+
+        After a context the length bounds are the text's own (the training data's fewest and most
+        tokens per symbol of it alone), not those of both texts less the context's tokens: a
+        previous turn that ran long would otherwise let this one stop after a token
+        (docs/dialogue_context.md)."""
         options = options or DecodingOptions()
         ids, prompt = self._t2s_input(text, voice, context)
+        bounds: dict[str, int] = {}
+        if context is not None and self.t2s is not None:
+            fewest, most = self.t2s.config.length_bounds(len(self.symbols.encode(text)))
+            bounds = {"min_tokens": fewest, "max_tokens": most}
         candidates = options.t2s_candidates
         if candidates < 1:
             raise ValueError(f"t2s_candidates must be at least 1, got {candidates}")
@@ -502,7 +511,7 @@ class SpeechPipeline:
             drawn = self.t2s.generate_many(torch.tensor(ids, device=self.device), candidates, prompt_semantic=prompt,
                                            temperature=options.t2s_temperature, top_k=options.t2s_top_k,
                                            eos_threshold=options.t2s_eos_threshold,
-                                           generator=self._generator(options, salt))
+                                           generator=self._generator(options, salt), **bounds)
         tokens = drawn[self.phone_scorer.best(drawn, text)] if self.phone_scorer is not None and candidates > 1 else drawn[0]
         self.timing.stages["text_to_semantic"] = self.timing.stages.get("text_to_semantic", 0.0) + time.perf_counter() - start
         if len(tokens) == 0:
