@@ -120,15 +120,10 @@ def phone_error_rates(members: list[Spoken]) -> dict[str, float | None]:
             for name, field in names.items()}
 
 
-def dialogue_script(entries: list[ManifestEntry], speakers: tuple[str, str], seconds: float,
-                    families: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Alternating turns of held-out sentences until their synthesizer audio reaches `seconds`."""
-    return [(speakers[i % 2], entry.text or "") for i, entry in enumerate(dialogue_entries(entries, seconds, families))]
-
-
 def dialogue_entries(entries: list[ManifestEntry], seconds: float, families: tuple[str, ...]) -> list[ManifestEntry]:
-    """The held-out sentences of dialogue_script's turns, in order: those of the families'
-    voices, whose recordings pocketsphinx hears (the reference for the dialogue's words)."""
+    """The dialogue's turns, in order: held-out sentences of the families' voices (whose
+    recordings pocketsphinx hears: the reference for the dialogue's words) until their
+    synthesizer audio reaches `seconds`."""
     texts = [e for e in entries if e.split == "test" and e.text and family(e.speaker) in families]
     chosen, total = [], 0.0
     for entry in texts:
@@ -240,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
               for p in {pair[1].speaker: pair[1] for pair in pairs if pair[0].split == "test"}.values()][:2]
     dialogue: dict[str, Any] | None = None
     if len(voices) == 2 and pipeline.t2s is not None and args.dialogue_seconds > 0:
-        turns = dialogue_script(entries, ("A", "B"), args.dialogue_seconds, tuple(args.families))
+        chosen = dialogue_entries(entries, args.dialogue_seconds, tuple(args.families))
+        turns = [("AB"[i % 2], entry.text or "") for i, entry in enumerate(chosen)]  # alternating speakers
         pipeline.dialogue(turns[:1], {"A": voices[0]}, options)  # warm-up: first-call allocations are not the speed
         start = time.perf_counter()
         wav = pipeline.dialogue(turns, {"A": voices[0], "B": voices[1]}, options)
@@ -253,8 +249,7 @@ def run(args: argparse.Namespace) -> int:
         # synthesizer's own recordings of the same sentences joined the same way.
         script = " ".join(text for _, text in turns)
         pause = np.zeros(round(TURN_PAUSE_SECONDS * sr), dtype=np.float32)
-        recordings = [load_audio(e.audio_path(root), sample_rate=sr, resample=True, downmix=True)[0]
-                      for e in dialogue_entries(entries, args.dialogue_seconds, tuple(args.families))]
+        recordings = [load_audio(e.audio_path(root), sample_rate=sr, resample=True, downmix=True)[0] for e in chosen]
         reference = np.concatenate([part for wav_i in recordings for part in (wav_i, pause)][:-1])
         ours, theirs = (error_rates([script], [asr.transcribe(audio, sr)]) for audio in (wav, reference))
         dialogue.update({"wer": ours.wer, "cer": ours.cer, "reference_wer": theirs.wer, "reference_cer": theirs.cer})

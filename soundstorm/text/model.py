@@ -220,8 +220,7 @@ class TextToSemantic(nn.Module):
         fewest = torch.tensor([low for low, _ in bounds])
         most = torch.tensor([high for _, high in bounds])
         return self._decode(hidden, cache, fewest, most, temperature, top_k, eos_threshold,
-                            list(generators) if generators is not None and N > 1 else
-                            (generators[0] if generators is not None else None), device)
+                            None if generators is None else list(generators), device)
 
     def _check(self, text: Tensor, prompt_semantic: Tensor | None, eos_threshold: float | None) -> Tensor:
         """Refuse bad input to generation; -> the prompt [P] (empty for none) on text's device."""
