@@ -50,10 +50,10 @@ extra-voices:
 
 # MBROLA diphone voices (each a real speaker's diphones) driven by espeak-ng: four English ones,
 # sixteen of other languages speaking English through espeak-ng's `mb-XX-en` tables, and 37 more
-# that read it by their own languages' rules, for SoundStorm's training (tried: docs/voices.md).
-# mbrola is in Debian's contrib and its voices in non-free (each voice's terms:
-# /usr/share/doc/mbrola-*/copyright), so this target adds those components to apt's sources in a
-# file of its own. No other target needs them.
+# that read it by their own languages' rules: more voices for the decoder of SoundStorm's output
+# (its last stage in recipes/demo/build.sh; docs/voices.md). mbrola is in Debian's contrib and its
+# voices in non-free (each voice's terms: /usr/share/doc/mbrola-*/copyright), so this target adds
+# those components to apt's sources in a file of its own. Only `make models` needs them.
 MBROLA_VOICES := us1 us2 us3 en1 af1 nl2 fr1 fr4 de1 de2 de3 de4 de5 de6 gr2 hu1 pl1 ro1 sw1 sw2 \
 	br1 br2 br3 br4 cr1 cz2 nl3 ee1 ca1 ca2 fr2 fr3 fr5 fr6 fr7 de7 de8 gr1 ic1 id1 it1 it2 it3 it4 \
 	la1 lt1 lt2 mx1 mx2 ir1 pt1 es1 es2 es3 es4 tr1 tr2
@@ -88,7 +88,7 @@ demo: install system-deps
 
 # The bundled models (models/demo) from nothing: hours of CPU training, resumable (MINUTES=50 to
 # stop each training step early; run it again to continue).
-models: install system-deps extra-voices
+models: install system-deps extra-voices mbrola-voices
 	recipes/demo/build.sh
 
 # soundstorm-pytorch, for the side-by-side decoding benchmark only; --no-deps keeps torch as is.

@@ -129,7 +129,22 @@ train "$RUNS/codec-ref" recipes/demo/codec-reference.toml --set "data.cache=\"$M
     --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$RUNS/$SEM_RUN/model\"" \
     --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
     --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\""
+# Then 1500 steps with 57 MBROLA voices in its crops too (`make mbrola-voices`; each a real speaker's
+# diphones, for training only): with many voices a decoder can no longer tell the voice from the
+# tokens and learns to take it from the reference (held-out similarity +0.031 +- 0.003, docs/voices.md).
+MBROLA_VOICES=$(printf 'espeak-mb-%s,' af1-en br1 br2 br3 br4 ca1 ca2 cr1 cz2 de1-en de2-en de3-en de4-en de5-en \
+    de6-en de7 de8 ee1 en1 es1 es2 es3 es4 fr1-en fr2 fr3 fr4-en fr5 fr6 fr7 gr1 gr2-en hu1-en ic1 id1 ir1 it1 it2 it3 \
+    it4 la1 lt1 lt2 mx1 mx2 nl2-en nl3 pl1-en pt1 ro1-en sw1-en sw2-en tr1 tr2 us1 us2 us3)
+"$SOUNDSTORM" corpus synth "$DATA/synth-mbrola-all" --hours 2.25 --held-out '' --seed 2 --no-align \
+    --voices "${MBROLA_VOICES%,}" --quiet
+[ -f "$DATA/synth-mball/manifest.jsonl" ] || "$SOUNDSTORM" corpus merge "$MANIFEST" \
+    "$DATA/synth-mbrola-all/manifest.jsonl" --train-only --out "$DATA/synth-mball/manifest.jsonl"
+train "$RUNS/codec-ref-voices" recipes/demo/codec-reference.toml --set "data.cache=\"$DATA/synth-mball/manifest.jsonl\"" \
+    --set "options.encoder_from=\"$CODEC\"" --set "options.decoder_from=\"$RUNS/codec-ref/best\"" \
+    --set "options.soundstorm_inputs.soundstorm=\"$RUNS/demo-soundstorm/model\"" \
+    --set "options.soundstorm_inputs.semantic=\"$SEMANTIC\"" --set seed=14 --set optimizer.max_steps=1500 \
+    --set optimizer.warmup_steps=100 --set schedule.valid_every=500
 "$SOUNDSTORM" bundle --codec "$CODEC" --semantic "$SEMANTIC" \
     --soundstorm "$RUNS/demo-soundstorm-voices/best" --t2s "$RUNS/t2s/model" --voices "$MANIFEST" \
-    --decoder "$RUNS/codec-ref/best" --out models/demo
+    --decoder "$RUNS/codec-ref-voices/best" --out models/demo
 echo "== models/demo is ready: make demo"
