@@ -121,9 +121,11 @@ def test_a_left_padded_batch_gets_what_each_sequence_gets_alone(lengths: list[in
 @settings(deadline=None, max_examples=15)
 @given(texts=st.lists(st.lists(st.integers(0, 29), min_size=1, max_size=12), min_size=1, max_size=5),
        prompted=st.lists(st.booleans(), min_size=5, max_size=5), temperature=st.sampled_from([0.0, 0.7]),
-       eos_threshold=st.sampled_from([None, 0.2]))
+       eos_threshold=st.sampled_from([None, 0.2]), bounded=st.lists(st.booleans(), min_size=5, max_size=5))
 def test_generate_batch_draws_what_each_text_draws_alone(texts: list[list[int]], prompted: list[bool], temperature: float,
-                                                         eos_threshold: float | None) -> None:
+                                                         eos_threshold: float | None, bounded: list[bool]) -> None:
+    """Each row as `generate` draws it alone: its own prompt, stream and, where given, its own
+    length bounds (a dialogue turn after another keeps its text's own)."""
     torch.manual_seed(0)
     config = TextToSemanticConfig(semantic_vocab_size=16, dim=32, depth=2, heads=2, dropout=0.0,
                                   min_tokens_per_symbol=0.5, max_tokens_per_symbol=2.0)
@@ -131,12 +133,15 @@ def test_generate_batch_draws_what_each_text_draws_alone(texts: list[list[int]],
     ids = [torch.tensor(text) for text in texts]
     prompts = [torch.arange(len(text) % 5 + 1) % 16 if prompted[i] else None for i, text in enumerate(texts)]
     generators = [torch.Generator().manual_seed(7 * i) for i in range(len(texts))]
-    batched = model.generate_batch(ids, prompts, temperature=temperature, eos_threshold=eos_threshold, generators=generators)
+    bounds = [(i % 3, 2 + i) if bounded[i] else None for i in range(len(texts))]
+    batched = model.generate_batch(ids, prompts, temperature=temperature, eos_threshold=eos_threshold, generators=generators,
+                                   bounds=bounds)
     for i, (text, prompt) in enumerate(zip(ids, prompts)):
+        own = {"min_tokens": bounds[i][0], "max_tokens": bounds[i][1]} if bounds[i] else {}
         alone = model.generate(text, prompt, temperature=temperature, eos_threshold=eos_threshold,
-                               generator=torch.Generator().manual_seed(7 * i))
+                               generator=torch.Generator().manual_seed(7 * i), **own)
         assert torch.equal(batched[i], alone)
-        fewest, most = config.length_bounds(len(text), 0 if prompt is None else len(prompt))
+        fewest, most = bounds[i] or config.length_bounds(len(text), 0 if prompt is None else len(prompt))
         assert len(alone) <= most and (len(alone) >= fewest or eos_threshold is not None)
 
 
@@ -146,4 +151,6 @@ def test_generate_batch_refuses_mismatched_prompts_and_generators() -> None:
         model.generate_batch([torch.tensor([1, 2])], [None, None])
     with pytest.raises(ValueError, match="one generator"):
         model.generate_batch([torch.tensor([1, 2])], generators=[])
+    with pytest.raises(ValueError, match="one bounds"):
+        model.generate_batch([torch.tensor([1, 2])], bounds=[None, (1, 2)])
     assert model.generate_batch([]) == []

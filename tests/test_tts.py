@@ -5,6 +5,7 @@ text-to-semantic model) and real flite voice prompts; and each kind of bad input
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -405,14 +406,43 @@ def test_text_to_semantic_candidates_keep_the_one_that_spells_the_text_best(mode
     assert isinstance(pipeline.phone_scorer, PhoneScorer)
     text, options = "The birch canoe slid on the smooth planks.", DecodingOptions(t2s_candidates=4, t2s_temperature=1.5)
     chosen = pipeline.text_to_semantic(text, options=options)
-    drawn = pipeline.t2s.generate_many(torch.tensor(pipeline.symbols.encode(text)), 4,
-                                       temperature=1.5, top_k=options.t2s_top_k, generator=pipeline._generator(options, 0))
+    ids = torch.tensor(pipeline.symbols.encode(text))
+    drawn = [pipeline.t2s.generate(ids, temperature=1.5, top_k=options.t2s_top_k, generator=pipeline._generator(options, 0, k))
+             for k in range(4)]  # each candidate on its own stream
     scores = [pipeline.phone_scorer.score(d, text) for d in drawn]
     assert len({tuple(d.tolist()) for d in drawn}) == 4  # a real choice
     assert pipeline.phone_scorer.score(chosen, text) == max(scores)
     assert any(torch.equal(chosen, d) for d in drawn)
+    # candidate 0 is the single draw: N candidates never spell the text worse than one
+    single = pipeline.text_to_semantic(text, options=replace(options, t2s_candidates=1))
+    assert torch.equal(single, drawn[0])
     with pytest.raises(ValueError, match="at least 1"):
         pipeline.text_to_semantic(text, options=DecodingOptions(t2s_candidates=0))
+
+
+def test_candidates_of_several_sentences_read_together_choose_what_each_chooses_alone(
+        models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """texts_to_semantic reads T2S_BATCH texts at a time, each with its candidates' rows (here two
+    batches of 2 x 3 rows): each sentence's choice is the one text_to_semantic makes for it alone."""
+    import soundstorm.text.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "T2S_BATCH", 2)
+    from soundstorm.semantic.content import ContentEncoder, ContentEncoderConfig
+    from soundstorm.semantic.extractors import ContentFeatures
+    from soundstorm.semantic.kmeans_tokenizer import KMeansTokenizer
+    from soundstorm.text.phonemes import CMU_PHONES
+
+    plain = SpeechPipeline.from_folder(models, precision="fp32")
+    torch.manual_seed(0)
+    phones = ("sil", *(p.lower() for p in CMU_PHONES), "ax")
+    encoder = ContentEncoder(ContentEncoderConfig(phones=phones, dim=32, depth=1, heads=2, feature_dim=8))
+    tokenizer = KMeansTokenizer(ContentFeatures(encoder, "posteriors"), torch.rand(16, len(phones)) ** 8)
+    pipeline = SpeechPipeline(plain.codec, tokenizer, plain.soundstorm, plain.t2s)
+    texts = ["Hello there.", "A somewhat longer second sentence, for the padding.", "Yes.", "Go on then."]
+    options = DecodingOptions(seed=3, t2s_candidates=3, t2s_temperature=1.5)
+    together = pipeline.texts_to_semantic(texts, [None] * 4, options, salts=[1, 2, 3, 4])
+    alone = [pipeline.text_to_semantic(text, options=options, salt=salt) for text, salt in zip(texts, [1, 2, 3, 4])]
+    assert all(torch.equal(a, b) for a, b in zip(together, alone))
 
 
 def test_sentences_read_as_one_batch_draw_what_each_draws_alone(models: Path) -> None:
@@ -432,18 +462,18 @@ def test_a_turn_after_the_previous_one_keeps_its_own_length_bounds(models: Path,
     let it stop after a token (docs/dialogue_context.md)."""
     pipeline = SpeechPipeline.from_folder(models)
     calls: list[dict] = []
-    original = pipeline.t2s.generate_many
+    original = pipeline.t2s.generate_batch
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline.t2s, "generate_many", spy)
+    monkeypatch.setattr(pipeline.t2s, "generate_batch", spy)
     long_previous = torch.arange(400) % 16  # far more tokens than its text's
     text = "Then we should fix it."
     tokens = pipeline.text_to_semantic(text, context=("Hello.", long_previous))
     fewest, most = pipeline.t2s.config.length_bounds(len(pipeline.symbols.encode(text)))
-    assert (calls[-1]["min_tokens"], calls[-1]["max_tokens"]) == (fewest, most)
+    assert calls[-1]["bounds"] == [(fewest, most)]
     assert fewest <= len(tokens) <= most
     pipeline.text_to_semantic(text)  # alone: the model's own bounds
-    assert "min_tokens" not in calls[-1]
+    assert calls[-1]["bounds"] == [None]

@@ -192,18 +192,24 @@ class TextToSemantic(nn.Module):
     @torch.inference_mode()
     def generate_batch(self, texts: Sequence[Tensor], prompts: Sequence[Tensor | None] | None = None,
                        temperature: float = 1.0, top_k: int | None = None, eos_threshold: float | None = None,
-                       generators: Sequence[torch.Generator] | None = None) -> list[Tensor]:
+                       generators: Sequence[torch.Generator] | None = None,
+                       bounds: Sequence[tuple[int, int] | None] | None = None) -> list[Tensor]:
         """`generate` for several texts (each with its own prompt or None, and its own random
         stream) as one batch: the sequences are left-padded to one length (CausalDecoder.forward's
         valid) and step on together, each stopping at its own EOS or bounds. Each text gets what
         it gets alone, up to the float rounding of the padded matrix products (a near-tie between
         tokens can then go the other way, and the samples after it); a batch of sentences costs
-        a little more than its longest alone, where one after the other costs the sum."""
+        a little more than its longest alone, where one after the other costs the sum.
+
+        bounds: each text's (fewest, most) tokens, as generate's min_tokens and max_tokens, or
+        None for the training data's rates (TextToSemanticConfig.length_bounds)."""
         N = len(texts)
         prompts = list(prompts) if prompts is not None else [None] * N
-        if len(prompts) != N or (generators is not None and len(generators) != N):
-            raise ValueError(f"give one prompt (or None) and one generator per text: {N} texts, {len(prompts)} "
-                             f"prompts, {'no' if generators is None else len(generators)} generators")
+        given = list(bounds) if bounds is not None else [None] * N
+        if len(prompts) != N or len(given) != N or (generators is not None and len(generators) != N):
+            raise ValueError(f"give one prompt (or None), one generator and one bounds (or None) per text: {N} texts, "
+                             f"{len(prompts)} prompts, {'no' if generators is None else len(generators)} generators, "
+                             f"{len(given)} bounds")
         if N == 0:
             return []
         checked = [self._check(text, prompt, eos_threshold) for text, prompt in zip(texts, prompts)]
@@ -216,9 +222,10 @@ class TextToSemantic(nn.Module):
             valid[n, L - len(sequence) :] = True
         cache = KVCache()
         hidden = self.decoder(self.embedding(ids), cache, valid=valid if not bool(valid.all()) else None)[:, -1]
-        bounds = [self.config.length_bounds(len(text), len(prompt)) for text, prompt in zip(texts, checked)]
-        fewest = torch.tensor([low for low, _ in bounds])
-        most = torch.tensor([high for _, high in bounds])
+        limits = [own if own is not None else self.config.length_bounds(len(text), len(prompt))
+                  for own, text, prompt in zip(given, texts, checked)]
+        most = torch.tensor([max(high, 0) for _, high in limits])
+        fewest = torch.minimum(torch.tensor([low for low, _ in limits]), most)
         return self._decode(hidden, cache, fewest, most, temperature, top_k, eos_threshold,
                             None if generators is None else list(generators), device)
 

@@ -75,9 +75,16 @@ SILENT_DB = -50.0
 TURN_PAUSE_SECONDS = 0.25
 # What a dialogue turn's text-to-semantic model reads first (DecodingOptions.turn_context).
 TURN_CONTEXTS = ("none", "previous")
-# The most sentences the text-to-semantic model reads as one batch (SpeechPipeline.texts_to_semantic):
-# its int8 step weights serve up to 8 rows (soundstorm/model/step_linear.py).
+# The most sentences the text-to-semantic model reads as one batch (SpeechPipeline._read): its int8
+# step weights serve up to 8 rows (soundstorm/model/step_linear.py). With N candidates a batch has
+# N rows a sentence, past what the int8 copy serves; float32's products are then as fast per row,
+# and one batch beats several (a dialogue's 6 turns x 3 candidates: 1.05 s as one batch of 18
+# rows, 1.29 s as three of 6, on the AVX2 CPU with 2 threads).
 T2S_BATCH = 8
+# Candidate k of a text-to-semantic choice draws on the stream of its salt's seed + k x this. A
+# CPU generator keeps only a seed's low 32 bits (a stride of 2^40 gave every candidate one stream):
+# an odd stride of 2^32 / golden ratio puts each candidate's low bits far from every salt's.
+CANDIDATE_STRIDE = 0x9E3779B9
 # On a CPU a SoundStorm batch pays up to about this many padded frames (batch x longest): past
 # it, activations fall out of the caches and padding grows, and one batch of a dialogue's six
 # turns (2328 frames) costs 1.2x two batches of three (benchmarks/batch_frames.py). None on a GPU.
@@ -478,8 +485,10 @@ class SpeechPipeline:
 
     # ------------------------------------------------------------------ stages
 
-    def _generator(self, options: DecodingOptions, salt: int) -> torch.Generator:
-        return torch.Generator(device=self.device).manual_seed(self._seed(options, salt))
+    def _generator(self, options: DecodingOptions, salt: int, candidate: int = 0) -> torch.Generator:
+        """The random stream of salt's draw; candidate k > 0 of a text-to-semantic choice gets a
+        stream of its own, far from every salt's, and candidate 0 is the single draw's."""
+        return torch.Generator(device=self.device).manual_seed(self._seed(options, salt) + candidate * CANDIDATE_STRIDE)
 
     @staticmethod
     def _seed(options: DecodingOptions, salt: int) -> int:
@@ -495,57 +504,55 @@ class SpeechPipeline:
         previous turn that ran long would otherwise let this one stop after a token
         (docs/dialogue_context.md)."""
         options = options or DecodingOptions()
-        ids, prompt = self._t2s_input(text, voice, context)
-        bounds: dict[str, int] = {}
+        bounds = None
         if context is not None and self.t2s is not None:
-            fewest, most = self.t2s.config.length_bounds(len(self.symbols.encode(text)))
-            bounds = {"min_tokens": fewest, "max_tokens": most}
-        candidates = options.t2s_candidates
-        if candidates < 1:
-            raise ValueError(f"t2s_candidates must be at least 1, got {candidates}")
-        if candidates > 1 and self.phone_scorer is None:
-            raise ValueError("choosing among text-to-semantic candidates scores them against the text's phones: it "
-                             f"needs semantic tokens of the content encoder's phone classes, not {self.semantic.name}")
-        start = time.perf_counter()
-        with autocast(self.t2s_precision, self.device):
-            drawn = self.t2s.generate_many(torch.tensor(ids, device=self.device), candidates, prompt_semantic=prompt,
-                                           temperature=options.t2s_temperature, top_k=options.t2s_top_k,
-                                           eos_threshold=options.t2s_eos_threshold,
-                                           generator=self._generator(options, salt), **bounds)
-        tokens = drawn[self.phone_scorer.best(drawn, text)] if self.phone_scorer is not None and candidates > 1 else drawn[0]
-        self.timing.stages["text_to_semantic"] = self.timing.stages.get("text_to_semantic", 0.0) + time.perf_counter() - start
-        if len(tokens) == 0:
-            raise ValueError(f"the text-to-semantic model produced no tokens for {text!r}")
-        return tokens
+            bounds = self.t2s.config.length_bounds(len(self.symbols.encode(text)))
+        return self._read([self._t2s_input(text, voice, context)], [text], options, [salt], [bounds])[0]
 
     def texts_to_semantic(self, texts: Sequence[str], voices: Sequence[Voice | None],
                           options: DecodingOptions | None = None, salts: Sequence[int] | None = None) -> list[Tensor]:
         """text_to_semantic of each text (without context) in its voice, salt salts[i] (default
-        i): in batches of up to T2S_BATCH (TextToSemantic.generate_batch), each text with its own
-        random stream, so it draws what it draws alone up to float rounding; one by one where
-        options.t2s_candidates > 1 (each text's candidates are its batch)."""
+        i), read together: each text with its own random stream, so it draws what it draws alone
+        up to float rounding."""
         options = options or DecodingOptions()
         salts = list(range(len(texts))) if salts is None else list(salts)
-        if options.t2s_candidates != 1:
-            return [self.text_to_semantic(text, voice, options=options, salt=salt)
-                    for text, voice, salt in zip(texts, voices, salts)]
+        inputs = [self._t2s_input(text, voice, None) for text, voice in zip(texts, voices)]
+        return self._read(inputs, texts, options, salts, [None] * len(texts))
+
+    def _read(self, inputs: Sequence[tuple[list[int], Tensor | None]], texts: Sequence[str], options: DecodingOptions,
+              salts: Sequence[int], bounds: Sequence[tuple[int, int] | None]) -> list[Tensor]:
+        """The text-to-semantic model's tokens for each input (symbol ids, prompt tokens), salt
+        and length bounds (None: the model's own). With options.t2s_candidates N > 1 each text is
+        drawn N times, candidate k on stream _generator(salt, k), and the draw whose tokens align
+        best with its text's phones is kept (PhoneScorer.best), so N candidates always include the
+        one draw of N = 1. The texts step on in batches of up to T2S_BATCH, each with its N rows
+        (TextToSemantic.generate_batch)."""
+        N = options.t2s_candidates
+        if N < 1:
+            raise ValueError(f"t2s_candidates must be at least 1, got {N}")
+        if N > 1 and self.phone_scorer is None:
+            raise ValueError("choosing among text-to-semantic candidates scores them against the text's phones: it "
+                             f"needs semantic tokens of the content encoder's phone classes, not {self.semantic.name}")
+        if self.t2s is None:
+            raise ValueError("this models folder has no text-to-semantic model (t2s/): give semantic tokens instead")
         out: list[Tensor] = []
-        for first in range(0, len(texts), T2S_BATCH):
-            batch = range(first, min(first + T2S_BATCH, len(texts)))
-            inputs = [self._t2s_input(texts[i], voices[i], None) for i in batch]
+        for first in range(0, len(inputs), T2S_BATCH):
+            rows = [(i, k) for i in range(first, min(first + T2S_BATCH, len(inputs))) for k in range(N)]
             start = time.perf_counter()
             with autocast(self.t2s_precision, self.device):
-                drawn = self.t2s.generate_batch(  # type: ignore[union-attr]
-                    [torch.tensor(ids, device=self.device) for ids, _ in inputs], [prompt for _, prompt in inputs],
+                drawn = self.t2s.generate_batch(
+                    [torch.tensor(inputs[i][0], device=self.device) for i, _ in rows], [inputs[i][1] for i, _ in rows],
                     temperature=options.t2s_temperature, top_k=options.t2s_top_k,
                     eos_threshold=options.t2s_eos_threshold,
-                    generators=[self._generator(options, salts[i]) for i in batch])
-            self.timing.stages["text_to_semantic"] = (self.timing.stages.get("text_to_semantic", 0.0)
-                                                      + time.perf_counter() - start)
-            for i, tokens in zip(batch, drawn):
+                    generators=[self._generator(options, salts[i], k) for i, k in rows], bounds=[bounds[i] for i, _ in rows])
+            for j in range(0, len(rows), N):
+                i, candidates = rows[j][0], drawn[j : j + N]
+                tokens = candidates[self.phone_scorer.best(candidates, texts[i])] if N > 1 else candidates[0]  # type: ignore[union-attr]
                 if len(tokens) == 0:
                     raise ValueError(f"the text-to-semantic model produced no tokens for {texts[i]!r}")
-            out += drawn
+                out.append(tokens)
+            self.timing.stages["text_to_semantic"] = (self.timing.stages.get("text_to_semantic", 0.0)
+                                                      + time.perf_counter() - start)
         return out
 
     def _t2s_input(self, text: str, voice: Voice | None, context: tuple[str, Tensor] | None) -> tuple[list[int], Tensor | None]:
