@@ -28,6 +28,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600): give it the mode of the file it replaces, or what
+        # an ordinary open() would have made, so that a written WAV or report is as readable as ever.
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -58,8 +61,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield staging
-        umask = os.umask(0)
-        os.umask(umask)
+        umask = _umask()
         os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a models folder is for sharing
         for child in staging.rglob("*"):
             os.chmod(child, (0o777 if child.is_dir() else 0o666) & ~umask)
@@ -76,3 +78,10 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
