@@ -129,6 +129,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(cache_dir: Path, tmp_path:
     stopped = Trainer(recipe, tmp_path / "resumed", progress=False, until_step=6).fit()
     assert stopped["stopped_early"] and stopped["step"] == 6
     assert stopped["best_step"] == 6 and (tmp_path / "resumed" / "best" / "config.json").is_file()  # validated at the stop
+    stop, best = weights(tmp_path / "resumed" / "model"), weights(tmp_path / "resumed" / "best")
+    assert all(torch.equal(stop[k], best[k]) for k in stop)  # model/ holds the weights of the stop too
     resumed = Trainer(recipe, tmp_path / "resumed", progress=False)
     assert resumed.resume() and resumed.step == 6 and resumed.batch_in_epoch > 0
     resumed = Trainer(recipe, tmp_path / "resumed", progress=False)
@@ -143,6 +145,8 @@ def test_a_stop_between_validations_validates_and_still_resumes_exactly(cache_di
     Trainer(recipe, tmp_path / "straight", progress=False).fit()
     stopped = Trainer(recipe, tmp_path / "resumed", progress=False, until_step=5).fit()  # valid_every is 6
     assert stopped["stopped_early"] and stopped["best_step"] == 5  # best/ holds the weights of the stop
+    stop, best = weights(tmp_path / "resumed" / "model"), weights(tmp_path / "resumed" / "best")
+    assert all(torch.equal(stop[k], best[k]) for k in stop)  # and so does model/
     assert (tmp_path / "resumed" / "best" / "model.safetensors").is_file()
     assert Trainer(recipe, tmp_path / "resumed", progress=False).fit()["step"] == 12
     a, b = weights(tmp_path / "straight" / "model"), weights(tmp_path / "resumed" / "model")

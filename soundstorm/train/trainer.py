@@ -460,9 +460,11 @@ class Trainer:
         if self.context.is_main:
             if len(set(checksums)) > 1:
                 raise RuntimeError(f"the replicas' weights differ after training: checksums {checksums}")
-            if not stopped_early:
-                final = self.ema.module if self.ema is not None else self.modules[self.task.export_module]
-                self.task.export(final, self.out_dir / "model")
+            # model/ is the run's last weights, also after --until-step or --max-minutes (those of the
+            # stop; summary.json's stopped_early says whether max_steps was reached): a run stopped to
+            # be looked at can be evaluated as it is, where best/ may be an older step.
+            final = self.ema.module if self.ema is not None else self.modules[self.task.export_module]
+            self.task.export(final, self.out_dir / "model")
             atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.context.barrier()
         return summary
