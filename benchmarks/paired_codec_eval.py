@@ -4,9 +4,9 @@ standard errors, by split and by speaker, and the gap that remains to Opus.
     .venv/bin/python benchmarks/paired_codec_eval.py runs/codec-eval-a/codec_eval.json runs/codec-eval-b/codec_eval.json
 
 Both runs must have scored the same clips (the same manifest, --splits and --max-items). For
-each split, each speaker in it and each number of levels both runs decoded: the mean of (B - A)
-for PESQ, STOI and mel distance, +- the standard error of that mean, then B's mean against the
-Opus bitrate the runs share (the 6 kbit/s reference by default), as B - Opus +- its standard error.
+each split, each speaker in it and each number of levels both runs decoded: A's and B's own means of PESQ and STOI, then the mean of (B - A) for PESQ, STOI and mel distance,
++- the standard error of that mean, then B's mean against the Opus bitrate the runs share (the
+6 kbit/s reference by default), as B - Opus +- its standard error.
 A clip a metric could not score in either run is left out of that metric.
 """
 
@@ -27,6 +27,11 @@ def paired(a: list[dict], b: list[dict], metric: str) -> str:
     return f"{mean:+.4f} +- {error:.4f}"
 
 
+def mean(scores: list[dict], metric: str) -> float:
+    values = [score[metric] for score in scores if score[metric] is not None]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def items_by_split(report: dict) -> dict[str, dict[str, dict]]:
     return {split["split"]: {item["id"]: item for item in split.get("items", [])} for split in report["splits"]}
 
@@ -40,8 +45,9 @@ def main() -> int:
     if not any(a_run.values()):
         raise SystemExit(f"{args.a} holds no per-clip scores: it predates them; run codec eval again")
     print(f"B = {args.b}\nA = {args.a}\n")
-    print("| split | speaker | n | levels | PESQ B - A | STOI B - A | mel dist. B - A | Opus kbit/s | PESQ B - Opus | STOI B - Opus |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| split | speaker | n | levels | PESQ A -> B | STOI A -> B | PESQ B - A | STOI B - A | mel dist. B - A "
+          "| Opus kbit/s | PESQ B - Opus | STOI B - Opus |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for split, a_items in a_run.items():
         b_items = b_run.get(split, {})
         shared = [key for key in a_items if key in b_items]
@@ -58,7 +64,8 @@ def main() -> int:
             for q in levels:
                 a_scores = [a_items[key]["codec"][q] for key in keys]
                 b_scores = [b_items[key]["codec"][q] for key in keys]
-                cells = [paired(a_scores, b_scores, metric) for metric in METRICS]
+                means = [f"{mean(a_scores, metric):.3f} -> {mean(b_scores, metric):.3f}" for metric in ("pesq", "stoi")]
+                cells = means + [paired(a_scores, b_scores, metric) for metric in METRICS]
                 opus_cells = ["", "", ""]
                 if q == levels[-1] and opus_rates:
                     rate = opus_rates[-1]  # the highest Opus bitrate scored: the reference
