@@ -4,9 +4,10 @@ standard errors, by split and by speaker, and the gap that remains to Opus.
     .venv/bin/python benchmarks/paired_codec_eval.py runs/codec-eval-a/codec_eval.json runs/codec-eval-b/codec_eval.json
 
 Both runs must have scored the same clips (the same manifest, --splits and --max-items). For
-each split, each speaker in it and each number of levels both runs decoded: A's and B's own means of PESQ and STOI, then the mean of (B - A) for PESQ, STOI and mel distance,
-+- the standard error of that mean, then B's mean against the Opus bitrate the runs share (the
-6 kbit/s reference by default), as B - Opus +- its standard error.
+each split, each speaker in it and each number of levels both runs decoded: A's and B's own
+means of PESQ and STOI, then the mean of (B - A) for PESQ, STOI and mel distance, +- the
+standard error of that mean, then B's mean against the Opus bitrate the runs share (the 6 kbit/s
+reference by default), as B - Opus +- its standard error.
 A clip a metric could not score in either run is left out of that metric.
 """
 
