@@ -29,8 +29,7 @@ def paired(a: list[dict], b: list[dict], metric: str) -> str:
 
 
 def mean(scores: list[dict], metric: str) -> float:
-    values = [score[metric] for score in scores if score[metric] is not None]
-    return sum(values) / len(values) if values else float("nan")
+    return mean_and_error([score[metric] for score in scores if score[metric] is not None])[0]
 
 
 def items_by_split(report: dict) -> dict[str, dict[str, dict]]:
