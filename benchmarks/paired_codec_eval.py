@@ -36,6 +36,15 @@ def items_by_split(report: dict) -> dict[str, dict[str, dict]]:
     return {split["split"]: {item["id"]: item for item in split.get("items", [])} for split in report["splits"]}
 
 
+def shared_clips(split: str, a_items: dict[str, dict], b_items: dict[str, dict]) -> list[str]:
+    """The clips both runs scored in `split`; an error when they scored different ones."""
+    shared = [key for key in a_items if key in b_items]
+    if shared and (len(shared) != len(a_items) or len(shared) != len(b_items)):
+        raise SystemExit(f"split {split}: the runs scored different clips ({len(a_items)} and {len(b_items)}, "
+                         f"{len(shared)} shared): use the same manifest, --splits and --max-items")
+    return shared
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("a", type=Path, help="codec_eval.json of the baseline codec")
@@ -50,12 +59,9 @@ def main() -> int:
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for split, a_items in a_run.items():
         b_items = b_run.get(split, {})
-        shared = [key for key in a_items if key in b_items]
+        shared = shared_clips(split, a_items, b_items)
         if not shared:
             continue
-        if len(shared) != len(a_items) or len(shared) != len(b_items):
-            raise SystemExit(f"split {split}: the runs scored different clips ({len(a_items)} and {len(b_items)}, "
-                             f"{len(shared)} shared): use the same manifest, --splits and --max-items")
         speakers = sorted({str(a_items[key]["speaker"]) for key in shared})
         levels = [q for q in a_items[shared[0]]["codec"] if q in b_items[shared[0]]["codec"]]
         opus_rates = list(b_items[shared[0]]["opus"])

@@ -185,3 +185,33 @@ def test_max_items_spreads_over_a_splits_speakers() -> None:
     assert chosen == ["a0", "b0", "c0", "a1", "b1", "c1", "a2"]
     assert len(codec_eval.spread_over_speakers(entries, 100)) == len(entries)  # all, each once
     assert sorted(e.id for e in codec_eval.spread_over_speakers(entries, 100)) == sorted(e.id for e in entries)
+
+
+def _report(path: Path, pesq: dict[str, float], levels: str = "8") -> Path:
+    """A codec_eval.json with one clip per speaker in one split: the fields the scripts read."""
+    items = [{"id": f"{speaker}/0", "speaker": speaker, "seconds": 1.0,
+              "codec": {levels: {"pesq": value, "stoi": 0.5 + value / 10, "mel_distance": 0.1}}, "opus": {}}
+             for speaker, value in pesq.items()]
+    path.write_text(json.dumps({"splits": [{"split": "test", "items": items}]}))
+    return path
+
+
+def test_trajectory_codec_eval_means_over_checkpoints(tmp_path: Path) -> None:
+    # B - A on speaker x: +0.2, -0.1, +0.2 at three checkpoints; on y always -0.3.
+    a = _report(tmp_path / "a.json", {"x": 2.0, "y": 2.0})
+    pairs = []
+    for label, x in (("1k", 2.2), ("2k", 1.9), ("3k", 2.2)):
+        pairs += ["--pair", label, str(a), str(_report(tmp_path / f"b{label}.json", {"x": x, "y": 1.7}))]
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "trajectory_codec_eval.py"
+    done = subprocess.run([sys.executable, str(script), *pairs], check=True, capture_output=True, text=True)
+    pesq_table = done.stdout.split("STOI")[0]
+    # mean 0.1; sample variance (0.01 + 0.04 + 0.01) / 2 = 0.03; standard error sqrt(0.03 / 3) = 0.1
+    assert "| test | x | +0.200 | -0.100 | +0.200 | +0.100 +- 0.100 | 2 of 3 |" in pesq_table
+    assert "| test | y | -0.300 | -0.300 | -0.300 | -0.300 +- 0.000 | 0 of 3 |" in pesq_table
+    assert "| 1k | 2k | 3k |" in pesq_table
+
+    # Runs that scored different clips are refused, naming the split.
+    other = _report(tmp_path / "other.json", {"x": 2.0})
+    failed = subprocess.run([sys.executable, str(script), "--pair", "1k", str(a), str(other)],
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and "split test: the runs scored different clips" in failed.stderr
