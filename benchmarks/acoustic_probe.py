@@ -5,7 +5,7 @@
 
 For held-out sentences (eval-tts's pairs: the sentence and a 3 s prompt of another utterance of
 its speaker), each variant below makes the sentence's codec tokens (the L levels SoundStorm
-decodes), the codec decodes them, and the semantic tokenizer listens: the phone error rate of
+decodes, or --levels), the codec decodes them, and the semantic tokenizer listens: the phone error rate of
 the tokens it hears against the text (`PhoneScorer.phone_errors`, no recognizer noise). Every
 variant speaks the synthesizer's own semantic tokens: the text-to-semantic model plays no part.
 
@@ -100,6 +100,8 @@ def main() -> int:
                              "values, e.g. 4,1,1,1:1.5,2,2,2")
     parser.add_argument("--soft-temperatures", type=float, nargs="*", default=[],
                         help="decode SoundStorm's finer levels softly at each of these temperatures too")
+    parser.add_argument("--levels", type=int,
+                        help="how many codec levels the variants make (default: as many as SoundStorm decodes)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--asr", action="store_true", help="also WER and CER of every variant by pocketsphinx")
@@ -123,7 +125,9 @@ def main() -> int:
         decoders[" [decoder]"] = other
     schedules = [tuple(list(map(kind, part.split(","))) for kind, part in zip((int, float), text.split(":")))
                  for text in args.schedules]
-    levels = len(pipeline.default_steps)
+    levels = args.levels or len(pipeline.default_steps)
+    if not 1 <= levels <= pipeline.codec.num_quantizers:
+        raise SystemExit(f"--levels must be in [1, {pipeline.codec.num_quantizers}] for this codec, got {levels}")
     sr = pipeline.sample_rate
     entries = read_manifest(args.manifest)
     pairs = [p for p in choose(entries, ("flite", "festival"), args.per_group, 3.0) if p[0].split in args.groups]
