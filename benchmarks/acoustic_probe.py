@@ -125,7 +125,7 @@ def main() -> int:
         decoders[" [decoder]"] = other
     schedules = [tuple(list(map(kind, part.split(","))) for kind, part in zip((int, float), text.split(":")))
                  for text in args.schedules]
-    levels = args.levels or len(pipeline.default_steps)
+    levels = len(pipeline.default_steps) if args.levels is None else args.levels
     if not 1 <= levels <= pipeline.codec.num_quantizers:
         raise SystemExit(f"--levels must be in [1, {pipeline.codec.num_quantizers}] for this codec, got {levels}")
     sr = pipeline.sample_rate

@@ -22,9 +22,13 @@ from paired_eval import mean_and_error  # this folder is sys.path[0] when the sc
 METRICS = ("pesq", "stoi", "mel_distance")
 
 
+def differences(a: list[dict], b: list[dict], metric: str) -> list[float]:
+    """B - A for each clip both runs could score on `metric`."""
+    return [y[metric] - x[metric] for x, y in zip(a, b) if x[metric] is not None and y[metric] is not None]
+
+
 def paired(a: list[dict], b: list[dict], metric: str) -> str:
-    values = [y[metric] - x[metric] for x, y in zip(a, b) if x[metric] is not None and y[metric] is not None]
-    mean, error = mean_and_error(values)
+    mean, error = mean_and_error(differences(a, b, metric))
     return f"{mean:+.4f} +- {error:.4f}"
 
 

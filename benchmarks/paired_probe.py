@@ -1,7 +1,8 @@
 """Two `benchmarks/acoustic_probe.py --asr` runs compared sentence by sentence: the paired
 difference in pocketsphinx's WER and CER of each variant, with its standard error.
 
-    .venv/bin/python benchmarks/paired_probe.py docs/intelligibility/probe-a.json docs/intelligibility/probe-b.json
+    .venv/bin/python benchmarks/paired_probe.py docs/intelligibility/codec-scratch/ctl11k-L4.json \
+        docs/intelligibility/codec-scratch/voices11k-L4.json
 
 What it is for: two codecs (or decoders) heard on the same sentences. A probe's WER is pooled over
 its sentences; with 72 of them a difference of 0.05 between two runs can be noise, and only the
@@ -22,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 from paired_eval import mean_and_error  # noqa: E402  # this folder is sys.path[0] when the script runs
 
-from soundstorm.eval.asr import error_rates  # noqa: E402
+from soundstorm.eval.asr import ErrorRates, error_rates  # noqa: E402
 
 
-def per_sentence(texts: list[str], hypotheses: list[str], metric: str) -> list[float]:
-    return [getattr(error_rates([text], [heard]), metric) for text, heard in zip(texts, hypotheses, strict=True)]
+def per_sentence(texts: list[str], hypotheses: list[str]) -> list[ErrorRates]:
+    return [error_rates([text], [heard]) for text, heard in zip(texts, hypotheses, strict=True)]
 
 
 def main() -> int:
@@ -49,12 +50,12 @@ def main() -> int:
         if args.variant not in heard_a or args.variant not in heard_b:
             raise SystemExit(f"{group}: no variant {args.variant!r} in both runs (A has {sorted(heard_a)})")
         synth = error_rates(texts, heard_a["synth audio"]).wer
+        pooled = [error_rates(texts, heard[args.variant]) for heard in (heard_a, heard_b)]
+        sentences = list(zip(per_sentence(texts, heard_a[args.variant]), per_sentence(texts, heard_b[args.variant])))
         cells = []
         for metric in ("wer", "cer"):
-            pooled = [getattr(error_rates(texts, heard[args.variant]), metric) for heard in (heard_a, heard_b)]
-            mean, error = mean_and_error([y - x for x, y in zip(per_sentence(texts, heard_a[args.variant], metric),
-                                                               per_sentence(texts, heard_b[args.variant], metric))])
-            cells += [f"{pooled[0]:.3f} -> {pooled[1]:.3f}", f"{mean:+.3f} +- {error:.3f}"]
+            mean, error = mean_and_error([getattr(y, metric) - getattr(x, metric) for x, y in sentences])
+            cells += [f"{getattr(pooled[0], metric):.3f} -> {getattr(pooled[1], metric):.3f}", f"{mean:+.3f} +- {error:.3f}"]
         print(f"| {group} | {len(texts)} | {synth:.3f} | {' | '.join(cells)} |")
     print("\n(WER and CER pooled over the sentences; B - A: the mean of the per-sentence differences +- its standard error)")
     return 0

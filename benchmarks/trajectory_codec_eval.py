@@ -24,7 +24,7 @@ import argparse
 import json
 from pathlib import Path
 
-from paired_codec_eval import items_by_split, shared_clips  # this folder is sys.path[0] when the script runs
+from paired_codec_eval import differences, items_by_split, shared_clips  # this folder is sys.path[0] when the script runs
 from paired_eval import mean_and_error
 
 METRICS = ("pesq", "stoi")
@@ -45,10 +45,9 @@ def paired_means(a_path: Path, b_path: Path) -> dict[tuple[str, str], dict[str, 
         speakers = sorted({str(a_items[key]["speaker"]) for key in shared})
         for speaker in ["all", *speakers] if len(speakers) > 1 else ["all"]:
             keys = [key for key in shared if speaker == "all" or str(a_items[key]["speaker"]) == speaker]
-            means[split, speaker] = {}
-            for metric in METRICS:
-                pairs = [(a_items[key]["codec"][level][metric], b_items[key]["codec"][level][metric]) for key in keys]
-                means[split, speaker][metric] = mean_and_error([b - a for a, b in pairs if a is not None and b is not None])[0]
+            a_scores = [a_items[key]["codec"][level] for key in keys]
+            b_scores = [b_items[key]["codec"][level] for key in keys]
+            means[split, speaker] = {metric: mean_and_error(differences(a_scores, b_scores, metric))[0] for metric in METRICS}
     return means
 
 
