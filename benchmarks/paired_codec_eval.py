@@ -9,6 +9,10 @@ means of PESQ and STOI, then the mean of (B - A) for PESQ, STOI and mel distance
 standard error of that mean, then B's mean against the Opus bitrate the runs share (the 6 kbit/s
 reference by default), as B - Opus +- its standard error.
 A clip a metric could not score in either run is left out of that metric.
+
+Where both runs heard their clips (codec eval --asr), a second table compares the words: each
+run's pooled WER, and B - A of the per-clip WER and CER +- its standard error, beside the
+original audio's WER (the ceiling).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import argparse
 import json
 from pathlib import Path
 
-from paired_eval import mean_and_error  # this folder is sys.path[0] when the script runs
+from paired_eval import mean_and_error  # this folder is sys.path[0] when the script runs; it puts the repo on sys.path
+
+from soundstorm.eval.asr import error_rates
 
 METRICS = ("pesq", "stoi", "mel_distance")
 
@@ -83,7 +89,40 @@ def main() -> int:
                     opus_cells = [rate, paired(opus_scores, b_scores, "pesq"), paired(opus_scores, b_scores, "stoi")]
                 print(f"| {split} | {speaker} | {len(keys)} | {q} | {' | '.join(cells)} | {' | '.join(opus_cells)} |")
     print("\n(mean of the per-clip differences +- its standard error; mel distance: lower is better)")
+    words_table(a_run, b_run)
     return 0
+
+
+def words_table(a_run: dict[str, dict[str, dict]], b_run: dict[str, dict[str, dict]]) -> None:
+    """The paired words, where both runs heard their clips (codec eval --asr)."""
+    rows = []
+    for split, a_items in a_run.items():
+        b_items = b_run.get(split, {})
+        shared = shared_clips(split, a_items, b_items)
+        if not shared or not a_items[shared[0]].get("heard") or not b_items[shared[0]].get("heard"):
+            continue
+        speakers = sorted({str(a_items[key]["speaker"]) for key in shared})
+        levels = [q for q in a_items[shared[0]]["codec"] if f"codec:{q}" in b_items[shared[0]]["heard"]]
+        for speaker in ["all", *speakers] if len(speakers) > 1 else ["all"]:
+            keys = [key for key in shared if speaker == "all" or str(a_items[key]["speaker"]) == speaker]
+            texts = [a_items[key]["text"] for key in keys]
+            original = error_rates(texts, [a_items[key]["heard"]["original"] for key in keys]).wer
+            for q in levels:
+                heard = [[items[key]["heard"][f"codec:{q}"] for key in keys] for items in (a_items, b_items)]
+                pooled = [error_rates(texts, h).wer for h in heard]
+                clips = [[error_rates([t], [h]) for t, h in zip(texts, run, strict=True)] for run in heard]
+                cells = []
+                for metric in ("wer", "cer"):
+                    mean, error = mean_and_error([getattr(y, metric) - getattr(x, metric)
+                                                  for x, y in zip(clips[0], clips[1], strict=True)])
+                    cells.append(f"{mean:+.3f} +- {error:.3f}")
+                rows.append(f"| {split} | {speaker} | {len(keys)} | {q} | {original:.3f} "
+                            f"| {pooled[0]:.3f} -> {pooled[1]:.3f} | {' | '.join(cells)} |")
+    if rows:
+        print("\n| split | speaker | n | levels | WER original | WER A -> B | WER B - A | CER B - A |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print("\n".join(rows))
+        print("\n(pocketsphinx; WER pooled over the clips; B - A: the mean of the per-clip differences +- its standard error)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from soundstorm.codecs.opus import opus_available, opus_roundtrip
 from soundstorm.data.audio import load_audio, save_audio
 from soundstorm.data.manifest import ManifestEntry, write_manifest
 from soundstorm.eval import codec_eval
+from soundstorm.eval.asr import error_rates
 from soundstorm.eval.codec_metrics import align, mel_distance, pesq_wb, stoi
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -157,13 +159,41 @@ def test_codec_eval_end_to_end(tmp_path: Path, speech: np.ndarray) -> None:
     assert (f"| test | all | 1 | 12 | {pesq:.3f} -> {pesq:.3f} | {stoi:.3f} -> {stoi:.3f} | +0.0000 +- nan |"
             in done.stdout)  # a run against itself: the same means, no difference
 
-    # Every level below Opus's 6 kbit/s minimum: Opus alone at 6 kbit/s is the reference.
+    # Every level below Opus's 6 kbit/s minimum: Opus alone at 6 kbit/s is the reference. Heard too (--asr).
+    asr = ["--asr"] if importlib.util.find_spec("pocketsphinx") else []
     args = parser.parse_args(["--codec", f"encodec:{folder}", "--manifest", str(corpus / "manifest.jsonl"),
-                              "--levels", "2", "--out", str(out), "--quiet", "--threads", "1"])
+                              "--levels", "2", "--out", str(out), "--quiet", "--threads", "1", *asr])
     assert codec_eval.run(args) == 0
-    reference = json.loads((out / "codec_eval.json").read_text())["splits"][0]["opus_reference"]
+    report = json.loads((out / "codec_eval.json").read_text())
+    reference = report["splits"][0]["opus_reference"]
     assert [r["kbps"] for r in reference] == [6.0] and 1.0 <= reference[0]["opus"]["pesq"] <= 4.7
-    assert "| Opus only | 6.00 | - |" in (out / "codec_eval.md").read_text()
+    table = (out / "codec_eval.md").read_text()
+    assert "| Opus only | 6.00 | - |" in table
+    if not asr:
+        return
+    split = report["splits"][0]
+    (item,) = split["items"]
+    assert set(item["heard"]) == {"original", "codec:2", "opus:6"} and item["text"] == sentences[0]
+    assert split["original_wer"] == error_rates([sentences[0]], [item["heard"]["original"]]).wer
+    assert split["rows"][0]["codec"]["wer"] == error_rates([sentences[0]], [item["heard"]["codec:2"]]).wer
+    assert reference[0]["opus"]["cer"] == error_rates([sentences[0]], [item["heard"]["opus:6"]]).cer
+    if shutil.which("flite"):
+        # flite's words are heard; a random codec's are not.
+        assert split["original_wer"] < 0.5 < split["rows"][0]["codec"]["wer"]
+    assert "| WER codec | WER Opus |" in table and f"the original audio's WER {split['original_wer']:.3f}" in table
+    done = subprocess.run([sys.executable, str(script), str(out / "codec_eval.json"), str(out / "codec_eval.json")],
+                          check=True, capture_output=True, text=True)
+    wer = split["rows"][0]["codec"]["wer"]
+    assert (f"| test | all | 1 | 2 | {split['original_wer']:.3f} | {wer:.3f} -> {wer:.3f} | +0.000 +- nan |"
+            in done.stdout)
+
+
+def test_codec_eval_asr_needs_every_transcript(tmp_path: Path) -> None:
+    from fakes import FakeCodec
+
+    entry = ManifestEntry(id="a", path="a.wav", duration=1.0, sample_rate=RATE, speaker="s", split="test")
+    with pytest.raises(ValueError, match="1 of the clips to score have none"):
+        codec_eval.evaluate_codec(FakeCodec(), [entry], tmp_path, opus=False, recognizer=object())  # type: ignore[arg-type]
 
 
 def test_codec_eval_refuses_a_manifest_without_held_out_items(tmp_path: Path) -> None:

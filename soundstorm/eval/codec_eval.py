@@ -7,6 +7,11 @@ distance. The same clip goes through Opus (opus-tools) at the same bitrate, wher
 reach it (6 kbit/s and up). Encode and decode speed are reported as real-time factors on this
 machine: seconds of computing per second of audio (below 1 is faster than real time).
 
+With --asr, pocketsphinx also hears every clip: the original, each level's resynthesis and each
+Opus coding, and the report adds their WER and CER against the manifest's transcripts. PESQ and
+STOI can rank two codecs the opposite way from the words a recognizer hears in them (seen here:
+docs/codec.md, stop 49); a codec for speech is chosen by the words.
+
     soundstorm codec eval --codec encodec:facebook/encodec_24khz --manifest corpus/manifest.jsonl \\
         --levels 2,4,8 --out results/codec-eval
 
@@ -35,6 +40,7 @@ from soundstorm.codecs.soundstream.adapt import DecoderAdaptation
 from soundstorm.codecs.opus import OPUS_MAX_KBPS, OPUS_MIN_KBPS, opus_available, opus_roundtrip
 from soundstorm.data.audio import load_audio
 from soundstorm.data.manifest import ManifestEntry, read_manifest
+from soundstorm.eval.asr import ErrorRates, Recognizer, error_rates
 from soundstorm.eval.codec_metrics import mel_distance, pesq_wb, stoi
 
 DEFAULT_SPLITS = ("test", "test-unseen-speaker")
@@ -49,6 +55,8 @@ class Scores:
     stoi: float  # 0 .. 1, higher is better
     mel_distance: float  # >= 0, lower is better
     failures: int = 0  # utterances a metric could not score (PESQ: no speech found)
+    wer: float | None = None  # pocketsphinx, pooled over the split's clips (--asr); None: not asked for
+    cer: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class ItemScores:
     seconds: float
     codec: dict[str, dict[str, float]]  # str(Q) -> metric -> value (NaN: could not score)
     opus: dict[str, dict[str, float]]  # str(kbit/s) -> metric -> value, every Opus bitrate scored
+    text: str | None = None  # the manifest's transcript
+    heard: dict[str, str] = field(default_factory=dict)  # --asr: "original", "codec:Q", "opus:KBPS" -> the words heard
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,8 @@ class SplitResult:
     rows: list[LevelResult]
     opus_reference: list[OpusReference]  # Opus alone at bitrates no level of the codec has
     items: list[ItemScores] = field(default_factory=list)
+    original_wer: float | None = None  # --asr: pocketsphinx on the original clips, the ceiling of every row
+    original_cer: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,31 +129,40 @@ class CodecEvalReport:
             lines.append(f"Each speaker's clips decoded with {seconds:g} s of its other utterances as the decoder's voice "
                          "reference (--voice-reference: their long-term spectrum, nothing trained); the tokens are the "
                          "codec's own.")
+        heard = any(split.original_wer is not None for split in self.splits)
         for split in self.splits:
             lines += [
                 "",
-                f"**{split.split}**: {split.num_items} utterance{'s' if split.num_items != 1 else ''}, {split.seconds:.1f} s",
+                f"**{split.split}**: {split.num_items} utterance{'s' if split.num_items != 1 else ''}, {split.seconds:.1f} s"
+                + (f"; the original audio's WER {_fmt(split.original_wer, 3)}, CER {_fmt(split.original_cer, 3)}"
+                   if heard else ""),
                 "",
-                "| levels | kbit/s | PESQ codec | PESQ Opus | STOI codec | STOI Opus | mel dist. codec | mel dist. Opus | decode RTF |",
-                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                "| levels | kbit/s | PESQ codec | PESQ Opus | STOI codec | STOI Opus | mel dist. codec | mel dist. Opus "
+                + ("| WER codec | WER Opus | CER codec | CER Opus " if heard else "") + "| decode RTF |",
+                "|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|---:|" if heard else "") + "---:|",
             ]
             for row in split.rows:
                 opus = row.opus
+                words = (f"| {_fmt(row.codec.wer, 3)} | {_fmt(opus.wer if opus else None, 3)} "
+                         f"| {_fmt(row.codec.cer, 3)} | {_fmt(opus.cer if opus else None, 3)} " if heard else "")
                 lines.append(
                     f"| {row.levels} | {row.kbps:.2f} "
                     f"| {_fmt(row.codec.pesq, 2)} | {_fmt(opus.pesq if opus else None, 2)} "
                     f"| {_fmt(row.codec.stoi, 3)} | {_fmt(opus.stoi if opus else None, 3)} "
                     f"| {_fmt(row.codec.mel_distance, 3)} | {_fmt(opus.mel_distance if opus else None, 3)} "
-                    f"| {row.decode_rtf:.3f} |"
+                    f"{words}| {row.decode_rtf:.3f} |"
                 )
             for reference in split.opus_reference:
                 opus = reference.opus
+                words = f"| - | {_fmt(opus.wer, 3)} | - | {_fmt(opus.cer, 3)} " if heard else ""
                 lines.append(f"| Opus only | {reference.kbps:.2f} | - | {_fmt(opus.pesq, 2)} | - | {_fmt(opus.stoi, 3)} "
-                             f"| - | {_fmt(opus.mel_distance, 3)} | - |")
+                             f"| - | {_fmt(opus.mel_distance, 3)} {words}| - |")
         lines += [
             "",
             f"Opus: opus-tools, constrained VBR at the same bitrate; '-' below its {OPUS_MIN_KBPS:g} kbit/s minimum. "
-            "PESQ: wideband (P.862.2, 16 kHz). mel dist.: L1 of log10 mel magnitudes, lower is better.",
+            "PESQ: wideband (P.862.2, 16 kHz). mel dist.: L1 of log10 mel magnitudes, lower is better."
+            + (" WER and CER: pocketsphinx against the manifest's transcripts, pooled over the split's clips "
+               "(meaningful on flite's and festival's voices, not on espeak-ng's formant ones)." if heard else ""),
         ]
         return "\n".join(lines) + "\n"
 
@@ -163,6 +184,7 @@ def evaluate_codec(
     manifest_name: str = "",
     opus_reference_kbps: Sequence[float] | None = None,
     decoder_for: Callable[[str], Codec] | None = None,
+    recognizer: Recognizer | None = None,
 ) -> CodecEvalReport:
     """Score `codec` (and Opus) on the entries of `splits`.
 
@@ -176,6 +198,8 @@ def evaluate_codec(
             with fewer bits beats it at equal bitrate).
         decoder_for: speaker -> the codec that decodes that speaker's clips (e.g. one with its
             decoder adapted to the speaker: adapted_decoders); `codec` encodes every clip.
+        recognizer: hears every clip (the original, each level, each Opus coding) for WER and
+            CER against the entries' transcripts, which every scored entry must then have.
     """
     levels = sorted(set(levels or default_levels(codec.num_quantizers)))
     if not all(1 <= q <= codec.num_quantizers for q in levels):
@@ -188,6 +212,12 @@ def evaluate_codec(
             f"the manifest has no utterances in the splits {list(splits)}: build it with "
             "`soundstorm corpus synth` (which holds out test speakers and sentences) or choose --splits"
         )
+    if recognizer is not None:
+        untranscribed = [e.id for items in by_split.values() for e in items if not (e.text or "").strip()]
+        if untranscribed:
+            raise ValueError(f"--asr scores the words against the manifest's transcripts, and {len(untranscribed)} of "
+                             f"the clips to score have none (e.g. {untranscribed[0]}): use a manifest with a "
+                             "text for every held-out utterance, or leave out --asr")
     _warm_up(codec)
     if opus_reference_kbps is None:
         top = bitrate_kbps(max(levels), codec.codebook_size, codec.frame_rate)
@@ -207,7 +237,13 @@ def evaluate_codec(
             wav, _ = load_audio(entry.audio_path(root), sample_rate=codec.sample_rate, resample=True, downmix=True)
             seconds = len(wav) / codec.sample_rate
             split_seconds += seconds
-            item = ItemScores(id=entry.id, speaker=entry.speaker, seconds=seconds, codec={}, opus={})
+            item = ItemScores(id=entry.id, speaker=entry.speaker, seconds=seconds, codec={}, opus={}, text=entry.text)
+
+            def hear(key: str, audio: np.ndarray) -> None:
+                if recognizer is not None:
+                    item.heard[key] = recognizer.transcribe(audio, codec.sample_rate)
+
+            hear("original", wav)
             batch = torch.from_numpy(wav)[None, None]  # [1, 1, N]
             with torch.inference_mode():
                 start = time.perf_counter()
@@ -220,32 +256,43 @@ def evaluate_codec(
                     decode_seconds[q] += time.perf_counter() - start
                     out = decoded[0, 0].float().cpu().numpy()
                     item.codec[str(q)] = _score(wav, out, codec.sample_rate)
+                    hear(f"codec:{q}", out)
                     scores.setdefault(("codec", q), []).append(item.codec[str(q)])
                     kbps = bitrate_kbps(q, codec.codebook_size, codec.frame_rate)
                     if opus and OPUS_MIN_KBPS <= kbps <= OPUS_MAX_KBPS:
                         coded = opus_roundtrip(wav, codec.sample_rate, kbps)
                         opus_scores = item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
                         scores.setdefault(("opus", q), []).append(opus_scores)
+                        hear(f"opus:{kbps:g}", coded)
             for i, kbps in enumerate(opus_reference_kbps):
                 coded = opus_roundtrip(wav, codec.sample_rate, kbps)
                 opus_scores = item.opus[f"{kbps:g}"] = _score(wav, coded, codec.sample_rate)
                 scores.setdefault(("opus-reference", i), []).append(opus_scores)
+                hear(f"opus:{kbps:g}", coded)
             per_item.append(item)
             audio_seconds += seconds
             bar.update(1)
-        rows = [
-            LevelResult(
+        heard = recognizer is not None
+
+        def opus_at(kbps: float, key: tuple[str, int]) -> Scores:
+            return _mean(scores[key], per_item, f"opus:{kbps:g}" if heard else None)
+
+        rows = []
+        for q in levels:
+            kbps = bitrate_kbps(q, codec.codebook_size, codec.frame_rate)
+            rows.append(LevelResult(
                 levels=q,
-                kbps=bitrate_kbps(q, codec.codebook_size, codec.frame_rate),
-                codec=_mean(scores[("codec", q)]),
+                kbps=kbps,
+                codec=_mean(scores[("codec", q)], per_item, f"codec:{q}" if heard else None),
                 decode_rtf=decode_seconds[q] / split_seconds,
-                opus=_mean(scores[("opus", q)]) if ("opus", q) in scores else None,
-            )
-            for q in levels
-        ]
-        references = [OpusReference(kbps, _mean(scores[("opus-reference", i)])) for i, kbps in enumerate(opus_reference_kbps)]
+                opus=opus_at(kbps, ("opus", q)) if ("opus", q) in scores else None,
+            ))
+        references = [OpusReference(kbps, opus_at(kbps, ("opus-reference", i))) for i, kbps in enumerate(opus_reference_kbps)]
+        original = _words(per_item, "original") if heard else None
         results.append(SplitResult(split=split, num_items=len(items), seconds=split_seconds, rows=rows,
-                                   opus_reference=references, items=per_item))
+                                   opus_reference=references, items=per_item,
+                                   original_wer=original.wer if original else None,
+                                   original_cer=original.cer if original else None))
     bar.close()
     return CodecEvalReport(
         codec=codec.describe(), manifest=manifest_name, encode_rtf=encode_seconds / audio_seconds, splits=results
@@ -263,11 +310,20 @@ def _score(reference: np.ndarray, degraded: np.ndarray, sample_rate: int) -> dic
     return values
 
 
-def _mean(per_item: list[dict[str, float]]) -> Scores:
+def _mean(per_item: list[dict[str, float]], items: Sequence[ItemScores] = (), heard: str | None = None) -> Scores:
+    """The means of per-item metric values; with `heard` (a key of ItemScores.heard), the pooled
+    WER and CER of what was heard under that key in `items` too."""
     table = np.array([[item[m] for m in METRICS] for item in per_item], dtype=np.float64)  # [n, 3]
     failures = int(np.isnan(table).any(axis=1).sum())
     means = [float(np.mean(column[~np.isnan(column)])) if (~np.isnan(column)).any() else math.nan for column in table.T]
-    return Scores(pesq=means[0], stoi=means[1], mel_distance=means[2], failures=failures)
+    words = _words(items, heard) if heard is not None else None
+    return Scores(pesq=means[0], stoi=means[1], mel_distance=means[2], failures=failures,
+                  wer=words.wer if words else None, cer=words.cer if words else None)
+
+
+def _words(items: Sequence[ItemScores], key: str) -> ErrorRates:
+    """Pooled WER and CER of what the recognizer heard under `key` against the transcripts."""
+    return error_rates([item.text or "" for item in items], [item.heard[key] for item in items])
 
 
 def _warm_up(codec: Codec) -> None:
@@ -366,6 +422,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voice-reference", action="store_true",
                         help="a decoder that reads a voice reference (SoundStream reference_mels) decodes each speaker's "
                              "clips with --adapt-seconds of another of its utterances as the reference (no training)")
+    parser.add_argument("--asr", action="store_true",
+                        help="also hear every clip with pocketsphinx (the original, each level, each Opus coding): WER "
+                             "and CER against the manifest's transcripts, per clip in the JSON for paired comparisons")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="folder for codec_eval.md and codec_eval.json")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -388,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_codec(
         codec, chosen, args.manifest.parent, levels=args.levels, splits=splits, opus=not args.no_opus,
         progress=not args.quiet and sys.stderr.isatty(), manifest_name=str(args.manifest),
-        opus_reference_kbps=args.opus_kbps, decoder_for=decoder_for,
+        opus_reference_kbps=args.opus_kbps, decoder_for=decoder_for, recognizer=Recognizer() if args.asr else None,
     )
     if args.adapt_decoder or args.voice_reference:
         report.codec["adapt_decoder"] = args.adapt_decoder
