@@ -181,6 +181,8 @@ def test_codec_eval_end_to_end(tmp_path: Path, speech: np.ndarray) -> None:
         # flite's words are heard; a random codec's are not.
         assert split["original_wer"] < 0.5 < split["rows"][0]["codec"]["wer"]
     assert "| WER codec | WER Opus |" in table and f"the original audio's WER {split['original_wer']:.3f}" in table
+    assert "| speaker | clips | original | 2 levels | Opus 6 kbit/s |" in table
+    assert f"| slt | 1 | {split['original_wer']:.3f} | {split['rows'][0]['codec']['wer']:.3f} |" in table
     done = subprocess.run([sys.executable, str(script), str(out / "codec_eval.json"), str(out / "codec_eval.json")],
                           check=True, capture_output=True, text=True)
     wer = split["rows"][0]["codec"]["wer"]

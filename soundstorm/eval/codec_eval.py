@@ -157,6 +157,8 @@ class CodecEvalReport:
                 words = f"| - | {_fmt(opus.wer, 3)} | - | {_fmt(opus.cer, 3)} " if heard else ""
                 lines.append(f"| Opus only | {reference.kbps:.2f} | - | {_fmt(opus.pesq, 2)} | - | {_fmt(opus.stoi, 3)} "
                              f"| - | {_fmt(opus.mel_distance, 3)} {words}| - |")
+            if heard:
+                lines += ["", *_words_by_speaker(split)]
         lines += [
             "",
             f"Opus: opus-tools, constrained VBR at the same bitrate; '-' below its {OPUS_MIN_KBPS:g} kbit/s minimum. "
@@ -165,6 +167,22 @@ class CodecEvalReport:
                "(meaningful on flite's and festival's voices, not on espeak-ng's formant ones)." if heard else ""),
         ]
         return "\n".join(lines) + "\n"
+
+
+def _words_by_speaker(split: SplitResult) -> list[str]:
+    """WER by speaker (--asr): a split pools voices the recognizer hears well with formant voices
+    it does not (espeak-ng), so each voice's own row says where a codec loses words."""
+    keys = [key for key in split.items[0].heard if key != "original"]
+    names = [f"{key.split(':')[1]} levels" if key.startswith("codec:") else f"Opus {key.split(':')[1]} kbit/s"
+             for key in keys]
+    lines = [f"WER by speaker ({split.split}):", "",
+             "| speaker | clips | original | " + " | ".join(names) + " |",
+             "|---|---:|---:|" + "---:|" * len(keys)]
+    for speaker in sorted({str(item.speaker) for item in split.items}):
+        items = [item for item in split.items if str(item.speaker) == speaker]
+        cells = [f"{_words(items, key).wer:.3f}" for key in ("original", *keys)]
+        lines.append(f"| {speaker} | {len(items)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def default_levels(num_quantizers: int) -> list[int]:
