@@ -414,6 +414,34 @@ def test_a_new_run_can_start_from_a_model_folder(cache_dir: Path, tmp_path: Path
     regularized.initialize_from(tmp_path / "first" / "model")
 
 
+def test_a_run_carried_as_its_model_folder_continues_at_its_step(cache_dir: Path, tmp_path: Path) -> None:
+    # A new machine has the committed model folder, not the checkpoint: --start-step puts the run
+    # back on its schedule, with the rate re-warmed for the optimizer's new moments.
+    recipe = tiny_recipe(cache_dir, deterministic="true")
+    Trainer(recipe, tmp_path / "first", progress=False, until_step=6).fit()
+    carried = tmp_path / "first" / "model"
+    with pytest.raises(ValueError, match="give the model folder with --init-from"):
+        Trainer(recipe, tmp_path / "bad", progress=False, start_step=6)
+    with pytest.raises(ValueError, match=r"between 1 and optimizer.max_steps - 1 \(11\), got 12"):
+        Trainer(recipe, tmp_path / "bad", progress=False, init_from=carried, start_step=12)
+
+    second = Trainer(recipe, tmp_path / "second", progress=False, init_from=carried, start_step=6, until_step=8)
+    assert second.fit()["step"] == 8  # two steps: from 6, not from 0
+    peak, opt = recipe.optimizer.lr, recipe.optimizer
+    on_schedule = warmup_cosine(8, warmup_steps=opt.warmup_steps, max_steps=opt.max_steps, min_ratio=opt.min_lr_ratio)
+    (group,) = second.optimizers["main"].param_groups
+    assert group["lr"] == pytest.approx(peak * on_schedule * 3 / opt.warmup_steps)  # step 8 is the third of the re-warm-up
+    # The re-warm-up survives a resume from the continued run's checkpoint.
+    resumed = Trainer(recipe, tmp_path / "second", progress=False)
+    assert resumed.fit()["step"] == 12
+    schedule = resumed.schedulers["main"].lr_lambdas[0]
+    assert schedule.restart_step == 6  # type: ignore[attr-defined]
+    cosine = [warmup_cosine(s, warmup_steps=opt.warmup_steps, max_steps=opt.max_steps, min_ratio=opt.min_lr_ratio)
+              for s in range(12)]
+    assert schedule(5) == cosine[5] and schedule(7) == pytest.approx(cosine[7] * 2 / opt.warmup_steps)
+    assert schedule(10) == cosine[10]  # the re-warm-up over, the run's own schedule
+
+
 def test_sigterm_to_the_whole_process_group_with_loader_workers(cache_dir: Path, tmp_path: Path) -> None:
     # A cluster's pre-emption or Ctrl-C signals every process of the group, DataLoader workers
     # too: they must leave it to the main process, which checkpoints and stops them.

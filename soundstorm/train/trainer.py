@@ -32,7 +32,6 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ from soundstorm.precision import bf16_is_fast
 from soundstorm.train.distributed import DistributedContext
 from soundstorm.train.ema import EMA
 from soundstorm.train.recipe import Recipe
-from soundstorm.train.schedule import warmup_cosine
+from soundstorm.train.schedule import LearningRateSchedule
 from soundstorm.train.state import load_state, save_state
 from soundstorm.train.task import build_task
 
@@ -87,9 +86,17 @@ class Trainer:
         until_step: int | None = None,
         max_minutes: float | None = None,
         init_from: str | Path | None = None,
+        start_step: int | None = None,
     ) -> None:
         self.recipe = recipe
         self.init_from = Path(init_from) if init_from is not None else None
+        if start_step is not None:
+            if self.init_from is None:
+                raise ValueError("--start-step continues a run from its model's weights: give the model folder with --init-from")
+            if not 0 < start_step < recipe.optimizer.max_steps:
+                raise ValueError(f"--start-step must be between 1 and optimizer.max_steps - 1 "
+                                 f"({recipe.optimizer.max_steps - 1}), got {start_step}")
+        self.start_step = start_step
         self.out_dir = Path(out_dir)
         self.context = DistributedContext.from_env(device)
         self.until_step = until_step
@@ -116,7 +123,7 @@ class Trainer:
             )
             self.schedulers[phase.name] = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizers[phase.name],
-                partial(warmup_cosine, warmup_steps=opt.warmup_steps, max_steps=opt.max_steps, min_ratio=opt.min_lr_ratio),
+                LearningRateSchedule(warmup_steps=opt.warmup_steps, max_steps=opt.max_steps, min_ratio=opt.min_lr_ratio),
             )
         self.ema = EMA(self.modules[self.task.export_module], opt.ema_decay) if opt.ema_decay > 0 else None
         self.wrapped: dict[str, nn.Module] = {
@@ -221,6 +228,22 @@ class Trainer:
         if self.ema is not None:
             self.ema = EMA(module, self.recipe.optimizer.ema_decay)
         self.log(f"initialised {self.task.export_module} from {path}")
+
+    def continue_at(self, step: int) -> None:
+        """Go on from `step` of the recipe's schedule with the weights already loaded: the
+        learning rate is the schedule's there, ramped up again over warmup_steps because the
+        optimizer's moments are new (LearningRateSchedule). Data order and random draws start as
+        a new run's do."""
+        self.step = step
+        for name, scheduler in self.schedulers.items():
+            for schedule in scheduler.lr_lambdas:
+                schedule.restart_step = step  # type: ignore[attr-defined]
+            scheduler.last_epoch = step
+            for group, base, schedule in zip(self.optimizers[name].param_groups, scheduler.base_lrs,
+                                             scheduler.lr_lambdas, strict=True):
+                group["lr"] = base * schedule(step)
+        self.log(f"continuing at step {step} of {self.recipe.optimizer.max_steps} with fresh optimizer moments "
+                 f"(learning rate re-warmed over {self.recipe.optimizer.warmup_steps} steps)")
 
     def resume(self) -> bool:
         """Load the newest checkpoint that loads; False when there is none."""
@@ -379,6 +402,8 @@ class Trainer:
         schedule, max_steps = self.recipe.schedule, self.recipe.optimizer.max_steps
         if not self.resume() and self.init_from is not None:
             self.initialize_from(self.init_from)
+            if self.start_step is not None:
+                self.continue_at(self.start_step)
         if self.recipe.optimizer.bf16 is True and not bf16_is_fast(self.context.device):
             self.log(f"warning: optimizer.bf16 = true on {self.context.device}, which has no native bf16 "
                      f"(no avx512_bf16 or AMX on a CPU): it is emulated, and a training step is many times "
