@@ -38,7 +38,9 @@ train() {  # train RUN_DIR RECIPE [--set ...]
     fi
 }
 
-"$SOUNDSTORM" corpus synth "$DATA/synth" --hours 5 --quiet
+# Every data set the steps below train on, first: the corpus (data/synth), its augmented copies,
+# the festival voices of other languages and the MBROLA voices (10 minutes; skipped once made).
+SOUNDSTORM="$SOUNDSTORM" DATA="$DATA" recipes/demo/every-speaker-data.sh
 MANIFEST="$DATA/synth/manifest.jsonl"
 
 if [ -z "${CODEC:-}" ]; then
@@ -68,17 +70,9 @@ TOKENS="$DATA/synth-tokens-$DIGEST"
 train "$RUNS/demo-soundstorm" recipes/demo/soundstorm.toml --set "data.cache=\"$TOKENS\""
 # Then SoundStorm on the corpus and a copy of its training utterances, each at its own random speed
 # and equalization (`corpus augment`: thousands of voices it has not heard), so that it carries a
-# prompt's voice rather than recognising one of ten (docs/voices.md).
-[ -f "$DATA/synth-voices/manifest.jsonl" ] || "$SOUNDSTORM" corpus augment "$MANIFEST" "$DATA/synth-voices" --quiet
-[ -f "$DATA/synth-plus/manifest.jsonl" ] || "$SOUNDSTORM" corpus merge "$MANIFEST" "$DATA/synth-voices/manifest.jsonl" \
-    --out "$DATA/synth-plus/manifest.jsonl"
-# And nine festival voices of other languages reading English (`make extra-voices` installs them),
-# added for training only: no sentence the corpus holds out, no change to its validation set.
-EXTRA_VOICES=festival-upc_ca_ona_hts,festival-czech_dita,festival-czech_krb,festival-czech_machac,festival-hy_fi_mv_diphone
-EXTRA_VOICES+=,festival-suo_fi_lj_diphone,festival-lp_diphone,festival-pc_diphone,festival-msu_ru_nsh_clunits
-"$SOUNDSTORM" corpus synth "$DATA/synth-extra" --hours 2.25 --held-out '' --seed 1 --voices "$EXTRA_VOICES" --quiet
-[ -f "$DATA/synth-plus-extra/manifest.jsonl" ] || "$SOUNDSTORM" corpus merge "$DATA/synth-plus/manifest.jsonl" \
-    "$DATA/synth-extra/manifest.jsonl" --train-only --out "$DATA/synth-plus-extra/manifest.jsonl"
+# prompt's voice rather than recognising one of ten (docs/voices.md); and nine festival voices of
+# other languages reading English (`make extra-voices` installs them), added for training only: no
+# sentence the corpus holds out, no change to its validation set. Both made by every-speaker-data.sh.
 PLUS_TOKENS="$DATA/synth-plus-extra-tokens-$DIGEST"
 "$SOUNDSTORM" corpus tokenize "$DATA/synth-plus-extra/manifest.jsonl" "$PLUS_TOKENS" --codec "soundstream:$CODEC" \
     --semantic "content:$SEMANTIC" --quiet
@@ -132,11 +126,7 @@ train "$RUNS/codec-ref" recipes/demo/codec-reference.toml --set "data.cache=\"$M
 # Then 1500 steps with 57 MBROLA voices in its crops too (`make mbrola-voices`; each a real speaker's
 # diphones, for training only): with many voices a decoder can no longer tell the voice from the
 # tokens and learns to take it from the reference (held-out similarity +0.031 +- 0.003, docs/voices.md).
-MBROLA_VOICES=$(printf 'espeak-mb-%s,' af1-en br1 br2 br3 br4 ca1 ca2 cr1 cz2 de1-en de2-en de3-en de4-en de5-en \
-    de6-en de7 de8 ee1 en1 es1 es2 es3 es4 fr1-en fr2 fr3 fr4-en fr5 fr6 fr7 gr1 gr2-en hu1-en ic1 id1 ir1 it1 it2 it3 \
-    it4 la1 lt1 lt2 mx1 mx2 nl2-en nl3 pl1-en pt1 ro1-en sw1-en sw2-en tr1 tr2 us1 us2 us3)
-"$SOUNDSTORM" corpus synth "$DATA/synth-mbrola-all" --hours 2.25 --held-out '' --seed 2 --no-align \
-    --voices "${MBROLA_VOICES%,}" --quiet
+# data/synth-mbrola-all: made by every-speaker-data.sh.
 [ -f "$DATA/synth-mball/manifest.jsonl" ] || "$SOUNDSTORM" corpus merge "$MANIFEST" \
     "$DATA/synth-mbrola-all/manifest.jsonl" --train-only --out "$DATA/synth-mball/manifest.jsonl"
 train "$RUNS/codec-ref-voices" recipes/demo/codec-reference.toml --set "data.cache=\"$DATA/synth-mball/manifest.jsonl\"" \
