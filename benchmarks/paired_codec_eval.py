@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from paired_eval import mean_and_error  # this folder is sys.path[0] when the script runs; it puts the repo on sys.path
+from paired_probe import per_sentence
 
 from soundstorm.eval.asr import error_rates
 
@@ -110,7 +111,7 @@ def words_table(a_run: dict[str, dict[str, dict]], b_run: dict[str, dict[str, di
             for q in levels:
                 heard = [[items[key]["heard"][f"codec:{q}"] for key in keys] for items in (a_items, b_items)]
                 pooled = [error_rates(texts, h).wer for h in heard]
-                clips = [[error_rates([t], [h]) for t, h in zip(texts, run, strict=True)] for run in heard]
+                clips = [per_sentence(texts, run) for run in heard]
                 cells = []
                 for metric in ("wer", "cer"):
                     mean, error = mean_and_error([getattr(y, metric) - getattr(x, metric)
